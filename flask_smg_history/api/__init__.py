@@ -1,0 +1,6 @@
+"""The HTTP API: OpenAI's Conversations and stored-Responses shapes, plus our
+feedback, listing and health endpoints in the same style."""
+
+from .routes import create_blueprint
+
+__all__ = ["create_blueprint"]

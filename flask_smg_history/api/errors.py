@@ -1,0 +1,46 @@
+"""The OpenAI error envelope, and the one place errors become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import HistoryError
+
+log = logging.getLogger("flask_smg_history")
+
+_HTTP_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
+
+
+def envelope(status: int, message: str, type_: str, param: str | None = None, code: str | None = None):
+    response = jsonify({"error": {"message": message, "type": type_, "param": param, "code": code}})
+    response.status_code = status
+    if status == 409 or 400 <= status < 500:
+        # 4xx answers are final; the openai client would otherwise retry 409s.
+        response.headers["x-should-retry"] = "false"
+    return response
+
+
+def history_error(exc: HistoryError):
+    if exc.status >= 500:
+        log.warning("history request failed: %s", exc.message)
+    return envelope(exc.status, exc.message, exc.type, exc.param, exc.code)
+
+
+def http_error(exc: HTTPException):
+    status = exc.code or 500
+    type_ = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return envelope(status, exc.description or exc.name, type_)
+
+
+def unexpected_error(exc: Exception):
+    log.exception("unexpected error in the history API")
+    return envelope(500, "The history service failed unexpectedly.", "server_error")
+
+
+def register(blueprint) -> None:
+    blueprint.register_error_handler(HistoryError, history_error)
+    blueprint.register_error_handler(HTTPException, http_error)
+    blueprint.register_error_handler(Exception, unexpected_error)

@@ -1,0 +1,187 @@
+"""The OpenAPI 3.1 document of the blueprint, built with apispec from the same
+marshmallow schemas that validate input and render output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from .. import __version__, schemas
+from . import render
+
+INCLUDE_VALUES = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+)
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_PAGE_PARAMS: list[dict[str, Any]] = [
+    {"in": "query", "name": "limit", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"in": "query", "name": "order", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+    {"in": "query", "name": "after", "schema": {"type": "string"}},
+    {
+        "in": "query",
+        "name": "include",
+        "schema": {"type": "array", "items": {"type": "string", "enum": list(INCLUDE_VALUES)}},
+        "style": "form",
+        "explode": True,
+    },
+]
+_ITEM = {"type": "object", "required": ["id", "type"], "properties": {"id": {"type": "string"}, "type": {"type": "string"}}}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+
+
+def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
+    nullable_str = {"type": ["string", "null"]}
+    return {
+        "type": "object",
+        "required": ["object", "data", "first_id", "last_id", "has_more"],
+        "properties": {
+            "object": {"type": "string", "enum": ["list"]},
+            "data": {"type": "array", "items": schema},
+            "first_id": nullable_str,
+            "last_id": nullable_str,
+            "has_more": {"type": "boolean"},
+        },
+    }
+
+
+def _op(summary: str, ok: Any, *, params=(), body: Any = None, status: str = "200") -> dict[str, Any]:
+    content = {"application/json": {"schema": ok}}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": list(params),
+        "responses": {status: {"description": "OK", "content": content}, "default": _ERROR},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def build_openapi(settings) -> dict[str, Any]:
+    spec = APISpec(
+        title="flask-smg-history",
+        version=__version__,
+        openapi_version="3.1.0",
+        plugins=[MarshmallowPlugin()],
+        servers=[{"url": settings.url_prefix}],
+    )
+    for name, schema in (
+        ("ConversationCreate", schemas.ConversationCreateSchema),
+        ("ConversationUpdate", schemas.ConversationUpdateSchema),
+        ("ItemsAdd", schemas.ItemsAddSchema),
+        ("FeedbackSubmit", schemas.FeedbackSubmitSchema),
+        ("Conversation", render.ConversationOut),
+        ("Deleted", render.DeletedOut),
+        ("Feedback", render.FeedbackOut),
+    ):
+        spec.components.schema(name, schema=schema)
+    spec.components.schema(
+        "Error",
+        {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type", "param", "code"],
+                    "properties": {
+                        "message": {"type": "string"},
+                        "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]},
+                        "code": {"type": ["string", "null"]},
+                    },
+                }
+            },
+        },
+    )
+    spec.components.response(
+        "Error",
+        {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    )
+    conv = {"$ref": "#/components/schemas/Conversation"}
+    deleted = {"$ref": "#/components/schemas/Deleted"}
+    feedback = {"$ref": "#/components/schemas/Feedback"}
+    response = {"type": "object", "required": ["id", "object", "created_at", "model", "output"]}
+    cid, iid, rid = _path_param("conversation_id"), _path_param("item_id"), _path_param("response_id")
+    since = {"in": "query", "name": "since", "schema": {"type": "string"}}
+    spec.path(
+        "/conversations",
+        operations={
+            "post": _op("Create a conversation", conv, body={"$ref": "#/components/schemas/ConversationCreate"}),
+            "get": _op("List the caller's conversations, newest first", _list_of(conv), params=_PAGE_PARAMS[:3]),
+        },
+    )
+    spec.path(
+        "/conversations/{conversation_id}",
+        operations={
+            "get": _op("Retrieve a conversation", conv, params=[cid]),
+            "post": _op("Update a conversation's metadata", conv, params=[cid],
+                        body={"$ref": "#/components/schemas/ConversationUpdate"}),
+            "delete": _op("Delete a conversation", deleted, params=[cid]),
+        },
+    )
+    spec.path(
+        "/conversations/{conversation_id}/items",
+        operations={
+            "post": _op("Add items", _list_of(_ITEM), params=[cid, _PAGE_PARAMS[3]],
+                        body={"$ref": "#/components/schemas/ItemsAdd"}),
+            "get": _op("List items", _list_of(_ITEM), params=[cid, *_PAGE_PARAMS]),
+        },
+    )
+    spec.path(
+        "/conversations/{conversation_id}/items/{item_id}",
+        operations={
+            "get": _op("Retrieve an item", _ITEM, params=[cid, iid, _PAGE_PARAMS[3]]),
+            "delete": _op("Delete an item; answers the parent conversation", conv, params=[cid, iid]),
+        },
+    )
+    spec.path(
+        "/responses/{response_id}",
+        operations={
+            "get": _op("Retrieve a stored response", response, params=[rid, _PAGE_PARAMS[3]]),
+            "delete": _op("Delete a stored response", deleted, params=[rid]),
+        },
+    )
+    spec.path(
+        "/responses/{response_id}/input_items",
+        operations={"get": _op("List a response's input items", _list_of(_ITEM), params=[rid, *_PAGE_PARAMS])},
+    )
+    spec.path(
+        "/responses/{response_id}/feedback",
+        operations={
+            "post": _op("Rate a response", feedback, params=[rid], body={"$ref": "#/components/schemas/FeedbackSubmit"}),
+            "get": _op("The caller's feedback on a response", feedback, params=[rid]),
+        },
+    )
+    spec.path(
+        "/feedback",
+        operations={
+            "get": _op(
+                "List the caller's feedback, newest first",
+                _list_of(feedback),
+                params=[
+                    {"in": "query", "name": "rating", "schema": {"type": "string", "enum": ["positive", "negative"]}},
+                    {"in": "query", "name": "model", "schema": {"type": "string"}},
+                    since,
+                    _PAGE_PARAMS[0],
+                    _PAGE_PARAMS[2],
+                ],
+            )
+        },
+    )
+    spec.path("/feedback/stats", operations={"get": _op("Feedback counts by rating, model and day", {"type": "object"},
+                                                         params=[since])})
+    spec.path("/history/health", operations={"get": _op("Backend health", {"type": "object"})})
+    return spec.to_dict()

@@ -1,0 +1,104 @@
+"""Records rendered as OpenAI's JSON shapes, by marshmallow output schemas
+(the OpenAPI document is built from the same schemas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields
+
+from ..records import Conversation, Feedback, Item, Page, Response
+
+
+class UnixTime(fields.Field):
+    """Float seconds rendered as integer Unix seconds, as OpenAI does."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else int(value)
+
+
+class ConversationOut(Schema):
+    id = fields.Str(required=True)
+    object = fields.Constant("conversation", required=True)
+    created_at = UnixTime(required=True, metadata={"type": "integer"})
+    metadata = fields.Dict(keys=fields.Str(), values=fields.Str(), required=True)
+
+
+class DeletedOut(Schema):
+    id = fields.Str(required=True)
+    object = fields.Str(required=True)
+    deleted = fields.Bool(required=True)
+
+
+class FeedbackOut(Schema):
+    id = fields.Str(required=True)
+    object = fields.Constant("response.feedback", required=True)
+    response_id = fields.Str(required=True)
+    rating = fields.Str(required=True, metadata={"enum": ["positive", "negative"]})
+    comment = fields.Str(allow_none=True, required=True)
+    metadata = fields.Dict(keys=fields.Str(), values=fields.Str(), required=True)
+    model = fields.Str(required=True)
+    created_at = UnixTime(required=True, metadata={"type": "integer"})
+
+
+_CONVERSATION = ConversationOut()
+_FEEDBACK = FeedbackOut()
+
+#: Fields the OpenAI spec requires on a response, with the value used when the
+#: stored response did not carry them.
+RESPONSE_DEFAULTS: dict[str, Any] = {
+    "error": None,
+    "incomplete_details": None,
+    "instructions": None,
+    "parallel_tool_calls": True,
+    "temperature": None,
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": None,
+}
+
+
+def conversation(conv: Conversation) -> dict[str, Any]:
+    return _CONVERSATION.dump(conv)
+
+
+def item(record: Item) -> dict[str, Any]:
+    return record.payload
+
+
+def feedback(record: Feedback) -> dict[str, Any]:
+    return _FEEDBACK.dump(record)
+
+
+def response(record: Response) -> dict[str, Any]:
+    return {
+        **RESPONSE_DEFAULTS,
+        **record.extra,
+        "id": record.id,
+        "object": "response",
+        "created_at": int(record.created_at),
+        "status": record.status,
+        "model": record.model,
+        "output": record.output,
+        "usage": record.usage,
+        "metadata": record.metadata,
+        "previous_response_id": record.previous_response_id,
+        "conversation": {"id": record.conversation_id} if record.conversation_id else None,
+        "safety_identifier": record.safety_identifier,
+    }
+
+
+def page(result: Page[Any], render) -> dict[str, Any]:
+    """A list object. ``first_id``/``last_id`` are null on an empty page, as
+    OpenAI answers (the SDK's page types accept it)."""
+    return {
+        "object": "list",
+        "data": [render(record) for record in result.data],
+        "first_id": result.first_id,
+        "last_id": result.last_id,
+        "has_more": result.has_more,
+    }
+
+
+def deleted(object_id: str, kind: str) -> dict[str, Any]:
+    return {"id": object_id, "object": kind, "deleted": True}

@@ -1,0 +1,215 @@
+"""The interface every history backend implements, and the registry of them.
+
+A backend speaks only in records (``records.py``). It is told the owner on every
+call and must make another owner's records look exactly like missing ones
+(``NotFound``). Limits, ID minting and timestamps are the store's job; a backend
+assigns item positions, keeps them strictly increasing per conversation under
+concurrent writers, and treats every call as one atomic, durable write.
+
+Backends are looked up by name in ``BACKENDS``, then in the
+``flask_smg_history.backends`` entry point group, then as a dotted import path,
+and imported only when selected, so a ``memory`` user needs no database driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections import Counter
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ConfigError
+from ..records import Conversation, Feedback, Item, Page, Response
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ..config import Settings
+
+#: Built-in backend names and the class that serves each.
+BACKENDS: dict[str, str] = {
+    "memory": "flask_smg_history.backends.memory:MemoryBackend",
+    "none": "flask_smg_history.backends.none:NoneBackend",
+    "sqlite": "flask_smg_history.backends.sql:SqlBackend",
+    "postgres": "flask_smg_history.backends.sql:SqlBackend",
+    "oracle": "flask_smg_history.backends.sql:SqlBackend",
+    "redis": "flask_smg_history.backends.redis:RedisBackend",
+}
+
+ENTRY_POINT_GROUP = "flask_smg_history.backends"
+
+
+class Backend(ABC):
+    """Storage for one app. One instance serves every request and thread of the
+    app, so implementations must be thread-safe."""
+
+    #: Driver exceptions meaning "the database cannot be reached or failed";
+    #: the store turns them into ``HistoryUnavailable`` (HTTP 503).
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: False for backends that keep nothing (``none``).
+    persistent: ClassVar[bool] = True
+
+    def __init__(self, name: str, settings: Settings, app: Flask) -> None:
+        self.name = name
+        self.settings = settings
+
+    # -- conversations -------------------------------------------------------
+    @abstractmethod
+    def create_conversation(self, conversation: Conversation, items: list[Item]) -> list[Item]:
+        """Store a new conversation with its first items, atomically. Returns
+        the items with their positions assigned."""
+
+    @abstractmethod
+    def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
+        """Return a live conversation of ``owner`` or raise ``NotFound``."""
+
+    @abstractmethod
+    def update_conversation(
+        self, owner: str, conversation_id: str, metadata: dict[str, str], updated_at: float, expires_at: float | None
+    ) -> Conversation:
+        """Replace the metadata of a conversation and return it."""
+
+    @abstractmethod
+    def delete_conversation(self, owner: str, conversation_id: str) -> None:
+        """Delete a conversation and its items, or raise ``NotFound``."""
+
+    @abstractmethod
+    def list_conversations(self, owner: str, *, after: str | None, limit: int, order: str) -> Page[Conversation]:
+        """Page through the owner's live conversations by creation time
+        (``desc``: newest first). ``after`` is a conversation ID; an unknown one
+        raises ``InvalidRequest`` with ``param="after"``."""
+
+    # -- items ---------------------------------------------------------------
+    @abstractmethod
+    def add_items(
+        self, owner: str, conversation_id: str, items: list[Item], *, updated_at: float, expires_at: float | None
+    ) -> list[Item]:
+        """Append items atomically after every item already stored, refreshing
+        the conversation's ``updated_at`` and ``expires_at``. An item whose
+        ``id`` is already in the conversation fails the whole batch with
+        ``InvalidRequest(code="item_already_in_conversation")``."""
+
+    @abstractmethod
+    def list_items(
+        self, owner: str, conversation_id: str, *, after: str | None, limit: int, order: str
+    ) -> Page[Item]:
+        """Page through a conversation's items by position. ``after`` is an item
+        ID of this conversation; an unknown one raises ``InvalidRequest``."""
+
+    @abstractmethod
+    def get_item(self, owner: str, conversation_id: str, item_id: str) -> Item: ...
+
+    @abstractmethod
+    def delete_item(self, owner: str, conversation_id: str, item_id: str) -> None: ...
+
+    @abstractmethod
+    def recent_items(self, owner: str, conversation_id: str, limit: int) -> list[Item]:
+        """The last ``limit`` items, oldest first: the context for a prompt."""
+
+    # -- responses -----------------------------------------------------------
+    @abstractmethod
+    def store_response(self, response: Response) -> None:
+        """Insert a response, or replace the owner's response with the same ID."""
+
+    @abstractmethod
+    def get_response(self, owner: str, response_id: str) -> Response: ...
+
+    @abstractmethod
+    def delete_response(self, owner: str, response_id: str) -> None:
+        """Delete a response and the feedback on it."""
+
+    # -- feedback ------------------------------------------------------------
+    @abstractmethod
+    def submit_feedback(self, feedback: Feedback) -> Feedback:
+        """Store the owner's feedback on a response, replacing an earlier one
+        (whose ID is kept). The store has checked the response exists."""
+
+    @abstractmethod
+    def get_feedback(self, owner: str, response_id: str) -> Feedback: ...
+
+    @abstractmethod
+    def list_feedback(
+        self,
+        owner: str,
+        *,
+        rating: str | None,
+        model: str | None,
+        since: float | None,
+        after: str | None,
+        limit: int,
+    ) -> Page[Feedback]:
+        """Page through the owner's feedback, newest first, filtered."""
+
+    def feedback_stats(self, owner: str, *, since: float | None) -> dict[str, Any]:
+        """Counts by rating, by model and by day. This default walks
+        ``list_feedback``; backends with aggregate queries override it."""
+        by_rating: Counter[str] = Counter()
+        by_model: dict[str, Counter[str]] = {}
+        by_day: dict[str, Counter[str]] = {}
+        after = None
+        while True:
+            page = self.list_feedback(owner, rating=None, model=None, since=since, after=after, limit=100)
+            for fb in page.data:
+                day = dt.datetime.fromtimestamp(fb.created_at, dt.timezone.utc).date().isoformat()
+                by_rating[fb.rating] += 1
+                by_model.setdefault(fb.model, Counter())[fb.rating] += 1
+                by_day.setdefault(day, Counter())[fb.rating] += 1
+            if not page.has_more:
+                break
+            after = page.last_id
+        return {"by_rating": by_rating, "by_model": by_model, "by_day": by_day}
+
+    # -- operations ----------------------------------------------------------
+    @abstractmethod
+    def health(self) -> dict[str, Any]:
+        """Probe the database; raise one of ``unavailable_errors`` if it is down."""
+
+    def close(self) -> None:
+        """Release pools and connections (called when the process shuts down)."""
+
+
+def load_backend_class(name: str) -> type[Backend]:
+    """Resolve a backend name, entry point name or dotted path to its class."""
+    from importlib.metadata import entry_points
+
+    from werkzeug.utils import import_string
+
+    target = BACKENDS.get(name)
+    if target is None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == name:
+                return ep.load()
+    if target is None and "." in name:
+        target = name
+    if target is None:
+        raise ConfigError(
+            f"SMG_HISTORY_BACKEND: unknown backend {name!r}; accepted values are "
+            f"{', '.join(sorted(set(BACKENDS)))}, an entry point in {ENTRY_POINT_GROUP!r}, or a dotted import path.",
+            param="SMG_HISTORY_BACKEND",
+        )
+    try:
+        cls = import_string(target.replace(":", "."))
+    except ImportError as exc:
+        raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} cannot be imported: {exc}", param="SMG_HISTORY_BACKEND") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} is not a Backend subclass.", param="SMG_HISTORY_BACKEND")
+    return cls
+
+
+def page_of(records: list[Any], *, after: str | None, limit: int, order: str) -> Page[Any]:
+    """Cut one page from records already sorted ascending. For stores whose
+    data is in memory (the memory backend, a response's input items); database
+    backends page with keyset queries instead."""
+    from ..errors import InvalidRequest
+
+    seq = records if order == "asc" else list(reversed(records))
+    start = 0
+    if after is not None:
+        for index, record in enumerate(seq):
+            if record.id == after:
+                start = index + 1
+                break
+        else:
+            raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+    chunk = seq[start : start + limit]
+    return Page(data=chunk, has_more=start + limit < len(seq))

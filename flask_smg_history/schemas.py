@@ -1,0 +1,215 @@
+"""Marshmallow schemas for everything a caller can send, used by the store.
+
+Validation lives here rather than in the HTTP layer so host code calling
+``history.items.add(...)`` gets exactly the checks an HTTP client gets; the
+API's OpenAPI document is built from the same schemas. ``load`` turns
+marshmallow's nested error dict into one ``InvalidRequest`` whose ``param``
+names the field the way OpenAI does (``items[3].role``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from .errors import InvalidRequest
+from .records import ITEM_ID_PREFIXES, RATINGS
+
+MAX_ITEMS_PER_ADD = 20
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+MAX_COMMENT = 4096
+MAX_ID = 128
+MESSAGE_ROLES = ("user", "assistant", "system", "developer")
+MESSAGE_STATUSES = ("in_progress", "completed", "incomplete")
+
+#: IDs a client may choose: letters, digits, ``_`` and ``-``, up to 128 chars,
+#: so an ID is safe in a URL path, a SQL bind and a Redis key alike.
+ID_RULE = validate.Regexp(r"^[A-Za-z0-9_-]{1,128}$", error="must be 1 to 128 letters, digits, '_' or '-'.")
+
+
+class MetadataField(fields.Dict):
+    """OpenAI metadata: at most 16 string pairs, keys <= 64, values <= 512."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keys=fields.Str(), values=fields.Str(), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if len(result) > MAX_METADATA_PAIRS:
+            raise ValidationError(f"Metadata can have at most {MAX_METADATA_PAIRS} key-value pairs, got {len(result)}.")
+        for key, val in result.items():
+            if len(key) > MAX_METADATA_KEY:
+                raise ValidationError(f"Metadata keys must be at most {MAX_METADATA_KEY} characters: {key[:80]!r}.")
+            if len(val) > MAX_METADATA_VALUE:
+                raise ValidationError(f"Metadata value of {key!r} must be at most {MAX_METADATA_VALUE} characters.")
+        return result
+
+
+class _StrOrParts(fields.Field):
+    """Message content: a string, or a list of content parts (objects with a
+    string ``type``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(
+            isinstance(part, dict) and isinstance(part.get("type"), str) for part in value
+        ):
+            return value
+        raise ValidationError("must be a string or a list of content parts, each an object with a 'type'.")
+
+
+class MessageItemSchema(Schema):
+    """A message, in OpenAI's easy form (``{"role", "content"}``) or in full.
+    ``post_load`` returns the full stored shape."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.Str(validate=validate.Equal("message"))
+    id = fields.Str(validate=ID_RULE)
+    role = fields.Str(required=True, validate=validate.OneOf(MESSAGE_ROLES))
+    content = _StrOrParts(required=True)
+    status = fields.Str(validate=validate.OneOf(MESSAGE_STATUSES))
+
+    @post_load
+    def to_stored(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        assistant = data["role"] == "assistant"
+        content = data["content"]
+        if isinstance(content, str):
+            content = [{"type": "output_text" if assistant else "input_text", "text": content}]
+        parts = []
+        for part in content:
+            if part["type"] == "output_text":
+                part = {"annotations": [], "logprobs": [], **part}
+            parts.append(part)
+        stored = {**data, "type": "message", "content": parts}
+        stored.setdefault("status", "completed")
+        return stored
+
+
+class OtherItemSchema(Schema):
+    """Any other item type of the Conversations API, stored as given."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.Str(
+        required=True,
+        validate=validate.OneOf(
+            [t for t in ITEM_ID_PREFIXES if t != "message"], error="Unknown item type {input!r}."
+        ),
+    )
+    id = fields.Str(validate=ID_RULE)
+
+
+class ConversationCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    metadata = MetadataField(allow_none=True, load_default=None)
+    items = fields.List(
+        fields.Dict(), allow_none=True, load_default=None, validate=validate.Length(max=MAX_ITEMS_PER_ADD)
+    )
+
+
+class ConversationUpdateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    metadata = MetadataField(required=True, allow_none=True)
+
+
+class ItemsAddSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    items = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_ITEMS_PER_ADD))
+
+
+class FeedbackSubmitSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    rating = fields.Str(required=True, validate=validate.OneOf(RATINGS))
+    comment = fields.Str(allow_none=True, load_default=None, validate=validate.Length(max=MAX_COMMENT))
+    metadata = MetadataField(allow_none=True, load_default=None)
+
+
+class ResponseStoreSchema(Schema):
+    """What a host passes to ``responses.store``: an OpenAI response object
+    (``id`` optional), plus ``input`` items and the ``conversation`` it belongs
+    to. Fields not named here are kept as given."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.Str(validate=ID_RULE)
+    model = fields.Str(load_default="")
+    status = fields.Str(load_default="completed")
+    previous_response_id = fields.Str(allow_none=True, load_default=None, validate=ID_RULE)
+    conversation = fields.Raw(allow_none=True, load_default=None)
+    input = fields.Raw(load_default=list)
+    output = fields.List(fields.Dict(), load_default=list)
+    usage = fields.Dict(allow_none=True, load_default=None)
+    metadata = MetadataField(allow_none=True, load_default=None)
+    safety_identifier = fields.Str(allow_none=True, load_default=None)
+    user = fields.Str(allow_none=True)
+
+    @validates_schema
+    def check_input(self, data: dict[str, Any], **kwargs: Any) -> None:
+        value = data.get("input")
+        if not isinstance(value, (str, list)):
+            raise ValidationError("must be a string or a list of items.", "input")
+
+
+def _param(messages: Any, path: str = "") -> tuple[str, str]:
+    """The first error in marshmallow's nested messages, as (param, message)."""
+    if isinstance(messages, list):
+        if messages and isinstance(messages[0], str):
+            return path, messages[0]
+        return path, str(messages)
+    key, sub = next(iter(messages.items()))
+    if isinstance(key, int):
+        child = f"{path}[{key}]"
+    elif key == "_schema":
+        child = path
+    else:
+        child = f"{path}.{key}" if path else str(key)
+    return _param(sub, child)
+
+
+def load(schema: Schema, data: Any, *, param_prefix: str = "") -> dict[str, Any]:
+    """Validate ``data`` with ``schema``; raise ``InvalidRequest`` naming the
+    first bad field."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("Expected a JSON object.", param=param_prefix or None)
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        param, message = _param(exc.messages, param_prefix)
+        if message == "Unknown field.":
+            message = f"Unknown parameter: '{param}'."
+        raise InvalidRequest(f"Invalid '{param}': {message}" if param else message, param=param or None) from None
+
+
+_MESSAGE = MessageItemSchema()
+_OTHER = OtherItemSchema()
+
+
+def load_item(raw: Any, param: str, max_bytes: int) -> dict[str, Any]:
+    """Validate one input item and return its stored payload (without ``id``
+    when the caller gave none: the store mints it)."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"Invalid '{param}': expected an object.", param=param)
+    kind = raw.get("type", "message")
+    if kind == "item_reference":
+        raise InvalidRequest(f"Invalid '{param}.type': item references are not supported.", param=f"{param}.type")
+    payload = load(_MESSAGE if kind == "message" else _OTHER, raw, param_prefix=param)
+    if len(json.dumps(payload, separators=(",", ":"))) > max_bytes:
+        raise InvalidRequest(f"Invalid '{param}': the item is larger than {max_bytes} bytes.", param=param)
+    return payload

@@ -1,0 +1,364 @@
+"""``HistoryStore``: what host code and the blueprint call, bound to one owner.
+
+The store validates input (through ``schemas``), enforces limits, mints IDs and
+timestamps, and turns driver failures into ``HistoryUnavailable``; backends only
+store and fetch records. Every method is one atomic backend call, except where a
+docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import schemas
+from .errors import HistoryUnavailable, InvalidRequest, NotFound
+from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .config import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("flask_smg_history")
+
+MAX_PAGE = 100
+MAX_CHAIN = 1000
+
+
+def _check_page(limit: Any, order: Any) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"Invalid 'limit': must be an integer from 1 to {MAX_PAGE}.", param="limit")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("Invalid 'order': must be 'asc' or 'desc'.", param="order")
+
+
+def guarded(backend: Backend, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one backend call; a driver failure becomes ``HistoryUnavailable``
+    whose message names the backend but never echoes the driver's text (it can
+    hold URLs and credentials). Every call is timed and logged by outcome."""
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        return fn(*args, **kwargs)
+    except backend.unavailable_errors as exc:
+        outcome = "unavailable"
+        raise HistoryUnavailable(
+            f"The history backend ({backend.name}) is unavailable ({type(exc).__name__}); try again later."
+        ) from exc
+    except (NotFound, InvalidRequest):
+        outcome = "client_error"
+        raise
+    finally:
+        log.debug(
+            "history operation %s on %s: %s",
+            operation,
+            backend.name,
+            outcome,
+            extra={
+                "operation": operation,
+                "backend": backend.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "outcome": outcome,
+            },
+        )
+
+
+class HistoryStore:
+    """The history of one owner. ``history`` in a request is one of these."""
+
+    def __init__(self, owner: str, backend: Backend, settings: Settings) -> None:
+        self.owner = owner
+        self.backend = backend
+        self.settings = settings
+        self.conversations = Conversations(self)
+        self.items = Items(self)
+        self.responses = Responses(self)
+        self.feedback = FeedbackStore(self)
+
+    def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return guarded(self.backend, operation, fn, *args, **kwargs)
+
+    def expires_at(self, at: float) -> float | None:
+        days = self.settings.retention_days
+        return None if days is None else at + days * 86400
+
+    def new_items(self, raw_items: list[Any], conversation_id: str, at: float, param: str = "items") -> list[Item]:
+        """Validate input items and turn them into records with IDs minted."""
+        out = []
+        for index, raw in enumerate(raw_items):
+            payload = schemas.load_item(raw, f"{param}[{index}]", self.settings.max_item_bytes)
+            kind = payload.get("type", "message")
+            payload = {"id": payload.get("id") or mint_id(ITEM_ID_PREFIXES[kind]), **payload}
+            out.append(
+                Item(
+                    id=payload["id"],
+                    conversation_id=conversation_id,
+                    type=kind,
+                    payload=payload,
+                    created_at=at,
+                    role=payload.get("role"),
+                    status=payload.get("status"),
+                )
+            )
+        return out
+
+
+class _Part:
+    def __init__(self, store: HistoryStore) -> None:
+        self._store = store
+        self._backend = store.backend
+        self._call = store.call
+
+
+class Conversations(_Part):
+    def create(self, metadata: dict[str, str] | None = None, items: list[Any] | None = None) -> Conversation:
+        """Create a conversation with up to 20 first items, in one atomic write."""
+        data = schemas.load(schemas.ConversationCreateSchema(), {"metadata": metadata, "items": items})
+        at = now()
+        conv = Conversation(
+            id=mint_id("conv"),
+            owner=self._store.owner,
+            created_at=at,
+            updated_at=at,
+            metadata=data["metadata"] or {},
+            expires_at=self._store.expires_at(at),
+        )
+        records = self._store.new_items(data["items"] or [], conv.id, at)
+        self._call("conversations.create", self._backend.create_conversation, conv, records)
+        return conv
+
+    def get(self, conversation_id: str) -> Conversation:
+        return self._call("conversations.get", self._backend.get_conversation, self._store.owner, conversation_id)
+
+    def update(self, conversation_id: str, metadata: dict[str, str] | None) -> Conversation:
+        """Replace the conversation's metadata (OpenAI semantics: the new map
+        replaces the old one)."""
+        data = schemas.load(schemas.ConversationUpdateSchema(), {"metadata": metadata})
+        at = now()
+        return self._call(
+            "conversations.update",
+            self._backend.update_conversation,
+            self._store.owner,
+            conversation_id,
+            data["metadata"] or {},
+            at,
+            self._store.expires_at(at),
+        )
+
+    def delete(self, conversation_id: str) -> None:
+        self._call("conversations.delete", self._backend.delete_conversation, self._store.owner, conversation_id)
+
+    def list(self, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Conversation]:
+        """The owner's conversations by creation time, newest first by default."""
+        _check_page(limit, order)
+        return self._call(
+            "conversations.list",
+            self._backend.list_conversations,
+            self._store.owner,
+            after=after,
+            limit=limit,
+            order=order,
+        )
+
+
+class Items(_Part):
+    def add(self, conversation_id: str, items: list[Any]) -> list[Item]:
+        """Append 1 to 20 items after everything already in the conversation.
+        The batch is validated whole before anything is written."""
+        data = schemas.load(schemas.ItemsAddSchema(), {"items": items})
+        at = now()
+        records = self._store.new_items(data["items"], conversation_id, at)
+        return self._call(
+            "items.add",
+            self._backend.add_items,
+            self._store.owner,
+            conversation_id,
+            records,
+            updated_at=at,
+            expires_at=self._store.expires_at(at),
+        )
+
+    def list(
+        self, conversation_id: str, after: str | None = None, limit: int = 20, order: str = "desc"
+    ) -> Page[Item]:
+        _check_page(limit, order)
+        return self._call(
+            "items.list",
+            self._backend.list_items,
+            self._store.owner,
+            conversation_id,
+            after=after,
+            limit=limit,
+            order=order,
+        )
+
+    def get(self, conversation_id: str, item_id: str) -> Item:
+        return self._call("items.get", self._backend.get_item, self._store.owner, conversation_id, item_id)
+
+    def delete(self, conversation_id: str, item_id: str) -> Conversation:
+        """Delete one item; returns the parent conversation, as OpenAI does
+        (a second read, after the delete has committed)."""
+        self._call("items.delete", self._backend.delete_item, self._store.owner, conversation_id, item_id)
+        return self._store.conversations.get(conversation_id)
+
+    def recent(self, conversation_id: str, limit: int = 20) -> list[Item]:
+        """The last ``limit`` items, oldest first: ready to become a prompt."""
+        _check_page(limit, "asc")
+        return self._call("items.recent", self._backend.recent_items, self._store.owner, conversation_id, limit)
+
+
+class Responses(_Part):
+    def store(self, response: dict[str, Any]) -> Response:
+        """Store an OpenAI response object (``id`` minted when absent) with the
+        ``input`` it answered. A ``conversation`` or ``previous_response_id``
+        must name a record of this owner. Items are not appended to the
+        conversation: call ``items.add`` for that."""
+        data = schemas.load(schemas.ResponseStoreSchema(), response)
+        owner = self._store.owner
+        at = now()
+        response_id = data.pop("id", None) or mint_id("resp")
+        conversation = data.pop("conversation")
+        if isinstance(conversation, dict):
+            conversation = conversation.get("id")
+        if conversation is not None and not isinstance(conversation, str):
+            raise InvalidRequest("Invalid 'conversation': expected an ID or {'id': ...}.", param="conversation")
+        if self._backend.persistent:
+            if conversation is not None:
+                self._store.conversations.get(conversation)
+            previous = data["previous_response_id"]
+            if previous is not None:
+                try:
+                    self.get(previous)
+                except NotFound:
+                    raise NotFound.response(previous) from None
+        raw_input = data.pop("input")
+        if isinstance(raw_input, str):
+            raw_input = [{"role": "user", "content": raw_input}]
+        inputs = [item.payload for item in self._store.new_items(raw_input, response_id, at, "input")]
+        output = [
+            {"id": item.get("id") or mint_id(ITEM_ID_PREFIXES.get(item.get("type"), "item")), **item}
+            for item in data.pop("output")
+        ]
+        created_at = data.pop("created_at", None)
+        record = Response(
+            id=response_id,
+            owner=owner,
+            created_at=float(created_at) if isinstance(created_at, (int, float)) else at,
+            model=data.pop("model"),
+            status=data.pop("status"),
+            conversation_id=conversation,
+            previous_response_id=data.pop("previous_response_id"),
+            input=inputs,
+            output=output,
+            usage=data.pop("usage"),
+            metadata=data.pop("metadata") or {},
+            safety_identifier=data.pop("safety_identifier") or data.get("user"),
+            expires_at=self._store.expires_at(at),
+        )
+        data.pop("object", None)
+        record.extra = data
+        self._call("responses.store", self._backend.store_response, record)
+        return record
+
+    def get(self, response_id: str) -> Response:
+        return self._call("responses.get", self._backend.get_response, self._store.owner, response_id)
+
+    def delete(self, response_id: str) -> None:
+        self._call("responses.delete", self._backend.delete_response, self._store.owner, response_id)
+
+    def input_items(
+        self, response_id: str, after: str | None = None, limit: int = 20, order: str = "desc"
+    ) -> Page[Item]:
+        """Page through the items a response answered (stored with it)."""
+        from .backends.base import page_of
+
+        _check_page(limit, order)
+        resp = self.get(response_id)
+        records = [
+            Item(id=p["id"], conversation_id=resp.id, type=p.get("type", "message"), payload=p, created_at=resp.created_at)
+            for p in resp.input
+        ]
+        return page_of(records, after=after, limit=limit, order=order)
+
+    def chain(self, response_id: str) -> list[Response]:
+        """The response and its ancestors by ``previous_response_id``, oldest
+        first. One read per link; stops at a missing link or after 1000."""
+        chain = [self.get(response_id)]
+        while chain[-1].previous_response_id and len(chain) < MAX_CHAIN:
+            try:
+                chain.append(self.get(chain[-1].previous_response_id))
+            except NotFound:
+                break
+        return list(reversed(chain))
+
+
+class FeedbackStore(_Part):
+    def submit(
+        self,
+        response_id: str,
+        rating: str,
+        comment: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Feedback:
+        """Rate a response of this owner; a second submission replaces the
+        first and keeps its ID."""
+        data = schemas.load(
+            schemas.FeedbackSubmitSchema(), {"rating": rating, "comment": comment, "metadata": metadata}
+        )
+        model = ""
+        expires_at = self._store.expires_at(now())
+        if self._backend.persistent:
+            resp = self._store.responses.get(response_id)
+            model, expires_at = resp.model, resp.expires_at
+        record = Feedback(
+            id=mint_id("fb"),
+            response_id=response_id,
+            owner=self._store.owner,
+            rating=data["rating"],
+            created_at=now(),
+            comment=data["comment"],
+            metadata=data["metadata"] or {},
+            model=model,
+            expires_at=expires_at,
+        )
+        return self._call("feedback.submit", self._backend.submit_feedback, record)
+
+    def get(self, response_id: str) -> Feedback:
+        return self._call("feedback.get", self._backend.get_feedback, self._store.owner, response_id)
+
+    def list(
+        self,
+        rating: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        after: str | None = None,
+        limit: int = 20,
+    ) -> Page[Feedback]:
+        """The owner's feedback, newest first."""
+        _check_page(limit, "desc")
+        if rating is not None and rating not in schemas.RATINGS:
+            raise InvalidRequest("Invalid 'rating': must be 'positive' or 'negative'.", param="rating")
+        return self._call(
+            "feedback.list",
+            self._backend.list_feedback,
+            self._store.owner,
+            rating=rating,
+            model=model,
+            since=since,
+            after=after,
+            limit=limit,
+        )
+
+    def stats(self, since: float | None = None) -> dict[str, Any]:
+        """Counts by rating, by model and by day (UTC), each split by rating."""
+        raw = self._call("feedback.stats", self._backend.feedback_stats, self._store.owner, since=since)
+        by_rating = {rating: int(raw["by_rating"].get(rating, 0)) for rating in schemas.RATINGS}
+        return {
+            "total": sum(by_rating.values()),
+            "by_rating": by_rating,
+            "by_model": {m: {r: int(c.get(r, 0)) for r in schemas.RATINGS} for m, c in sorted(raw["by_model"].items())},
+            "by_day": {d: {r: int(c.get(r, 0)) for r in schemas.RATINGS} for d, c in sorted(raw["by_day"].items())},
+        }

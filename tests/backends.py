@@ -1,0 +1,39 @@
+"""The backends the contract suite runs on, each a context manager that yields
+the app config for a fresh, empty store and cleans up afterwards.
+
+A backend module's tests register here; ``SMG_HISTORY_TEST_BACKENDS`` (comma
+separated) narrows a run to some of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+BackendFactory = Callable[[Path], AbstractContextManager[dict[str, Any]]]
+FACTORIES: dict[str, BackendFactory] = {}
+
+
+def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    def decorate(factory: BackendFactory) -> BackendFactory:
+        FACTORIES[name] = factory
+        return factory
+
+    return decorate
+
+
+@register("memory")
+@contextmanager
+def memory(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    yield {"SMG_HISTORY_BACKEND": "memory"}
+
+
+def selected() -> list[str]:
+    wanted = os.environ.get("SMG_HISTORY_TEST_BACKENDS")
+    names = sorted(FACTORIES)
+    if wanted:
+        names = [n for n in names if n in {w.strip() for w in wanted.split(",")}]
+    return names

@@ -1,0 +1,233 @@
+"""Contract: conversation items, on every backend."""
+
+import threading
+
+import pytest
+
+from flask_smg_history import InvalidRequest, NotFound
+
+
+def _texts(page):
+    return [i.payload["content"][0]["text"] for i in page]
+
+
+@pytest.fixture
+def conv(alice):
+    return alice.conversations.create()
+
+
+def test_easy_messages_become_full_items(alice, conv):
+    added = alice.items.add(
+        conv.id,
+        [
+            {"role": "user", "content": "question"},
+            {"role": "assistant", "content": "answer"},
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be brief"}]},
+        ],
+    )
+    user, assistant, developer = (i.payload for i in added)
+    assert user == {
+        "id": user["id"],
+        "type": "message",
+        "role": "user",
+        "status": "completed",
+        "content": [{"type": "input_text", "text": "question"}],
+    }
+    assert user["id"].startswith("msg_")
+    assert assistant["content"] == [{"type": "output_text", "text": "answer", "annotations": [], "logprobs": []}]
+    assert developer["content"] == [{"type": "input_text", "text": "be brief"}]
+    assert [i.payload for i in alice.items.list(conv.id, order="asc").data] == [user, assistant, developer]
+
+
+TOOL_ITEMS = [
+    {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city": "Oslo"}', "status": "completed"},
+    {"type": "function_call_output", "call_id": "call_1", "output": '{"temp": -3}'},
+    {"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}], "encrypted_content": None},
+    {"type": "mcp_call", "server_label": "docs", "name": "search", "arguments": "{}", "output": "ok", "error": None},
+    {"type": "mcp_list_tools", "server_label": "docs", "tools": [{"name": "search", "input_schema": {}}]},
+    {"type": "mcp_approval_request", "server_label": "docs", "name": "rm", "arguments": "{}"},
+    {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": False, "reason": "no"},
+    {"type": "custom_tool_call", "call_id": "call_2", "name": "grammar", "input": "x"},
+    {"type": "custom_tool_call_output", "call_id": "call_2", "output": "y"},
+    {"type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "q"}},
+    {"type": "file_search_call", "status": "completed", "queries": ["q"], "results": None},
+    {"type": "computer_call", "call_id": "c3", "action": {"type": "click", "x": 1, "y": 2, "button": "left"},
+     "pending_safety_checks": [], "status": "completed"},
+    {"type": "code_interpreter_call", "code": "1+1", "container_id": "cntr", "outputs": [], "status": "completed"},
+    {"type": "image_generation_call", "result": None, "status": "completed"},
+    {"type": "shell_call", "call_id": "c4", "action": {"commands": ["ls"]}, "status": "completed"},
+]
+
+PREFIXES = {"function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_", "mcp_call": "mcp_"}
+
+
+def test_tool_items_are_stored_as_given_with_ids_minted(alice, conv):
+    added = []
+    for start in range(0, len(TOOL_ITEMS), 5):
+        added += alice.items.add(conv.id, TOOL_ITEMS[start : start + 5])
+    for given, item in zip(TOOL_ITEMS, added):
+        payload = dict(item.payload)
+        minted = payload.pop("id")
+        assert payload == given
+        assert item.type == given["type"]
+        assert minted.startswith(PREFIXES.get(given["type"], ""))
+    listed = alice.items.list(conv.id, order="asc", limit=100).data
+    assert [i.payload for i in listed] == [i.payload for i in added]
+
+
+def test_client_ids_are_kept_and_duplicates_refused_atomically(alice, conv):
+    alice.items.add(conv.id, [{"id": "msg_given", "type": "message", "role": "user", "content": "1"}])
+    assert alice.items.get(conv.id, "msg_given").payload["content"][0]["text"] == "1"
+    with pytest.raises(InvalidRequest) as info:
+        alice.items.add(
+            conv.id,
+            [{"role": "user", "content": "2"}, {"id": "msg_given", "role": "user", "content": "dup"}],
+        )
+    assert info.value.code == "item_already_in_conversation"
+    with pytest.raises(InvalidRequest) as info:
+        alice.items.add(
+            conv.id,
+            [{"id": "msg_twice", "role": "user", "content": "a"}, {"id": "msg_twice", "role": "user", "content": "b"}],
+        )
+    assert info.value.code == "item_already_in_conversation"
+    assert _texts(alice.items.list(conv.id).data) == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("items", "param"),
+    [
+        ([], "items"),
+        ([{"role": "user", "content": str(n)} for n in range(21)], "items"),
+        ([{"role": "user", "content": "ok"}, {"type": "no_such_type"}], "items[1].type"),
+        ([{"role": "robot", "content": "x"}], "items[0].role"),
+        ([{"role": "user"}], "items[0].content"),
+        ([{"role": "user", "content": 5}], "items[0].content"),
+        ([{"role": "user", "content": "ok"}, "not an object"], "items[1]"),
+        ([{"id": "bad id!", "role": "user", "content": "x"}], "items[0].id"),
+        ("not a list", "items"),
+    ],
+)
+def test_bad_batches_write_nothing(alice, conv, items, param):
+    with pytest.raises(InvalidRequest) as info:
+        alice.items.add(conv.id, items)
+    assert info.value.param == param
+    assert alice.items.list(conv.id).data == []
+
+
+def test_oversized_item_is_refused(make_app):
+    app = make_app(SMG_HISTORY_MAX_ITEM_BYTES=1000)
+    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    conv = store.conversations.create()
+    with pytest.raises(InvalidRequest) as info:
+        store.items.add(conv.id, [{"role": "user", "content": "x" * 1000}])
+    assert info.value.param == "items[0]"
+    store.items.add(conv.id, [{"role": "user", "content": "x" * 800}])
+
+
+def test_pagination_both_orders(alice, conv):
+    for start in range(0, 45, 15):
+        alice.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(start, start + 15)])
+    for order, expected in (("asc", [str(n) for n in range(45)]), ("desc", [str(n) for n in reversed(range(45))])):
+        seen, after, shape = [], None, []
+        while True:
+            page = alice.items.list(conv.id, after=after, limit=20, order=order)
+            shape.append((len(page.data), page.has_more))
+            assert page.first_id == page.data[0].id and page.last_id == page.data[-1].id
+            seen += _texts(page.data)
+            if not page.has_more:
+                break
+            after = page.last_id
+        assert seen == expected
+        assert shape == [(20, True), (20, True), (5, False)]
+    default = alice.items.list(conv.id)
+    assert _texts(default.data)[:2] == ["44", "43"]
+
+
+def test_pagination_edges(alice, conv):
+    empty = alice.items.list(conv.id)
+    assert (empty.data, empty.has_more, empty.first_id, empty.last_id) == ([], False, None, None)
+    added = alice.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(20)])
+    exact = alice.items.list(conv.id, limit=20)
+    assert len(exact.data) == 20 and exact.has_more is False
+    one = alice.items.list(conv.id, limit=1, order="asc")
+    assert _texts(one.data) == ["0"] and one.has_more is True
+    after_last = alice.items.list(conv.id, after=added[-1].id, order="asc")
+    assert after_last.data == [] and after_last.has_more is False
+    after_first_desc = alice.items.list(conv.id, after=added[0].id, order="desc")
+    assert after_first_desc.data == [] and after_first_desc.has_more is False
+    middle = alice.items.list(conv.id, after=added[9].id, order="asc", limit=5)
+    assert _texts(middle.data) == ["10", "11", "12", "13", "14"] and middle.has_more
+    with pytest.raises(InvalidRequest) as info:
+        alice.items.list(conv.id, after="msg_unknown")
+    assert info.value.param == "after"
+    for limit in (0, 101, "5", None):
+        with pytest.raises(InvalidRequest) as info:
+            alice.items.list(conv.id, limit=limit)
+        assert info.value.param == "limit"
+    with pytest.raises(InvalidRequest) as info:
+        alice.items.list(conv.id, order="sideways")
+    assert info.value.param == "order"
+
+
+def test_after_a_deleted_item_or_an_item_of_another_conversation(alice, conv):
+    other = alice.conversations.create(items=[{"role": "user", "content": "elsewhere"}])
+    foreign = alice.items.list(other.id).data[0]
+    with pytest.raises(InvalidRequest):
+        alice.items.list(conv.id, after=foreign.id)
+
+
+def test_get_delete_and_recent(alice, conv):
+    added = alice.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(10)])
+    assert alice.items.get(conv.id, added[3].id).payload == added[3].payload
+    parent = alice.items.delete(conv.id, added[3].id)
+    assert parent.id == conv.id
+    with pytest.raises(NotFound) as info:
+        alice.items.get(conv.id, added[3].id)
+    assert info.value.message == f"Item with id '{added[3].id}' not found."
+    with pytest.raises(NotFound):
+        alice.items.delete(conv.id, added[3].id)
+    assert _texts(alice.items.recent(conv.id, limit=4)) == ["6", "7", "8", "9"]
+    assert _texts(alice.items.recent(conv.id, limit=100)) == [str(n) for n in range(10) if n != 3]
+    alice.items.add(conv.id, [{"role": "user", "content": "10"}])
+    assert _texts(alice.items.recent(conv.id, limit=2)) == ["9", "10"]
+    positions = [i.position for i in alice.items.list(conv.id, order="asc", limit=100).data]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+def test_recent_of_empty_conversation(alice, conv):
+    assert alice.items.recent(conv.id) == []
+
+
+def test_concurrent_adds_keep_one_total_order(alice, conv):
+    threads, per_thread, errors = 8, 15, []
+
+    def writer(n: int) -> None:
+        try:
+            for k in range(per_thread):
+                alice.items.add(conv.id, [{"role": "user", "content": f"{n}:{k}:a"}, {"role": "user", "content": f"{n}:{k}:b"}])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    items, after = [], None
+    while True:
+        page = alice.items.list(conv.id, after=after, limit=100, order="asc")
+        items += page.data
+        if not page.has_more:
+            break
+        after = page.last_id
+    texts = _texts(items)
+    assert len(texts) == threads * per_thread * 2 == len(set(texts))
+    positions = [i.position for i in items]
+    assert positions == sorted(set(positions))
+    for n in range(threads):  # each writer's items appear in its own order, batches unsplit
+        mine = [t for t in texts if t.startswith(f"{n}:")]
+        assert mine == [f"{n}:{k}:{s}" for k in range(per_thread) for s in "ab"]
+        for k in range(per_thread):
+            a = texts.index(f"{n}:{k}:a")
+            assert texts[a + 1] == f"{n}:{k}:b"

@@ -1,0 +1,154 @@
+"""Contract: stored responses and feedback, on every backend."""
+
+import time
+
+import pytest
+
+from flask_smg_history import InvalidRequest, NotFound
+
+
+def _response(**overrides):
+    body = {
+        "model": "gpt-test",
+        "input": [{"role": "user", "content": "Hi"}],
+        "output": [
+            {"type": "message", "id": "msg_out1", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}
+        ],
+        "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+        "instructions": "be nice",
+        "temperature": 0.2,
+    }
+    body.update(overrides)
+    return body
+
+
+def test_store_and_get(alice):
+    conv = alice.conversations.create()
+    stored = alice.responses.store(_response(conversation=conv.id, metadata={"k": "v"}))
+    assert stored.id.startswith("resp_")
+    got = alice.responses.get(stored.id)
+    assert got.model == "gpt-test" and got.status == "completed"
+    assert got.conversation_id == conv.id
+    assert got.usage == {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4}
+    assert got.output[0]["content"][0]["text"] == "Hello"
+    assert got.metadata == {"k": "v"}
+    assert got.extra == {"instructions": "be nice", "temperature": 0.2}
+    assert got.input[0]["type"] == "message" and got.input[0]["id"].startswith("msg_")
+
+
+def test_given_id_string_input_and_replace(alice):
+    stored = alice.responses.store(_response(id="resp_given", input="plain text"))
+    assert stored.id == "resp_given"
+    assert alice.responses.get("resp_given").input[0]["content"] == [{"type": "input_text", "text": "plain text"}]
+    alice.responses.store(_response(id="resp_given", model="other"))
+    assert alice.responses.get("resp_given").model == "other"
+
+
+def test_chain_follows_previous_response_id(alice):
+    first = alice.responses.store(_response())
+    second = alice.responses.store(_response(previous_response_id=first.id))
+    third = alice.responses.store(_response(previous_response_id=second.id))
+    assert [r.id for r in alice.responses.chain(third.id)] == [first.id, second.id, third.id]
+    assert [r.id for r in alice.responses.chain(first.id)] == [first.id]
+
+
+def test_references_must_exist_for_this_owner(alice, bob):
+    conv = alice.conversations.create()
+    resp = alice.responses.store(_response())
+    with pytest.raises(NotFound):
+        bob.responses.store(_response(conversation=conv.id))
+    with pytest.raises(NotFound) as info:
+        bob.responses.store(_response(previous_response_id=resp.id))
+    assert info.value.message == f"Response with id '{resp.id}' not found."
+    with pytest.raises(InvalidRequest):
+        alice.responses.store(_response(input=42))
+    assert alice.responses.get(resp.id).id == resp.id
+
+
+def test_delete_removes_response_and_feedback(alice):
+    resp = alice.responses.store(_response())
+    alice.feedback.submit(resp.id, "positive")
+    alice.responses.delete(resp.id)
+    for call in (
+        lambda: alice.responses.get(resp.id),
+        lambda: alice.responses.delete(resp.id),
+        lambda: alice.feedback.get(resp.id),
+        lambda: alice.feedback.submit(resp.id, "negative"),
+    ):
+        with pytest.raises(NotFound):
+            call()
+    assert alice.feedback.list().data == []
+
+
+def test_input_items_pages(alice):
+    resp = alice.responses.store(_response(input=[{"role": "user", "content": str(n)} for n in range(30)]))
+    first = alice.responses.input_items(resp.id, limit=20, order="asc")
+    assert len(first.data) == 20 and first.has_more
+    rest = alice.responses.input_items(resp.id, after=first.last_id, limit=20, order="asc")
+    assert len(rest.data) == 10 and not rest.has_more
+    texts = [i.payload["content"][0]["text"] for i in first.data + rest.data]
+    assert texts == [str(n) for n in range(30)]
+    assert alice.responses.input_items(resp.id).data[0].payload["content"][0]["text"] == "29"
+
+
+def test_response_owner_isolation(alice, bob):
+    resp = alice.responses.store(_response())
+    alice.feedback.submit(resp.id, "positive")
+    for call in (
+        lambda: bob.responses.get(resp.id),
+        lambda: bob.responses.delete(resp.id),
+        lambda: bob.responses.input_items(resp.id),
+        lambda: bob.responses.chain(resp.id),
+        lambda: bob.feedback.submit(resp.id, "negative"),
+        lambda: bob.feedback.get(resp.id),
+    ):
+        with pytest.raises(NotFound):
+            call()
+    assert bob.feedback.list().data == []
+    assert bob.feedback.stats()["total"] == 0
+    assert alice.feedback.get(resp.id).rating == "positive"
+
+
+def test_feedback_submit_replace_list_and_stats(alice):
+    a = alice.responses.store(_response(model="m1"))
+    b = alice.responses.store(_response(model="m2"))
+    c = alice.responses.store(_response(model="m2"))
+    first = alice.feedback.submit(a.id, "negative", comment="wrong")
+    again = alice.feedback.submit(a.id, "positive", comment="fixed", metadata={"ui": "thumbs"})
+    assert again.id == first.id
+    got = alice.feedback.get(a.id)
+    assert (got.rating, got.comment, got.metadata, got.model) == ("positive", "fixed", {"ui": "thumbs"}, "m1")
+    time.sleep(0.01)
+    alice.feedback.submit(b.id, "negative")
+    time.sleep(0.01)
+    alice.feedback.submit(c.id, "negative", comment="meh")
+    listed = alice.feedback.list()
+    assert [f.response_id for f in listed.data] == [c.id, b.id, a.id]
+    assert [f.response_id for f in alice.feedback.list(rating="negative").data] == [c.id, b.id]
+    assert [f.response_id for f in alice.feedback.list(model="m1").data] == [a.id]
+    assert alice.feedback.list(since=time.time() + 60).data == []
+    page = alice.feedback.list(limit=2)
+    assert page.has_more and [f.response_id for f in alice.feedback.list(after=page.last_id).data] == [a.id]
+    stats = alice.feedback.stats()
+    assert stats["total"] == 3
+    assert stats["by_rating"] == {"positive": 1, "negative": 2}
+    assert stats["by_model"] == {"m1": {"positive": 1, "negative": 0}, "m2": {"positive": 0, "negative": 2}}
+    assert sum(day["negative"] for day in stats["by_day"].values()) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"rating": "meh"}, "rating"),
+        ({"rating": "positive", "comment": "x" * 4097}, "comment"),
+        ({"rating": "positive", "metadata": {"k" * 65: "v"}}, "metadata"),
+    ],
+)
+def test_feedback_validation(alice, kwargs, param):
+    resp = alice.responses.store(_response())
+    with pytest.raises(InvalidRequest) as info:
+        alice.feedback.submit(resp.id, **kwargs)
+    assert info.value.param == param
+    with pytest.raises(NotFound):
+        alice.feedback.get(resp.id)
