@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 
+
 @dataclass(frozen=True)
 class Key:
     name: str
@@ -36,56 +37,154 @@ def _k(name: str, default: Any, kind: str, doc: str, **kw: Any) -> Key:
 
 
 KEYS: tuple[Key, ...] = (
-    _k("BACKEND", "memory", "str", "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, "
-       "an entry point name or a dotted path to a Backend class."),
+    _k(
+        "BACKEND",
+        "memory",
+        "str",
+        "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, "
+        "an entry point name or a dotted path to a Backend class.",
+    ),
     _k("URL_PREFIX", "/v1", "str", "Where the blueprint is mounted."),
     _k("REGISTER_BLUEPRINT", True, "bool", "Register the HTTP API. False keeps only `history` and the CLI."),
     _k("BLUEPRINT_NAME", "smg_history", "str", "Name of the blueprint (for `url_for`)."),
-    _k("API_KEYS", None, "dict", "Bearer keys and the owner each maps to: a dict, or `key1=owner1,key2=owner2` "
-       "from the environment.", optional=True, secret=True),
-    _k("ALLOW_ANONYMOUS", None, "bool", "Serve callers without identity as owner `anonymous`. Default: true for "
-       "memory and none, false otherwise.", optional=True),
+    _k(
+        "API_KEYS",
+        None,
+        "dict",
+        "Bearer keys and the owner each maps to: a dict, or `key1=owner1,key2=owner2` from the environment.",
+        optional=True,
+        secret=True,
+    ),
+    _k(
+        "ALLOW_ANONYMOUS",
+        None,
+        "bool",
+        "Serve callers without identity as owner `anonymous`. Default: true for memory and none, false otherwise.",
+        optional=True,
+    ),
     _k("MAX_REQUEST_BYTES", 1024 * 1024, "int", "Largest request body the API accepts (413 above).", minimum=1),
     _k("MAX_ITEM_BYTES", 256 * 1024, "int", "Largest single item, as JSON (400 above).", minimum=1),
-    _k("RETENTION_DAYS", None, "float", "Days a conversation or response is kept after its last write "
-       "(memory and SQL; Redis has its own key). None keeps forever.", optional=True, minimum=0.00001),
-    _k("SQLITE_PATH", None, "str", "SQLite file (default: `smg_history.sqlite3` in the app's instance folder).",
-       optional=True),
-    _k("POSTGRES_DB_URL", None, "str", "PostgreSQL URL, `postgres://` or `postgresql://`, query parameters "
-       "passed to psycopg2.", optional=True, secret=True),
+    _k(
+        "RETENTION_DAYS",
+        None,
+        "float",
+        "Days a conversation or response is kept after its last write "
+        "(memory and SQL; Redis has its own key). None keeps forever.",
+        optional=True,
+        minimum=0.00001,
+    ),
+    _k(
+        "SQLITE_PATH",
+        None,
+        "str",
+        "SQLite file (default: `smg_history.sqlite3` in the app's instance folder).",
+        optional=True,
+    ),
+    _k(
+        "POSTGRES_DB_URL",
+        None,
+        "str",
+        "PostgreSQL URL, `postgres://` or `postgresql://`, query parameters passed to psycopg2.",
+        optional=True,
+        secret=True,
+    ),
     _k("POSTGRES_POOL_MAX_SIZE", 16, "int", "Connections in the PostgreSQL pool.", minimum=1),
-    _k("SQL_USE_APP_DB", False, "bool", "Keep the history tables in the host's `SQLALCHEMY_DATABASE_URI` "
-       "(the host's Flask-SQLAlchemy engine) instead of a database of their own."),
-    _k("CREATE_TABLES", False, "bool", "Create missing tables at start-up instead of requiring "
-       "`flask db upgrade` / `flask smg-history init-db`."),
+    _k(
+        "SQL_USE_APP_DB",
+        False,
+        "bool",
+        "Keep the history tables in the host's `SQLALCHEMY_DATABASE_URI` "
+        "(the host's Flask-SQLAlchemy engine) instead of a database of their own.",
+    ),
+    _k(
+        "CREATE_TABLES",
+        False,
+        "bool",
+        "Create missing tables at start-up instead of requiring `flask db upgrade` / `flask smg-history init-db`.",
+    ),
     _k("TABLE_PREFIX", "smg_history_", "str", "Prefix of the SQL table names and part of the Redis key names."),
     _k("SQL_SCHEMA", None, "str", "SQL schema of the tables (PostgreSQL, Oracle).", optional=True),
-    _k("ORACLE_DSN", None, "str", "Oracle connect string (host:port/service or a full descriptor).",
-       optional=True, env=("ATP_DSN",)),
-    _k("ORACLE_WALLET_PATH", None, "str", "Directory of an Oracle wallet (with `ORACLE_TNS_ALIAS`).",
-       optional=True, env=("ATP_WALLET_PATH",)),
-    _k("ORACLE_TNS_ALIAS", None, "str", "TNS alias in the wallet's tnsnames.ora.", optional=True,
-       env=("ATP_TNS_ALIAS",)),
+    _k(
+        "ORACLE_DSN",
+        None,
+        "str",
+        "Oracle connect string (host:port/service or a full descriptor).",
+        optional=True,
+        env=("ATP_DSN",),
+    ),
+    _k(
+        "ORACLE_WALLET_PATH",
+        None,
+        "str",
+        "Directory of an Oracle wallet (with `ORACLE_TNS_ALIAS`).",
+        optional=True,
+        env=("ATP_WALLET_PATH",),
+    ),
+    _k(
+        "ORACLE_TNS_ALIAS",
+        None,
+        "str",
+        "TNS alias in the wallet's tnsnames.ora.",
+        optional=True,
+        env=("ATP_TNS_ALIAS",),
+    ),
     _k("ORACLE_USER", None, "str", "Oracle user.", optional=True, env=("ATP_USER",)),
-    _k("ORACLE_PASSWORD", None, "str", "Oracle password (also the wallet password).", optional=True,
-       env=("ATP_PASSWORD",), secret=True),
-    _k("ORACLE_EXTERNAL_AUTH", False, "bool", "Use external authentication (needs python-oracledb thick mode).",
-       env=("ATP_EXTERNAL_AUTH",)),
+    _k(
+        "ORACLE_PASSWORD",
+        None,
+        "str",
+        "Oracle password (also the wallet password).",
+        optional=True,
+        env=("ATP_PASSWORD",),
+        secret=True,
+    ),
+    _k(
+        "ORACLE_EXTERNAL_AUTH",
+        False,
+        "bool",
+        "Use external authentication (needs python-oracledb thick mode).",
+        env=("ATP_EXTERNAL_AUTH",),
+    ),
     _k("ORACLE_POOL_MIN", 1, "int", "Minimum sessions in the Oracle pool.", env=("ATP_POOL_MIN",), minimum=0),
     _k("ORACLE_POOL_MAX", 16, "int", "Maximum sessions in the Oracle pool.", env=("ATP_POOL_MAX",), minimum=1),
-    _k("ORACLE_POOL_TIMEOUT_SECS", 30, "int", "Seconds to wait for a free Oracle session.",
-       env=("ATP_POOL_TIMEOUT_SECS",), minimum=0),
-    _k("REDIS_URL", "redis://127.0.0.1:6379/0", "str", "`redis://[:password@]host[:port][/db]`, `rediss://` "
-       "(TLS) or `unix://`.", secret=True),
+    _k(
+        "ORACLE_POOL_TIMEOUT_SECS",
+        30,
+        "int",
+        "Seconds to wait for a free Oracle session.",
+        env=("ATP_POOL_TIMEOUT_SECS",),
+        minimum=0,
+    ),
+    _k(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "str",
+        "`redis://[:password@]host[:port][/db]`, `rediss://` (TLS) or `unix://`.",
+        secret=True,
+    ),
     _k("REDIS_POOL_MAX_SIZE", 16, "int", "Connections in the Redis pool; callers wait for a free one.", minimum=1),
-    _k("REDIS_RETENTION_DAYS", 30, "float", "Days every key of a conversation lives after its last write; -1 "
-       "keeps forever."),
+    _k(
+        "REDIS_RETENTION_DAYS",
+        30,
+        "float",
+        "Days every key of a conversation lives after its last write; -1 keeps forever.",
+    ),
     _k("REDIS_KEY_PREFIX", "smg:", "str", "Prefix of every Redis key, so apps can share one Redis."),
     _k("REDIS_CLUSTER", False, "bool", "Connect with redis-py's RedisCluster."),
-    _k("REDIS_SOCKET_TIMEOUT", 5.0, "float", "Seconds before a Redis command or connect gives up (then 503).",
-       minimum=0.001),
-    _k("METRICS_ROUTE", None, "str", "Route of the Prometheus metrics (needs `prometheus_client`); off when None.",
-       optional=True),
+    _k(
+        "REDIS_SOCKET_TIMEOUT",
+        5.0,
+        "float",
+        "Seconds before a Redis command or connect gives up (then 503).",
+        minimum=0.001,
+    ),
+    _k(
+        "METRICS_ROUTE",
+        None,
+        "str",
+        "Route of the Prometheus metrics (needs `prometheus_client`); off when None.",
+        optional=True,
+    ),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}

@@ -11,7 +11,6 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 from flask import Flask, current_app, g, request
 from werkzeug.local import LocalProxy
 
@@ -138,5 +137,3 @@ history: HistoryStore = LocalProxy(_current_store)  # type: ignore[assignment]
 
 def settings_of(app: Flask | None = None) -> Settings:
     return _state(app).settings
-
-

@@ -100,9 +100,7 @@ class OtherItemSchema(Schema):
 
     type = fields.Str(
         required=True,
-        validate=validate.OneOf(
-            [t for t in ITEM_ID_PREFIXES if t != "message"], error="Unknown item type {input!r}."
-        ),
+        validate=validate.OneOf([t for t in ITEM_ID_PREFIXES if t != "message"], error="Unknown item type {input!r}."),
     )
     id = fields.Str(validate=ID_RULE)
 

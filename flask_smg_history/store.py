@@ -181,9 +181,7 @@ class Items(_Part):
             expires_at=self._store.expires_at(at),
         )
 
-    def list(
-        self, conversation_id: str, after: str | None = None, limit: int = 20, order: str = "desc"
-    ) -> Page[Item]:
+    def list(self, conversation_id: str, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Item]:
         _check_page(limit, order)
         return self._call(
             "items.list",
@@ -278,7 +276,13 @@ class Responses(_Part):
         _check_page(limit, order)
         resp = self.get(response_id)
         records = [
-            Item(id=p["id"], conversation_id=resp.id, type=p.get("type", "message"), payload=p, created_at=resp.created_at)
+            Item(
+                id=p["id"],
+                conversation_id=resp.id,
+                type=p.get("type", "message"),
+                payload=p,
+                created_at=resp.created_at,
+            )
             for p in resp.input
         ]
         return page_of(records, after=after, limit=limit, order=order)

@@ -35,7 +35,11 @@ _PAGE_PARAMS: list[dict[str, Any]] = [
         "explode": True,
     },
 ]
-_ITEM = {"type": "object", "required": ["id", "type"], "properties": {"id": {"type": "string"}, "type": {"type": "string"}}}
+_ITEM = {
+    "type": "object",
+    "required": ["id", "type"],
+    "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
+}
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -108,7 +112,10 @@ def build_openapi(settings) -> dict[str, Any]:
     )
     spec.components.response(
         "Error",
-        {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        {
+            "description": "An error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
     )
     conv = {"$ref": "#/components/schemas/Conversation"}
     deleted = {"$ref": "#/components/schemas/Deleted"}
@@ -127,16 +134,24 @@ def build_openapi(settings) -> dict[str, Any]:
         "/conversations/{conversation_id}",
         operations={
             "get": _op("Retrieve a conversation", conv, params=[cid]),
-            "post": _op("Update a conversation's metadata", conv, params=[cid],
-                        body={"$ref": "#/components/schemas/ConversationUpdate"}),
+            "post": _op(
+                "Update a conversation's metadata",
+                conv,
+                params=[cid],
+                body={"$ref": "#/components/schemas/ConversationUpdate"},
+            ),
             "delete": _op("Delete a conversation", deleted, params=[cid]),
         },
     )
     spec.path(
         "/conversations/{conversation_id}/items",
         operations={
-            "post": _op("Add items", _list_of(_ITEM), params=[cid, _PAGE_PARAMS[3]],
-                        body={"$ref": "#/components/schemas/ItemsAdd"}),
+            "post": _op(
+                "Add items",
+                _list_of(_ITEM),
+                params=[cid, _PAGE_PARAMS[3]],
+                body={"$ref": "#/components/schemas/ItemsAdd"},
+            ),
             "get": _op("List items", _list_of(_ITEM), params=[cid, *_PAGE_PARAMS]),
         },
     )
@@ -161,7 +176,9 @@ def build_openapi(settings) -> dict[str, Any]:
     spec.path(
         "/responses/{response_id}/feedback",
         operations={
-            "post": _op("Rate a response", feedback, params=[rid], body={"$ref": "#/components/schemas/FeedbackSubmit"}),
+            "post": _op(
+                "Rate a response", feedback, params=[rid], body={"$ref": "#/components/schemas/FeedbackSubmit"}
+            ),
             "get": _op("The caller's feedback on a response", feedback, params=[rid]),
         },
     )
@@ -181,7 +198,9 @@ def build_openapi(settings) -> dict[str, Any]:
             )
         },
     )
-    spec.path("/feedback/stats", operations={"get": _op("Feedback counts by rating, model and day", {"type": "object"},
-                                                         params=[since])})
+    spec.path(
+        "/feedback/stats",
+        operations={"get": _op("Feedback counts by rating, model and day", {"type": "object"}, params=[since])},
+    )
     spec.path("/history/health", operations={"get": _op("Backend health", {"type": "object"})})
     return spec.to_dict()

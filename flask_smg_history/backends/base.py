@@ -90,9 +90,7 @@ class Backend(ABC):
         ``InvalidRequest(code="item_already_in_conversation")``."""
 
     @abstractmethod
-    def list_items(
-        self, owner: str, conversation_id: str, *, after: str | None, limit: int, order: str
-    ) -> Page[Item]:
+    def list_items(self, owner: str, conversation_id: str, *, after: str | None, limit: int, order: str) -> Page[Item]:
         """Page through a conversation's items by position. ``after`` is an item
         ID of this conversation; an unknown one raises ``InvalidRequest``."""
 
@@ -165,7 +163,9 @@ class Backend(ABC):
         """Probe the database; raise one of ``unavailable_errors`` if it is down."""
 
     def close(self) -> None:
-        """Release pools and connections (called when the process shuts down)."""
+        """Release pools and connections (called when the process shuts down).
+        Backends without any keep this no-op."""
+        return None
 
 
 def load_backend_class(name: str) -> type[Backend]:
@@ -190,7 +190,9 @@ def load_backend_class(name: str) -> type[Backend]:
     try:
         cls = import_string(target.replace(":", "."))
     except ImportError as exc:
-        raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} cannot be imported: {exc}", param="SMG_HISTORY_BACKEND") from exc
+        raise ConfigError(
+            f"SMG_HISTORY_BACKEND={name!r} cannot be imported: {exc}", param="SMG_HISTORY_BACKEND"
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} is not a Backend subclass.", param="SMG_HISTORY_BACKEND")
     return cls

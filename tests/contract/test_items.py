@@ -40,7 +40,13 @@ def test_easy_messages_become_full_items(alice, conv):
 
 
 TOOL_ITEMS = [
-    {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city": "Oslo"}', "status": "completed"},
+    {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "weather",
+        "arguments": '{"city": "Oslo"}',
+        "status": "completed",
+    },
     {"type": "function_call_output", "call_id": "call_1", "output": '{"temp": -3}'},
     {"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}], "encrypted_content": None},
     {"type": "mcp_call", "server_label": "docs", "name": "search", "arguments": "{}", "output": "ok", "error": None},
@@ -51,8 +57,13 @@ TOOL_ITEMS = [
     {"type": "custom_tool_call_output", "call_id": "call_2", "output": "y"},
     {"type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "q"}},
     {"type": "file_search_call", "status": "completed", "queries": ["q"], "results": None},
-    {"type": "computer_call", "call_id": "c3", "action": {"type": "click", "x": 1, "y": 2, "button": "left"},
-     "pending_safety_checks": [], "status": "completed"},
+    {
+        "type": "computer_call",
+        "call_id": "c3",
+        "action": {"type": "click", "x": 1, "y": 2, "button": "left"},
+        "pending_safety_checks": [],
+        "status": "completed",
+    },
     {"type": "code_interpreter_call", "code": "1+1", "container_id": "cntr", "outputs": [], "status": "completed"},
     {"type": "image_generation_call", "result": None, "status": "completed"},
     {"type": "shell_call", "call_id": "c4", "action": {"commands": ["ls"]}, "status": "completed"},
@@ -204,7 +215,9 @@ def test_concurrent_adds_keep_one_total_order(alice, conv):
     def writer(n: int) -> None:
         try:
             for k in range(per_thread):
-                alice.items.add(conv.id, [{"role": "user", "content": f"{n}:{k}:a"}, {"role": "user", "content": f"{n}:{k}:b"}])
+                alice.items.add(
+                    conv.id, [{"role": "user", "content": f"{n}:{k}:a"}, {"role": "user", "content": f"{n}:{k}:b"}]
+                )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

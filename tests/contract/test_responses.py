@@ -12,8 +12,13 @@ def _response(**overrides):
         "model": "gpt-test",
         "input": [{"role": "user", "content": "Hi"}],
         "output": [
-            {"type": "message", "id": "msg_out1", "role": "assistant", "status": "completed",
-             "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}
+            {
+                "type": "message",
+                "id": "msg_out1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+            }
         ],
         "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
         "instructions": "be nice",

@@ -1,0 +1,1 @@
+"""Contract-suite registrations of the Redis backends (standalone, cluster)."""

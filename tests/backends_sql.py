@@ -1,0 +1,1 @@
+"""Contract-suite registrations of the SQL backends (sqlite, postgres, oracle)."""
