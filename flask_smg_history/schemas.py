@@ -92,8 +92,33 @@ class MessageItemSchema(Schema):
         return stored
 
 
+#: Item types whose OpenAI resource schema requires ``status``; one sent
+#: without it is stored as ``completed`` so clients that validate strictly
+#: can parse it back.
+STATUS_REQUIRED = frozenset(
+    {
+        "function_call",
+        "function_call_output",
+        "file_search_call",
+        "web_search_call",
+        "image_generation_call",
+        "computer_call",
+        "computer_call_output",
+        "tool_search_call",
+        "tool_search_output",
+        "code_interpreter_call",
+        "local_shell_call",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+    }
+)
+
+
 class OtherItemSchema(Schema):
-    """Any other item type of the Conversations API, stored as given."""
+    """Any other item type of the Conversations API, stored as given (plus a
+    default ``status`` where OpenAI's schema requires one)."""
 
     class Meta:
         unknown = INCLUDE
@@ -103,6 +128,12 @@ class OtherItemSchema(Schema):
         validate=validate.OneOf([t for t in ITEM_ID_PREFIXES if t != "message"], error="Unknown item type {input!r}."),
     )
     id = fields.Str(validate=ID_RULE)
+
+    @post_load
+    def default_status(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data["type"] in STATUS_REQUIRED and "status" not in data:
+            return {**data, "status": "completed"}
+        return data
 
 
 class ConversationCreateSchema(Schema):

@@ -236,10 +236,7 @@ class Responses(_Part):
         if isinstance(raw_input, str):
             raw_input = [{"role": "user", "content": raw_input}]
         inputs = [item.payload for item in self._store.new_items(raw_input, response_id, at, "input")]
-        output = [
-            {"id": item.get("id") or mint_id(ITEM_ID_PREFIXES.get(item.get("type"), "item")), **item}
-            for item in data.pop("output")
-        ]
+        output = [item.payload for item in self._store.new_items(data.pop("output"), response_id, at, "output")]
         created_at = data.pop("created_at", None)
         record = Response(
             id=response_id,

@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from flask_smg_history import InvalidRequest, NotFound
+from flask_smg_history.schemas import STATUS_REQUIRED
 
 
 def _texts(page):
@@ -52,7 +53,13 @@ TOOL_ITEMS = [
     {"type": "mcp_call", "server_label": "docs", "name": "search", "arguments": "{}", "output": "ok", "error": None},
     {"type": "mcp_list_tools", "server_label": "docs", "tools": [{"name": "search", "input_schema": {}}]},
     {"type": "mcp_approval_request", "server_label": "docs", "name": "rm", "arguments": "{}"},
-    {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": False, "reason": "no"},
+    {
+        "type": "mcp_approval_response",
+        "approval_request_id": "mcpr_1",
+        "request_id": "mcpr_1",
+        "approve": False,
+        "reason": "no",
+    },
     {"type": "custom_tool_call", "call_id": "call_2", "name": "grammar", "input": "x"},
     {"type": "custom_tool_call_output", "call_id": "call_2", "output": "y"},
     {"type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "q"}},
@@ -66,7 +73,13 @@ TOOL_ITEMS = [
     },
     {"type": "code_interpreter_call", "code": "1+1", "container_id": "cntr", "outputs": [], "status": "completed"},
     {"type": "image_generation_call", "result": None, "status": "completed"},
-    {"type": "shell_call", "call_id": "c4", "action": {"commands": ["ls"]}, "status": "completed"},
+    {
+        "type": "shell_call",
+        "call_id": "c4",
+        "action": {"commands": ["ls"], "timeout_ms": None, "max_output_length": None},
+        "environment": None,
+        "status": "completed",
+    },
 ]
 
 PREFIXES = {"function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_", "mcp_call": "mcp_"}
@@ -79,7 +92,7 @@ def test_tool_items_are_stored_as_given_with_ids_minted(alice, conv):
     for given, item in zip(TOOL_ITEMS, added):
         payload = dict(item.payload)
         minted = payload.pop("id")
-        assert payload == given
+        assert payload == ({"status": "completed", **given} if given["type"] in STATUS_REQUIRED else given)
         assert item.type == given["type"]
         assert minted.startswith(PREFIXES.get(given["type"], ""))
     listed = alice.items.list(conv.id, order="asc", limit=100).data

@@ -1,0 +1,281 @@
+"""The blueprint: every endpoint and error, on every backend, checked against
+OpenAI's published schemas where OpenAI defines the shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from .openai_spec import validate
+
+KEYS = {"key-alice": "alice", "key-bob": "bob"}
+A = {"Authorization": "Bearer key-alice"}
+B = {"Authorization": "Bearer key-bob"}
+
+
+@pytest.fixture
+def client(make_app):
+    app = make_app(SMG_HISTORY_API_KEYS=KEYS, SMG_HISTORY_ALLOW_ANONYMOUS=False)
+    return app.test_client()
+
+
+def _error(resp, status, param=None, type_="invalid_request_error"):
+    assert resp.status_code == status, resp.get_json()
+    body = resp.get_json()
+    validate("ErrorResponse", body)
+    assert body["error"]["type"] == type_
+    if param is not None:
+        assert body["error"]["param"] == param
+    return body["error"]
+
+
+def _conv(client, **body):
+    resp = client.post("/v1/conversations", json=body, headers=A)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def test_conversation_lifecycle(client):
+    conv = _conv(client, metadata={"title": "Hello"}, items=[{"role": "user", "content": "Hi"}])
+    validate("ConversationResource", conv)
+    assert conv["object"] == "conversation" and isinstance(conv["created_at"], int)
+    got = client.get(f"/v1/conversations/{conv['id']}", headers=A).get_json()
+    assert got == conv
+    updated = client.post(f"/v1/conversations/{conv['id']}", json={"metadata": {"title": "Renamed"}}, headers=A)
+    assert updated.status_code == 200 and updated.get_json()["metadata"] == {"title": "Renamed"}
+    deleted = client.delete(f"/v1/conversations/{conv['id']}", headers=A)
+    assert deleted.get_json() == {"id": conv["id"], "object": "conversation.deleted", "deleted": True}
+    validate("DeletedConversationResource", deleted.get_json())
+    err = _error(client.get(f"/v1/conversations/{conv['id']}", headers=A), 404, "conversation_id")
+    assert err["message"] == f"Conversation with id '{conv['id']}' not found."
+
+
+def test_create_with_empty_body(client):
+    resp = client.post("/v1/conversations", headers=A)
+    assert resp.status_code == 200 and resp.get_json()["metadata"] == {}
+
+
+def test_items_endpoints(client):
+    conv = _conv(client)
+    cid = conv["id"]
+    items = [
+        {"role": "user", "content": "What's the weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{}", "status": "completed"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"role": "assistant", "content": "Sunny."},
+    ]
+    resp = client.post(f"/v1/conversations/{cid}/items", json={"items": items}, headers=A)
+    assert resp.status_code == 200
+    created = resp.get_json()
+    validate("ConversationItemList", created)
+    assert [i["type"] for i in created["data"]] == ["message", "function_call", "function_call_output", "message"]
+    assert created["first_id"] == created["data"][0]["id"] and created["last_id"] == created["data"][-1]["id"]
+    listed = client.get(f"/v1/conversations/{cid}/items", headers=A).get_json()
+    validate("ConversationItemList", listed)
+    assert [i["id"] for i in listed["data"]] == [i["id"] for i in reversed(created["data"])]
+    asc = client.get(f"/v1/conversations/{cid}/items?order=asc&limit=2", headers=A).get_json()
+    assert [i["id"] for i in asc["data"]] == [i["id"] for i in created["data"][:2]] and asc["has_more"] is True
+    nxt = client.get(f"/v1/conversations/{cid}/items?order=asc&limit=2&after={asc['last_id']}", headers=A).get_json()
+    assert [i["id"] for i in nxt["data"]] == [i["id"] for i in created["data"][2:]] and nxt["has_more"] is False
+    both = client.get(
+        f"/v1/conversations/{cid}/items?include=reasoning.encrypted_content&include[]=message.output_text.logprobs",
+        headers=A,
+    )
+    assert both.status_code == 200
+    first = created["data"][0]
+    got = client.get(f"/v1/conversations/{cid}/items/{first['id']}", headers=A)
+    assert got.get_json() == first
+    validate("ConversationItem", got.get_json())
+    parent = client.delete(f"/v1/conversations/{cid}/items/{first['id']}", headers=A)
+    assert parent.status_code == 200 and parent.get_json()["id"] == cid
+    validate("ConversationResource", parent.get_json())
+    _error(client.get(f"/v1/conversations/{cid}/items/{first['id']}", headers=A), 404, "item_id")
+
+
+def test_every_item_type_matches_openais_schema(client):
+    from .contract.test_items import TOOL_ITEMS
+
+    cid = _conv(client)["id"]
+    for start in range(0, len(TOOL_ITEMS), 5):
+        resp = client.post(f"/v1/conversations/{cid}/items", json={"items": TOOL_ITEMS[start : start + 5]}, headers=A)
+        assert resp.status_code == 200, resp.get_json()
+    listed = client.get(f"/v1/conversations/{cid}/items?limit=100", headers=A).get_json()
+    assert len(listed["data"]) == len(TOOL_ITEMS)
+    validate("ConversationItemList", listed)
+
+
+def test_list_conversations_newest_first(client):
+    ids = [_conv(client, metadata={"n": str(n)})["id"] for n in range(3)]
+    body = client.get("/v1/conversations?limit=2", headers=A).get_json()
+    assert [c["id"] for c in body["data"]] == [ids[2], ids[1]] and body["has_more"] is True
+    rest = client.get(f"/v1/conversations?after={body['last_id']}", headers=A).get_json()
+    assert [c["id"] for c in rest["data"]] == [ids[0]] and rest["has_more"] is False
+    assert client.get("/v1/conversations", headers=B).get_json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("order=up", "order"),
+        ("after=msg_nope", "after"),
+        ("include=bogus", "include"),
+    ],
+)
+def test_list_items_bad_query(client, query, param):
+    cid = _conv(client, items=[{"role": "user", "content": "x"}])["id"]
+    _error(client.get(f"/v1/conversations/{cid}/items?{query}", headers=A), 400, param)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": {"k" * 65: "v"}}, "metadata"),
+        ({"items": [{"role": "user", "content": "x"}] * 21}, "items"),
+        ({"items": [{"type": "nonsense"}]}, "items[0].type"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_create_conversation_bad_body(client, body, param):
+    _error(client.post("/v1/conversations", json=body, headers=A), 400, param)
+    assert client.get("/v1/conversations", headers=A).get_json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"\xff\xfe{}", "application/json"),
+        (b"items=1", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_bad_bodies(client, data, content_type):
+    _error(client.post("/v1/conversations", data=data, content_type=content_type, headers=A), 400)
+
+
+def test_add_items_needs_items(client):
+    cid = _conv(client)["id"]
+    _error(client.post(f"/v1/conversations/{cid}/items", json={}, headers=A), 400, "items")
+    _error(client.post(f"/v1/conversations/{cid}/items", json={"items": []}, headers=A), 400, "items")
+    _error(client.post(f"/v1/conversations/{cid}", json={}, headers=A), 400, "metadata")
+
+
+def test_oversized_body_is_413(make_app):
+    client = make_app(SMG_HISTORY_MAX_REQUEST_BYTES=2048).test_client()
+    resp = client.post("/v1/conversations", json={"metadata": {"k": "v" * 3000}})
+    _error(resp, 413)
+
+
+def test_auth(client):
+    _error(client.get("/v1/conversations"), 401)
+    _error(client.get("/v1/conversations", headers={"Authorization": "Bearer wrong"}), 401)
+    _error(client.get("/v1/conversations", headers={"Authorization": "Basic abc"}), 401)
+    assert client.get("/v1/conversations", headers=A).status_code == 200
+
+
+def test_anonymous_when_allowed(make_app):
+    client = make_app(SMG_HISTORY_ALLOW_ANONYMOUS=True).test_client()
+    conv = client.post("/v1/conversations", json={}).get_json()
+    assert client.get(f"/v1/conversations/{conv['id']}").status_code == 200
+
+
+def test_foreign_ids_look_missing(client):
+    conv = _conv(client, items=[{"role": "user", "content": "x"}])
+    item = client.get(f"/v1/conversations/{conv['id']}/items", headers=A).get_json()["data"][0]
+    for method, url in (
+        ("get", f"/v1/conversations/{conv['id']}"),
+        ("post", f"/v1/conversations/{conv['id']}"),
+        ("delete", f"/v1/conversations/{conv['id']}"),
+        ("get", f"/v1/conversations/{conv['id']}/items"),
+        ("get", f"/v1/conversations/{conv['id']}/items/{item['id']}"),
+        ("delete", f"/v1/conversations/{conv['id']}/items/{item['id']}"),
+    ):
+        kwargs = {"json": {"metadata": {}}} if method == "post" else {}
+        foreign = getattr(client, method)(url, headers=B, **kwargs)
+        missing = getattr(client, method)(url.replace(conv["id"], "conv_" + "0" * 48), headers=B, **kwargs)
+        assert foreign.status_code == missing.status_code == 404
+        assert foreign.get_json()["error"]["message"] == missing.get_json()["error"]["message"].replace(
+            "conv_" + "0" * 48, conv["id"]
+        )
+
+
+def _stored_response(app, owner="alice", **extra):
+    store = app.extensions["smg_history"].extension.store_for(owner, app)
+    return store.responses.store(
+        {
+            "model": "gpt-test",
+            "input": [{"role": "user", "content": str(n)} for n in range(25)],
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg_o",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "ok", "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": 1,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": 1,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 2,
+            },
+            **extra,
+        }
+    )
+
+
+def test_responses_endpoints(make_app):
+    app = make_app(SMG_HISTORY_API_KEYS=KEYS)
+    client = app.test_client()
+    resp = _stored_response(app)
+    body = client.get(f"/v1/responses/{resp.id}", headers=A).get_json()
+    validate("Response", body)
+    assert body["id"] == resp.id and body["object"] == "response" and body["model"] == "gpt-test"
+    page = client.get(f"/v1/responses/{resp.id}/input_items?order=asc", headers=A).get_json()
+    validate("ResponseItemList", page)
+    assert len(page["data"]) == 20 and page["has_more"] is True
+    rest = client.get(f"/v1/responses/{resp.id}/input_items?order=asc&after={page['last_id']}", headers=A).get_json()
+    assert len(rest["data"]) == 5 and rest["has_more"] is False
+    _error(client.get(f"/v1/responses/{resp.id}", headers=B), 404, "response_id")
+    deleted = client.delete(f"/v1/responses/{resp.id}", headers=A).get_json()
+    assert deleted == {"id": resp.id, "object": "response", "deleted": True}
+    _error(client.get(f"/v1/responses/{resp.id}", headers=A), 404, "response_id")
+    _error(client.delete(f"/v1/responses/{resp.id}", headers=A), 404)
+
+
+def test_feedback_endpoints(make_app):
+    app = make_app(SMG_HISTORY_API_KEYS=KEYS)
+    client = app.test_client()
+    resp = _stored_response(app)
+    url = f"/v1/responses/{resp.id}/feedback"
+    _error(client.get(url, headers=A), 404)
+    first = client.post(url, json={"rating": "negative", "comment": "no"}, headers=A).get_json()
+    assert first["object"] == "response.feedback" and first["rating"] == "negative" and first["model"] == "gpt-test"
+    again = client.post(url, json={"rating": "positive"}, headers=A).get_json()
+    assert again["id"] == first["id"] and again["comment"] is None
+    assert client.get(url, headers=A).get_json()["rating"] == "positive"
+    _error(client.post(url, json={"rating": "great"}, headers=A), 400, "rating")
+    _error(client.post(url, json={"rating": "positive", "comment": "x" * 4097}, headers=A), 400, "comment")
+    _error(client.post(url, json={"rating": "positive"}, headers=B), 404)
+    listed = client.get("/v1/feedback?rating=positive&model=gpt-test&since=2020-01-01", headers=A).get_json()
+    assert [f["id"] for f in listed["data"]] == [first["id"]]
+    assert client.get("/v1/feedback?rating=negative", headers=A).get_json()["data"] == []
+    _error(client.get("/v1/feedback?since=yesterday", headers=A), 400, "since")
+    stats = client.get("/v1/feedback/stats", headers=A).get_json()
+    assert stats["total"] == 1 and stats["by_rating"] == {"positive": 1, "negative": 0}
+    assert stats["by_model"] == {"gpt-test": {"positive": 1, "negative": 0}}
+    assert client.get("/v1/feedback/stats", headers=B).get_json()["total"] == 0
+
+
+def test_health_and_openapi(client):
+    health = client.get("/v1/history/health").get_json()
+    assert health["status"] == "ok" and health["enabled"] is True
+    spec = client.get("/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    assert "/conversations/{conversation_id}/items" in spec["paths"]
+    assert "ConversationCreate" in spec["components"]["schemas"]
