@@ -1,0 +1,113 @@
+"""End to end: the official ``openai`` client, with strict response
+validation, against the app served on a real loopback port."""
+
+from __future__ import annotations
+
+import threading
+
+import openai
+import pytest
+from werkzeug.serving import make_server
+
+KEYS = {"sk-alice": "alice", "sk-bob": "bob"}
+
+
+@pytest.fixture
+def served(make_app):
+    app = make_app(SMG_HISTORY_API_KEYS=KEYS)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def _client(base_url: str, key: str = "sk-alice") -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, _strict_response_validation=True)
+
+
+@pytest.mark.e2e
+def test_conversations_with_the_openai_client(served):
+    _, base_url = served
+    client = _client(base_url)
+    conv = client.conversations.create(metadata={"topic": "demo"}, items=[{"role": "user", "content": "Hello"}])
+    assert conv.object == "conversation" and conv.metadata == {"topic": "demo"}
+    assert client.conversations.retrieve(conv.id).id == conv.id
+    assert client.conversations.update(conv.id, metadata={"topic": "changed"}).metadata == {"topic": "changed"}
+
+    for start in range(0, 249, 20):
+        batch = [{"role": "user", "content": f"m{n}"} for n in range(start, min(start + 20, 249))]
+        created = client.conversations.items.create(conv.id, items=batch)
+        assert created.first_id == created.data[0].id and len(created.data) == len(batch)
+    texts_asc = [item.content[0].text for item in client.conversations.items.list(conv.id, order="asc")]
+    assert texts_asc == ["Hello"] + [f"m{n}" for n in range(249)]
+    desc = client.conversations.items.list(conv.id)  # default: desc, pages of 20
+    texts_desc = [item.content[0].text for item in desc]
+    assert texts_desc == list(reversed(texts_asc))
+    assert len(desc.data) == 20 and desc.has_more
+
+    first = client.conversations.items.list(conv.id, order="asc", limit=1).data[0]
+    got = client.conversations.items.retrieve(
+        first.id, conversation_id=conv.id, include=["message.output_text.logprobs"]
+    )
+    assert got.id == first.id and got.role == "user"
+    parent = client.conversations.items.delete(first.id, conversation_id=conv.id)
+    assert parent.id == conv.id
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.retrieve(first.id, conversation_id=conv.id)
+
+    deleted = client.conversations.delete(conv.id)
+    assert deleted.deleted is True and deleted.id == conv.id
+    with pytest.raises(openai.NotFoundError) as info:
+        client.conversations.retrieve(conv.id)
+    assert info.value.body["message"] == f"Conversation with id '{conv.id}' not found."
+
+
+@pytest.mark.e2e
+def test_errors_map_to_the_sdks_exceptions(served):
+    _, base_url = served
+    client = _client(base_url)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.conversations.create(metadata={f"k{n}": "v" for n in range(17)})
+    assert info.value.param == "metadata"
+    conv = client.conversations.create()
+    with pytest.raises(openai.BadRequestError):
+        client.conversations.items.create(conv.id, items=[{"type": "bogus_type"}])  # type: ignore[list-item]
+    with pytest.raises(openai.NotFoundError):
+        _client(base_url, "sk-bob").conversations.retrieve(conv.id)
+    with pytest.raises(openai.AuthenticationError):
+        _client(base_url, "sk-wrong").conversations.retrieve(conv.id)
+
+
+@pytest.mark.e2e
+def test_stored_responses_with_the_openai_client(served):
+    app, base_url = served
+    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    stored = store.responses.store(
+        {
+            "model": "gpt-test",
+            "input": [{"role": "user", "content": f"q{n}"} for n in range(45)],
+            "output": [{"type": "message", "role": "assistant", "content": "answer"}],
+            "usage": {
+                "input_tokens": 5,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": 1,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 6,
+            },
+        }
+    )
+    client = _client(base_url)
+    resp = client.responses.retrieve(stored.id)
+    assert resp.id == stored.id and resp.model == "gpt-test" and resp.output_text == "answer"
+    assert resp.usage.total_tokens == 6
+    inputs = [item.content[0].text for item in client.responses.input_items.list(stored.id, order="asc")]
+    assert inputs == [f"q{n}" for n in range(45)]
+    client.responses.delete(stored.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(stored.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(stored.id)
