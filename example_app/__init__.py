@@ -1,20 +1,69 @@
-"""A minimal chat app on flask-smg-history (placeholder until the real page lands)."""
+"""The example chat app: a real page on flask-smg-history.
 
-from flask import Flask, jsonify, request
+``create_app`` is what ``flask --app example_app run`` calls. The app binds the
+history owner to the user signed in to its Flask session, so every store call
+and every call the page's JavaScript makes to the ``/v1`` blueprint sees only
+that user's records.
+"""
 
-from flask_smg_history import SmgHistory, history
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, session
+
+from flask_smg_history import SmgHistory
+
+from . import auth, chat, pages
+from .responders import make_responder
+
+#: The backend used when neither the config nor ``SMG_HISTORY_BACKEND`` in the
+#: environment names one.
+DEFAULT_BACKEND = "memory"
 
 
-def create_app(config: dict | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.update(config or {})
-    SmgHistory(app)
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    config = dict(config or {})
+    app.config.update(
+        SESSION_COOKIE_SAMESITE="Lax",
+        SMG_HISTORY_ALLOW_ANONYMOUS=False,
+        EXAMPLE_LLM_BASE_URL=os.environ.get("EXAMPLE_LLM_BASE_URL") or None,
+        EXAMPLE_LLM_API_KEY=os.environ.get("EXAMPLE_LLM_API_KEY") or None,
+        EXAMPLE_LLM_MODEL=os.environ.get("EXAMPLE_LLM_MODEL") or "gpt-4o-mini",
+        EXAMPLE_MAX_MESSAGE_CHARS=32_000,
+    )
+    if "SMG_HISTORY_BACKEND" not in os.environ:
+        app.config["SMG_HISTORY_BACKEND"] = DEFAULT_BACKEND
+    if "SMG_HISTORY_CREATE_TABLES" not in os.environ:
+        app.config["SMG_HISTORY_CREATE_TABLES"] = True
+    app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.environ.get("EXAMPLE_SECRET_KEY") or _instance_secret(app)
 
-    @app.post("/chat")
-    def chat():
-        text = (request.get_json(silent=True) or {}).get("message", "")
-        conv = history.conversations.create(metadata={"title": text[:40] or "New chat"})
-        history.items.add(conv.id, [{"role": "user", "content": text or "(empty)"}])
-        return jsonify({"conversation": conv.id})
+    ext = SmgHistory()
 
+    @ext.identity_loader
+    def signed_in_user() -> str | None:
+        return session.get("user")
+
+    ext.init_app(app)
+    app.extensions["example_responder"] = make_responder(app.config)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(chat.bp)
     return app
+
+
+def _instance_secret(app: Flask) -> str:
+    """A session key kept in the instance folder, so sign-ins survive a restart
+    without anyone having to configure a secret for a local demo."""
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

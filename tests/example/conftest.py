@@ -1,0 +1,58 @@
+"""Fixtures for the example app: an app on the memory backend per test, and a
+client per signed-in user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from example_app import create_app
+
+
+@pytest.fixture
+def make_example(tmp_path: Path, monkeypatch) -> Callable[..., Flask]:
+    for name in ("EXAMPLE_LLM_BASE_URL", "EXAMPLE_LLM_API_KEY", "EXAMPLE_LLM_MODEL", "SMG_HISTORY_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+
+    def factory(**config: Any) -> Flask:
+        app = create_app({"TESTING": True, "SECRET_KEY": "test", "SMG_HISTORY_BACKEND": "memory", **config})
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def example(make_example) -> Flask:
+    return make_example()
+
+
+def signed_in(app: Flask, name: str) -> FlaskClient:
+    client = app.test_client()
+    response = client.post("/signin", data={"name": name})
+    assert response.status_code == 302, response.data
+    return client
+
+
+@pytest.fixture
+def alice(example) -> FlaskClient:
+    return signed_in(example, "alice")
+
+
+@pytest.fixture
+def bob(example) -> FlaskClient:
+    return signed_in(example, "bob")
+
+
+def new_chat(client: FlaskClient, **metadata: str) -> str:
+    response = client.post("/v1/conversations", json={"metadata": metadata})
+    assert response.status_code == 200, response.json
+    return response.json["id"]
+
+
+def send(client: FlaskClient, conversation_id: str, text: str):
+    return client.post(f"/chat/{conversation_id}/messages", json={"text": text})

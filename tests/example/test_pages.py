@@ -1,0 +1,165 @@
+"""The example app's routes through Flask's test client: sign-in, sending,
+errors, deleting, the feedback page and owner isolation."""
+
+from __future__ import annotations
+
+import re
+
+from example_app.responders import LOCAL_MODEL
+
+from .conftest import new_chat, send, signed_in
+
+
+def test_pages_and_api_need_sign_in(example):
+    client = example.test_client()
+    assert client.get("/").location == "/signin"
+    assert client.get("/feedback").location == "/signin"
+    assert client.get("/v1/conversations").status_code == 401
+    response = client.post("/chat/conv_x/messages", json={"text": "hi"})
+    assert response.status_code == 401
+    assert "sign in" in response.json["error"]["message"]
+
+
+def test_sign_in_rejects_bad_names_and_escapes_them(example):
+    client = example.test_client()
+    response = client.post("/signin", data={"name": "<script>alert(1)</script>"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "1 to 32 letters" in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
+    assert client.get("/").status_code == 302
+
+
+def test_sign_out(alice):
+    assert alice.get("/").status_code == 200
+    alice.post("/signout")
+    assert alice.get("/").status_code == 302
+
+
+def test_chat_page_names_user_and_local_responder(alice):
+    page = alice.get("/").get_data(as_text=True)
+    assert 'id="user-name">alice<' in page
+    assert "built-in local responder" in page
+    assert 'data-api="/v1"' in page
+
+
+def test_send_stores_message_reply_and_response(example, alice):
+    conv = new_chat(alice)
+    first = send(alice, conv, "Hello there")
+    assert first.status_code == 200, first.json
+    body = first.json
+    assert body["model"] == LOCAL_MODEL
+    kinds = [(i["type"], i.get("role")) for i in body["items"]]
+    assert kinds == [("message", "user"), ("reasoning", None), ("message", "assistant")]
+    reply = body["items"][-1]
+    assert reply["response_id"] == body["response_id"] and reply["model"] == LOCAL_MODEL
+    assert "Hello there" in reply["content"][0]["text"]
+
+    second = send(alice, conv, "And again").json
+    stored = alice.get(f"/v1/responses/{second['response_id']}").json
+    assert stored["previous_response_id"] == body["response_id"]
+    assert stored["conversation"] == {"id": conv}
+    inputs = alice.get(f"/v1/responses/{second['response_id']}/input_items").json["data"]
+    assert [i["content"][0]["text"] for i in inputs] == ["And again"]
+    items = alice.get(f"/v1/conversations/{conv}/items?order=asc&limit=100").json["data"]
+    assert [i["id"] for i in items] == [i["id"] for i in body["items"] + second["items"]]
+    assert alice.get(f"/v1/conversations/{conv}").json["metadata"]["title"] == "Hello there"
+
+
+def test_reply_is_deterministic(alice):
+    a, b = new_chat(alice), new_chat(alice)
+    text = lambda conv: send(alice, conv, "same words").json["items"][-1]["content"][0]["text"]  # noqa: E731
+    assert text(a) == text(b)
+
+
+def test_tool_and_mcp_commands_store_folded_item_kinds(alice):
+    conv = new_chat(alice)
+    tool = send(alice, conv, "/tool count these four words").json["items"]
+    call, output = tool[2], tool[3]
+    assert call["type"] == "function_call" and call["name"] == "word_count"
+    assert output["type"] == "function_call_output" and output["call_id"] == call["call_id"]
+    assert '"words": 4' in output["output"]
+    mcp = send(alice, conv, "/mcp ping").json["items"]
+    assert [i["type"] for i in mcp] == ["message", "reasoning", "mcp_call", "message"]
+
+
+def test_first_message_titles_the_chat_unless_renamed(alice):
+    conv = new_chat(alice, title="Mine")
+    send(alice, conv, "this should not become the title")
+    assert alice.get(f"/v1/conversations/{conv}").json["metadata"]["title"] == "Mine"
+    conv = new_chat(alice)
+    send(alice, conv, "word " * 40)
+    title = alice.get(f"/v1/conversations/{conv}").json["metadata"]["title"]
+    assert len(title) == 60 and title.endswith("…")
+
+
+def test_empty_and_oversized_messages_are_refused_clearly(alice):
+    conv = new_chat(alice)
+    for bad in ({"text": ""}, {"text": "   \n"}, {}, {"text": 5}):
+        response = alice.post(f"/chat/{conv}/messages", json=bad)
+        assert response.status_code == 400
+        assert response.json["error"]["message"].startswith("Type a message first")
+    response = send(alice, conv, "x" * 100_000)
+    assert response.status_code == 400
+    assert "100,000 characters" in response.json["error"]["message"]
+    assert alice.get(f"/v1/conversations/{conv}/items").json["data"] == []
+
+
+def test_sending_to_a_missing_chat_says_so(alice):
+    response = send(alice, "conv_missing", "hi")
+    assert response.status_code == 404
+    assert "no longer exists" in response.json["error"]["message"]
+
+
+def test_delete_removes_chat_and_its_responses_so_votes_fail(alice):
+    conv = new_chat(alice)
+    response_id = send(alice, conv, "hi").json["response_id"]
+    assert alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "positive"}).status_code == 200
+    deleted = alice.delete(f"/chat/{conv}")
+    assert deleted.status_code == 200 and deleted.json["deleted"] is True
+    assert alice.get(f"/v1/conversations/{conv}").status_code == 404
+    vote = alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "negative"})
+    assert vote.status_code == 404
+    assert alice.delete(f"/chat/{conv}").status_code == 404
+
+
+def test_owners_are_isolated(example, alice, bob):
+    conv = new_chat(alice, title="alice's secret")
+    response_id = send(alice, conv, "private").json["response_id"]
+    assert bob.get("/v1/conversations").json["data"] == []
+    assert bob.get(f"/c/{conv}").status_code == 404
+    assert "belongs to another user" in bob.get(f"/c/{conv}").get_data(as_text=True)
+    assert send(bob, conv, "intrude").status_code == 404
+    assert bob.delete(f"/chat/{conv}").status_code == 404
+    assert bob.post(f"/v1/responses/{response_id}/feedback", json={"rating": "negative"}).status_code == 404
+    assert alice.get(f"/c/{conv}").status_code == 200
+    again = signed_in(example, "alice")
+    assert [c["id"] for c in again.get("/v1/conversations").json["data"]] == [conv]
+
+
+def test_conversation_page_escapes_title(alice):
+    conv = new_chat(alice, title="<img src=x onerror=alert(1)>")
+    page = alice.get(f"/c/{conv}").get_data(as_text=True)
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_feedback_page_counts_charts_and_escapes(alice):
+    conv = new_chat(alice)
+    ids = [send(alice, conv, f"message {n}").json["response_id"] for n in range(3)]
+    alice.post(f"/v1/responses/{ids[0]}/feedback", json={"rating": "positive", "comment": "<b>great</b>"})
+    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "comment": "meh"})
+    alice.post(f"/v1/responses/{ids[2]}/feedback", json={"rating": "positive"})
+    page = alice.get("/feedback").get_data(as_text=True)
+    assert re.search(r'id="count-total">3<', page)
+    assert re.search(r'id="count-positive">2<', page)
+    assert re.search(r'id="count-negative">1<', page)
+    assert page.count("<svg") == 2
+    assert page.count('class="bar positive"') == 2 and page.count('class="bar negative"') == 2
+    assert "&lt;b&gt;great&lt;/b&gt;" in page and "<b>great</b>" not in page
+    assert ">meh<" in page
+
+
+def test_feedback_page_without_votes(alice):
+    page = alice.get("/feedback").get_data(as_text=True)
+    assert "No votes yet" in page and "No comments yet" in page
