@@ -17,7 +17,7 @@ def check() -> None:
 
     state = _state(current_app)
     try:
-        detail = guarded(state.backend, "health", state.backend.health)
+        detail = guarded(state.backend, state.metrics, "health", state.backend.health)
     except Exception as exc:  # noqa: BLE001 - reported, then a non-zero exit
         raise click.ClickException(f"backend {state.backend.name!r} is not usable: {exc}") from exc
     click.echo(f"backend: {state.backend.name}")

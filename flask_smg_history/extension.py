@@ -11,12 +11,13 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from .backends.base import Backend, load_backend_class
 from .config import Settings, load_settings
-from .errors import Unauthorized
+from .errors import ConfigError, Unauthorized
+from .metrics import Metrics
 from .store import HistoryStore
 
 EXTENSION_KEY = "smg_history"
@@ -29,6 +30,10 @@ class _AppState:
     settings: Settings
     backend: Backend
     allow_anonymous: bool
+    metrics: Metrics
+
+    def store(self, owner: str, app: Flask) -> HistoryStore:
+        return HistoryStore(owner, self.backend, self.settings, metrics=self.metrics, sender=app)
 
 
 class SmgHistory:
@@ -51,11 +56,13 @@ class SmgHistory:
         allow_anonymous = settings.allow_anonymous
         if allow_anonymous is None:
             allow_anonymous = settings.backend in ("memory", "none")
-        app.extensions[EXTENSION_KEY] = _AppState(self, settings, backend, allow_anonymous)
+        app.extensions[EXTENSION_KEY] = _AppState(self, settings, backend, allow_anonymous, Metrics(backend))
         if settings.register_blueprint:
             from .api import create_blueprint
 
             app.register_blueprint(create_blueprint(settings), url_prefix=settings.url_prefix)
+        if settings.metrics_route:
+            _add_metrics_route(app, settings.metrics_route)
         from .cli import smg_history_cli
 
         app.cli.add_command(smg_history_cli)
@@ -68,13 +75,30 @@ class SmgHistory:
 
     def store_for(self, owner: str, app: Flask | None = None) -> HistoryStore:
         """A store bound to ``owner``, for code outside requests (jobs, CLI)."""
-        state = _state(app)
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         if not isinstance(owner, str) or not owner:
             raise ValueError("owner must be a non-empty string")
-        return HistoryStore(owner, state.backend, state.settings)
+        return _state(app).store(owner, app)
 
     def backend(self, app: Flask | None = None) -> Backend:
         return _state(app).backend
+
+
+def _add_metrics_route(app: Flask, route: str) -> None:
+    from . import metrics
+
+    if metrics.prometheus_client is None:
+        raise ConfigError(
+            "SMG_HISTORY_METRICS_ROUTE is set but prometheus_client is not installed: "
+            "pip install 'flask-smg-history[metrics]', or unset the key.",
+            param="SMG_HISTORY_METRICS_ROUTE",
+        )
+
+    def serve_metrics() -> Response:
+        body = _state().metrics.exposition()
+        return Response(body, mimetype=metrics.prometheus_client.CONTENT_TYPE_LATEST)
+
+    app.add_url_rule(route, endpoint="smg_history_metrics", view_func=serve_metrics, methods=["GET"])
 
 
 def _state(app: Flask | None = None) -> _AppState:
@@ -125,8 +149,8 @@ def current_owner() -> str:
 def _current_store() -> HistoryStore:
     store = g.get("_smg_history_store")
     if store is None:
-        state = _state()
-        store = HistoryStore(current_owner(), state.backend, state.settings)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        store = _state(app).store(current_owner(), app)
         g._smg_history_store = store
     return store
 

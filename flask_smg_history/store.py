@@ -13,13 +13,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import schemas
+from . import schemas, signals
+from .signals import emit
 from .errors import HistoryUnavailable, InvalidRequest, NotFound
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
 
 if TYPE_CHECKING:
+    from blinker import Signal
+
     from .backends.base import Backend
     from .config import Settings
+    from .metrics import Metrics
 
 T = TypeVar("T")
 log = logging.getLogger("flask_smg_history")
@@ -35,51 +39,72 @@ def _check_page(limit: Any, order: Any) -> None:
         raise InvalidRequest("Invalid 'order': must be 'asc' or 'desc'.", param="order")
 
 
-def guarded(backend: Backend, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def guarded(
+    backend: Backend, metrics: Metrics | None, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
     """Run one backend call; a driver failure becomes ``HistoryUnavailable``
     whose message names the backend but never echoes the driver's text (it can
-    hold URLs and credentials). Every call is timed and logged by outcome."""
+    hold URLs and credentials). Every call is counted, timed and logged with
+    its outcome, never with its content."""
     started = time.perf_counter()
-    outcome = "ok"
+    outcome, kind = "ok", None
     try:
         return fn(*args, **kwargs)
     except backend.unavailable_errors as exc:
-        outcome = "unavailable"
+        outcome, kind = "unavailable", type(exc).__name__
         raise HistoryUnavailable(
             f"The history backend ({backend.name}) is unavailable ({type(exc).__name__}); try again later."
         ) from exc
-    except (NotFound, InvalidRequest):
-        outcome = "client_error"
+    except NotFound:
+        outcome = "not_found"
+        raise
+    except InvalidRequest:
+        outcome = "invalid_request"
+        raise
+    except Exception as exc:
+        outcome, kind = "error", type(exc).__name__
         raise
     finally:
+        seconds = time.perf_counter() - started
+        if metrics is not None:
+            metrics.record(operation, outcome, seconds, kind)
         log.debug(
-            "history operation %s on %s: %s",
+            "history %s on %s: %s in %.2f ms",
             operation,
             backend.name,
             outcome,
-            extra={
-                "operation": operation,
-                "backend": backend.name,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "outcome": outcome,
-            },
+            seconds * 1000,
+            extra={"operation": operation, "backend": backend.name, "duration_ms": seconds * 1000, "outcome": outcome},
         )
 
 
 class HistoryStore:
     """The history of one owner. ``history`` in a request is one of these."""
 
-    def __init__(self, owner: str, backend: Backend, settings: Settings) -> None:
+    def __init__(
+        self,
+        owner: str,
+        backend: Backend,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        sender: Any = None,
+    ) -> None:
         self.owner = owner
         self.backend = backend
         self.settings = settings
+        self.metrics = metrics
+        self.sender = sender  # the Flask app, sender of the signals
         self.conversations = Conversations(self)
         self.items = Items(self)
         self.responses = Responses(self)
         self.feedback = FeedbackStore(self)
 
     def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return guarded(self.backend, operation, fn, *args, **kwargs)
+        return guarded(self.backend, self.metrics, operation, fn, *args, **kwargs)
+
+    def emit(self, signal: Signal, **kwargs: Any) -> None:
+        emit(signal, self.sender, owner=self.owner, **kwargs)
 
     def expires_at(self, at: float) -> float | None:
         days = self.settings.retention_days
@@ -127,7 +152,8 @@ class Conversations(_Part):
             expires_at=self._store.expires_at(at),
         )
         records = self._store.new_items(data["items"] or [], conv.id, at)
-        self._call("conversations.create", self._backend.create_conversation, conv, records)
+        added = self._call("conversations.create", self._backend.create_conversation, conv, records)
+        self._store.emit(signals.conversation_created, conversation=conv, items=added)
         return conv
 
     def get(self, conversation_id: str) -> Conversation:
@@ -150,6 +176,7 @@ class Conversations(_Part):
 
     def delete(self, conversation_id: str) -> None:
         self._call("conversations.delete", self._backend.delete_conversation, self._store.owner, conversation_id)
+        self._store.emit(signals.conversation_deleted, conversation_id=conversation_id)
 
     def list(self, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Conversation]:
         """The owner's conversations by creation time, newest first by default."""
@@ -171,7 +198,7 @@ class Items(_Part):
         data = schemas.load(schemas.ItemsAddSchema(), {"items": items})
         at = now()
         records = self._store.new_items(data["items"], conversation_id, at)
-        return self._call(
+        added = self._call(
             "items.add",
             self._backend.add_items,
             self._store.owner,
@@ -180,6 +207,8 @@ class Items(_Part):
             updated_at=at,
             expires_at=self._store.expires_at(at),
         )
+        self._store.emit(signals.items_added, conversation_id=conversation_id, items=added)
+        return added
 
     def list(self, conversation_id: str, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Item]:
         _check_page(limit, order)
@@ -200,6 +229,7 @@ class Items(_Part):
         """Delete one item; returns the parent conversation, as OpenAI does
         (a second read, after the delete has committed)."""
         self._call("items.delete", self._backend.delete_item, self._store.owner, conversation_id, item_id)
+        self._store.emit(signals.item_deleted, conversation_id=conversation_id, item_id=item_id)
         return self._store.conversations.get(conversation_id)
 
     def recent(self, conversation_id: str, limit: int = 20) -> list[Item]:
@@ -256,6 +286,7 @@ class Responses(_Part):
         data.pop("object", None)
         record.extra = data
         self._call("responses.store", self._backend.store_response, record)
+        self._store.emit(signals.response_stored, response=record)
         return record
 
     def get(self, response_id: str) -> Response:
@@ -325,7 +356,9 @@ class FeedbackStore(_Part):
             model=model,
             expires_at=expires_at,
         )
-        return self._call("feedback.submit", self._backend.submit_feedback, record)
+        stored = self._call("feedback.submit", self._backend.submit_feedback, record)
+        self._store.emit(signals.feedback_submitted, feedback=stored)
+        return stored
 
     def get(self, response_id: str) -> Feedback:
         return self._call("feedback.get", self._backend.get_feedback, self._store.owner, response_id)

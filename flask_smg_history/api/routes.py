@@ -194,7 +194,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
     @bp.get("/history/health")
     def health():
         state = _state()
-        detail = guarded(state.backend, "health", state.backend.health)
+        detail = guarded(state.backend, state.metrics, "health", state.backend.health)
         return jsonify(
             {
                 "object": "history.health",

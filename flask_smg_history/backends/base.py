@@ -162,6 +162,11 @@ class Backend(ABC):
     def health(self) -> dict[str, Any]:
         """Probe the database; raise one of ``unavailable_errors`` if it is down."""
 
+    def pool_stats(self) -> dict[str, int]:
+        """Connection-pool usage (e.g. ``{"in_use": 3, "idle": 5}``) for the
+        metrics; backends without a pool report nothing."""
+        return {}
+
     def close(self) -> None:
         """Release pools and connections (called when the process shuts down).
         Backends without any keep this no-op."""

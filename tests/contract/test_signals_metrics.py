@@ -1,0 +1,109 @@
+"""Contract: signals after each committed write, and metrics actually recorded."""
+
+import pytest
+
+from flask_smg_history import InvalidRequest, NotFound, signals
+
+
+@pytest.fixture
+def received(app):
+    log = []
+    handlers = []
+    for name in (
+        "conversation_created",
+        "items_added",
+        "item_deleted",
+        "conversation_deleted",
+        "response_stored",
+        "feedback_submitted",
+    ):
+
+        def handler(sender, _name=name, **kwargs):
+            log.append((_name, sender, kwargs))
+
+        getattr(signals, name).connect(handler, sender=app)
+        handlers.append((getattr(signals, name), handler))
+    yield log
+    for signal, handler in handlers:
+        signal.disconnect(handler)
+
+
+def test_every_write_sends_its_signal(app, alice, received):
+    conv = alice.conversations.create(items=[{"role": "user", "content": "hi"}])
+    added = alice.items.add(conv.id, [{"role": "assistant", "content": "hello"}])
+    alice.items.delete(conv.id, added[0].id)
+    resp = alice.responses.store({"model": "m", "input": "hi"})
+    alice.feedback.submit(resp.id, "positive")
+    alice.conversations.delete(conv.id)
+    names = [name for name, _, _ in received]
+    assert names == [
+        "conversation_created",
+        "items_added",
+        "item_deleted",
+        "response_stored",
+        "feedback_submitted",
+        "conversation_deleted",
+    ]
+    assert all(sender is app and kwargs["owner"] == "alice" for _, sender, kwargs in received)
+    assert received[0][2]["conversation"].id == conv.id and len(received[0][2]["items"]) == 1
+    assert [i.id for i in received[1][2]["items"]] == [added[0].id]
+    assert received[2][2] == {"owner": "alice", "conversation_id": conv.id, "item_id": added[0].id}
+    assert received[3][2]["response"].id == resp.id
+    assert received[4][2]["feedback"].rating == "positive"
+
+
+def test_failed_writes_send_nothing(alice, received):
+    conv = alice.conversations.create()
+    received.clear()
+    with pytest.raises(InvalidRequest):
+        alice.items.add(conv.id, [{"type": "nope"}])
+    with pytest.raises(NotFound):
+        alice.items.add("conv_missing", [{"role": "user", "content": "x"}])
+    assert received == []
+
+
+def test_a_raising_receiver_does_not_undo_the_write(app, alice, caplog):
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    signals.items_added.connect(broken, sender=app)
+    try:
+        conv = alice.conversations.create()
+        added = alice.items.add(conv.id, [{"role": "user", "content": "kept"}])
+    finally:
+        signals.items_added.disconnect(broken)
+    assert alice.items.get(conv.id, added[0].id).id == added[0].id
+    assert "receiver" in caplog.text
+
+
+def test_operations_are_counted_and_timed(app, alice, backend_name):
+    metrics = app.extensions["smg_history"].metrics
+    before = metrics.snapshot()["operations"]
+    conv = alice.conversations.create()
+    alice.items.add(conv.id, [{"role": "user", "content": "x"}])
+    alice.items.list(conv.id)
+    with pytest.raises(NotFound):
+        alice.conversations.get("conv_missing")
+    snap = metrics.snapshot()
+    backend = app.extensions["smg_history"].backend.name
+
+    def delta(operation, outcome):
+        key = (operation, backend, outcome)
+        return snap["operations"].get(key, 0) - before.get(key, 0)
+
+    assert delta("conversations.create", "ok") == 1
+    assert delta("items.add", "ok") == 1
+    assert delta("items.list", "ok") == 1
+    assert delta("conversations.get", "not_found") == 1
+    assert snap["seconds"][("items.add", backend)] > 0
+
+
+def test_prometheus_route(make_app):
+    app = make_app(SMG_HISTORY_METRICS_ROUTE="/metrics")
+    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store.conversations.create()
+    body = app.test_client().get("/metrics").get_data(as_text=True)
+    backend = app.extensions["smg_history"].backend.name
+    line = f'smg_history_operations_total{{backend="{backend}",operation="conversations.create",outcome="ok"}} 1.0'
+    assert line in body
+    assert "smg_history_operation_seconds_bucket" in body
