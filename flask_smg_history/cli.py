@@ -1,26 +1,281 @@
-"""The ``flask smg-history`` command group."""
+"""The ``flask smg-history`` command group: check, stats, purge, export,
+import, copy and erase.
+
+Commands print plain results and exit non-zero on failure. Long operations
+stream records in batches (constant memory) and show a click progress bar on a
+terminal, or plain progress lines on stderr when not on one (logs, CI).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
+
+from .backends.base import Backend, load_backend_class
+from .config import load_settings
+from .records import Record
+from .store import guarded
 
 smg_history_cli = AppGroup("smg-history", help="Inspect and operate the conversation history store.")
+
+#: Where ``copy --to-url`` goes for each backend.
+URL_KEYS = {
+    "postgres": "SMG_HISTORY_POSTGRES_DB_URL",
+    "redis": "SMG_HISTORY_REDIS_URL",
+    "sqlite": "SMG_HISTORY_SQLITE_PATH",
+    "oracle": "SMG_HISTORY_ORACLE_DSN",
+}
+
+
+def _state():
+    from .extension import _state as state_of
+
+    return state_of(current_app)
+
+
+def _backend_call(operation: str, fn, *args, **kwargs):
+    """A backend call with the store's failure handling, as a click error."""
+    state = _state()
+    try:
+        return guarded(state.backend, state.metrics, operation, fn, *args, **kwargs)
+    except Exception as exc:
+        raise click.ClickException(f"{operation} failed on backend {state.backend.name!r}: {exc}") from exc
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class _Progress:
+    """A click progress bar on a terminal, plain lines on stderr otherwise."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self._bar = None
+        self._last = time.monotonic()
+        if sys.stderr.isatty():
+            self._bar = click.progressbar(length=total, label=label, file=sys.stderr)
+            self._bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif time.monotonic() - self._last >= 2:
+            self._last = time.monotonic()
+            of = f"/{self.total}" if self.total else ""
+            click.echo(f"{self.label}: {self.done}{of} records", err=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        click.echo(f"{self.label}: {self.done} records done", err=True)
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(records)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _total(stats: dict[str, Any]) -> int:
+    return stats["conversations"] + stats["items"] + stats["responses"] + sum(stats["feedback"].values())
 
 
 @smg_history_cli.command("check")
 def check() -> None:
-    """Connect to the backend and print its settings (secrets masked)."""
-    from .extension import _state
-    from .store import guarded
-
-    state = _state(current_app)
-    try:
-        detail = guarded(state.backend, state.metrics, "health", state.backend.health)
-    except Exception as exc:  # noqa: BLE001 - reported, then a non-zero exit
-        raise click.ClickException(f"backend {state.backend.name!r} is not usable: {exc}") from exc
+    """Connect, check the backend and its schema, print settings and counts."""
+    state = _state()
+    detail = _backend_call("health", state.backend.health)
     click.echo(f"backend: {state.backend.name}")
     for name, value in state.settings.masked().items():
         click.echo(f"  {name} = {value!r}")
-    click.echo(f"status: ok {detail}")
+    click.echo(f"health: {json.dumps(detail, default=str)}")
+    stats = _backend_call("stats", state.backend.stats, None)
+    click.echo(
+        f"records: {stats['conversations']} conversations, {stats['items']} items, "
+        f"{stats['responses']} responses, {sum(stats['feedback'].values())} feedback"
+    )
+    click.echo("status: ok")
+
+
+@smg_history_cli.command("stats")
+@click.option("--owner", help="Only this owner's records.")
+@click.option("--by-owner", is_flag=True, help="One line per owner.")
+def stats(owner: str | None, by_owner: bool) -> None:
+    """Counts of conversations, items, responses and feedback."""
+    backend = _state().backend
+    owners = list(_backend_call("owners", backend.owners)) if by_owner else [owner]
+    for name in owners:
+        s = _backend_call("stats", backend.stats, name)
+        prefix = f"{name}: " if by_owner else ""
+        click.echo(
+            f"{prefix}conversations={s['conversations']} items={s['items']} responses={s['responses']} "
+            f"feedback_positive={s['feedback']['positive']} feedback_negative={s['feedback']['negative']} "
+            f"oldest={_when(s['oldest'])} newest={_when(s['newest'])}"
+        )
+
+
+@smg_history_cli.command("purge")
+@click.option("--older-than", type=click.FloatRange(min=0), help="Also remove what is older than DAYS.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+def purge(older_than: float | None, dry_run: bool) -> None:
+    """Remove expired records (and, with --older-than, old ones)."""
+    backend = _state().backend
+    before = None if older_than is None else time.time() - older_than * 86400
+    result = _backend_call("purge", backend.purge, before=before, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb}: " + " ".join(f"{k}={v}" for k, v in result.items()))
+
+
+@smg_history_cli.command("export")
+@click.option("--owner", help="Only this owner's records.")
+@click.option("--since", type=click.DateTime(), help="Only records written at or after this time (UTC).")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
+def export(owner: str | None, since: dt.datetime | None, output: IO[str]) -> None:
+    """Write every record as JSON Lines, streaming."""
+    from .portable import dumps
+
+    backend = _state().backend
+    since_ts = None if since is None else since.replace(tzinfo=dt.timezone.utc).timestamp()
+    progress = _Progress("export", _total(_backend_call("stats", backend.stats, owner)))
+    records = _backend_call("export", backend.export, owner, since_ts)
+    for batch in _batches(records, 500):
+        output.write("".join(dumps(record) + "\n" for record in batch))
+        progress.advance(len(batch))
+    output.flush()
+    progress.close()
+
+
+def _read(lines: Iterable[str], source: str) -> Iterator[Record]:
+    from .portable import loads
+
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield loads(line)
+            except ValueError as exc:
+                raise click.ClickException(f"{source}, line {number}: {exc}") from None
+
+
+def _import_stream(backend: Backend, records: Iterable[Record], progress: _Progress, batch_size: int) -> dict:
+    totals: dict[str, int] = {}
+    for batch in _batches(records, batch_size):
+        counts = guarded(backend, None, "import", backend.import_records, batch)
+        for kind, n in counts.items():
+            totals[kind] = totals.get(kind, 0) + n
+        progress.advance(len(batch))
+    return totals
+
+
+@smg_history_cli.command("import")
+@click.argument("source", type=click.File("r"))
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+def import_(source: IO[str], batch_size: int) -> None:
+    """Read JSON Lines written by export; re-importing is harmless."""
+    backend = _state().backend
+    progress = _Progress("import", None)
+    try:
+        totals = _import_stream(backend, _read(source, source.name), progress, batch_size)
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(f"import failed after {progress.done} records: {exc}") from exc
+    progress.close()
+    click.echo("imported: " + " ".join(f"{k}={v}" for k, v in sorted(totals.items())))
+
+
+def _target_backend(name: str, url: str | None, settings: tuple[str, ...]) -> Backend:
+    config = {k: v for k, v in current_app.config.items() if k.startswith("SMG_HISTORY_")}
+    config["SMG_HISTORY_BACKEND"] = name
+    if url is not None:
+        if name not in URL_KEYS:
+            raise click.BadParameter(f"--to-url does not apply to backend {name!r}", param_hint="--to-url")
+        config[URL_KEYS[name]] = url
+    for pair in settings:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.startswith("SMG_HISTORY_"):
+            raise click.BadParameter(f"expected SMG_HISTORY_KEY=VALUE, got {pair!r}", param_hint="--set")
+        config[key] = value
+    target_settings = load_settings(config, environ={})
+    return load_backend_class(name)(name, target_settings, current_app)
+
+
+@smg_history_cli.command("copy")
+@click.option("--to-backend", "to_backend", required=True, help="memory, sqlite, postgres, redis or oracle.")
+@click.option("--to-url", help="The target's URL (PostgreSQL or Redis URL, SQLite path, Oracle DSN).")
+@click.option("--set", "settings", multiple=True, help="Another target setting, SMG_HISTORY_KEY=VALUE.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), help="Resume file.")
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint and copy everything again.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@with_appcontext
+def copy(
+    to_backend: str,
+    to_url: str | None,
+    settings: tuple[str, ...],
+    checkpoint: Path | None,
+    restart: bool,
+    batch_size: int,
+) -> None:
+    """Copy every record to another backend, resumably, and verify counts.
+
+    Records are copied in export order; after each batch the number copied is
+    saved in the checkpoint file, and a re-run skips that many. Import is
+    idempotent, so copying a record twice is harmless."""
+    source = _state().backend
+    target = _target_backend(to_backend, to_url, settings)
+    checkpoint = checkpoint or Path(current_app.instance_path) / f"smg-history-copy-to-{to_backend}.json"
+    done = 0
+    if checkpoint.exists() and not restart:
+        done = json.loads(checkpoint.read_text()).get("copied", 0)
+        click.echo(f"resuming after {done} records (checkpoint {checkpoint})", err=True)
+    stats = _backend_call("stats", source.stats, None)
+    progress = _Progress(f"copy to {to_backend}", _total(stats))
+    progress.advance(done)
+    records = islice(_backend_call("export", source.export, None, None), done, None)
+    try:
+        for batch in _batches(records, batch_size):
+            guarded(target, None, "import", target.import_records, batch)
+            done += len(batch)
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_text(json.dumps({"copied": done}))
+            progress.advance(len(batch))
+    except Exception as exc:
+        raise click.ClickException(
+            f"copy stopped after {done} records: {exc}. Run the same command again to resume."
+        ) from exc
+    finally:
+        progress.close()
+    copied = target.stats(None)
+    target.close()
+    keys = ("conversations", "items", "responses", "feedback")
+    mismatched = [k for k in keys if copied[k] != stats[k]]
+    if mismatched:
+        raise click.ClickException(
+            "counts differ after copy: " + ", ".join(f"{k}: source {stats[k]} target {copied[k]}" for k in mismatched)
+        )
+    checkpoint.unlink(missing_ok=True)
+    click.echo("copied: " + " ".join(f"{k}={stats[k] if k != 'feedback' else sum(stats[k].values())}" for k in keys))
+    click.echo("verified: counts match")
+
+
+@smg_history_cli.command("erase")
+@click.option("--owner", required=True, help="The owner whose history is erased.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(owner: str, yes: bool) -> None:
+    """Erase every conversation, item, response and feedback of one owner."""
+    if not yes:
+        click.confirm(f"Erase all history of {owner!r}?", abort=True)
+    backend = _state().backend
+    counts = _backend_call("erase_owner", backend.erase_owner, owner)
+    click.echo("erased: " + " ".join(f"{k}={v}" for k, v in counts.items()))

@@ -142,6 +142,10 @@ class Page(Generic[T]):
         return getattr(self.data[-1], "id", None) if self.data else None
 
 
+#: Anything ``export`` yields and ``import_records`` takes.
+Record = Conversation | Item | Response | Feedback
+
+
 def is_live(expires_at: float | None, at: float) -> bool:
     """True while a record with this expiry is visible at time ``at``."""
     return expires_at is None or expires_at > at

@@ -136,6 +136,17 @@ class OtherItemSchema(Schema):
         return data
 
 
+class ItemReferenceSchema(Schema):
+    """``{"type": "item_reference", "id": ...}``: link an item the caller
+    already has, from another conversation, without copying it."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.Str(required=True, validate=validate.Equal("item_reference"))
+    id = fields.Str(required=True, validate=ID_RULE)
+
+
 class ConversationCreateSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -228,17 +239,18 @@ def load(schema: Schema, data: Any, *, param_prefix: str = "") -> dict[str, Any]
 
 _MESSAGE = MessageItemSchema()
 _OTHER = OtherItemSchema()
+_REFERENCE = ItemReferenceSchema()
 
 
 def load_item(raw: Any, param: str, max_bytes: int) -> dict[str, Any]:
     """Validate one input item and return its stored payload (without ``id``
-    when the caller gave none: the store mints it)."""
+    when the caller gave none: the store mints it). An item reference comes
+    back as is, for the backend to resolve."""
     if not isinstance(raw, dict):
         raise InvalidRequest(f"Invalid '{param}': expected an object.", param=param)
     kind = raw.get("type", "message")
-    if kind == "item_reference":
-        raise InvalidRequest(f"Invalid '{param}.type': item references are not supported.", param=f"{param}.type")
-    payload = load(_MESSAGE if kind == "message" else _OTHER, raw, param_prefix=param)
+    schema = {"message": _MESSAGE, "item_reference": _REFERENCE}.get(kind, _OTHER)
+    payload = load(schema, raw, param_prefix=param)
     if len(json.dumps(payload, separators=(",", ":"))) > max_bytes:
         raise InvalidRequest(f"Invalid '{param}': the item is larger than {max_bytes} bytes.", param=param)
     return payload

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import schemas, signals
-from .signals import emit
 from .errors import HistoryUnavailable, InvalidRequest, NotFound
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
+from .signals import emit
 
 if TYPE_CHECKING:
     from blinker import Signal
@@ -106,6 +106,13 @@ class HistoryStore:
     def emit(self, signal: Signal, **kwargs: Any) -> None:
         emit(signal, self.sender, owner=self.owner, **kwargs)
 
+    def erase_owner(self) -> dict[str, int]:
+        """Remove everything of this owner: conversations, items, responses and
+        feedback. Returns the counts removed; running it again removes nothing."""
+        counts = self.call("erase_owner", self.backend.erase_owner, self.owner)
+        log.info("erased the history of one owner", extra={"operation": "erase_owner", "counts": counts})
+        return counts
+
     def expires_at(self, at: float) -> float | None:
         days = self.settings.retention_days
         return None if days is None else at + days * 86400
@@ -116,7 +123,8 @@ class HistoryStore:
         for index, raw in enumerate(raw_items):
             payload = schemas.load_item(raw, f"{param}[{index}]", self.settings.max_item_bytes)
             kind = payload.get("type", "message")
-            payload = {"id": payload.get("id") or mint_id(ITEM_ID_PREFIXES[kind]), **payload}
+            if kind != "item_reference":
+                payload = {"id": payload.get("id") or mint_id(ITEM_ID_PREFIXES[kind]), **payload}
             out.append(
                 Item(
                     id=payload["id"],
@@ -294,6 +302,28 @@ class Responses(_Part):
 
     def delete(self, response_id: str) -> None:
         self._call("responses.delete", self._backend.delete_response, self._store.owner, response_id)
+
+    def list(
+        self,
+        model: str | None = None,
+        conversation: str | None = None,
+        since: float | None = None,
+        after: str | None = None,
+        limit: int = 20,
+    ) -> Page[Response]:
+        """The owner's stored responses, newest first, optionally only those
+        of one model or one conversation, or created at or after ``since``."""
+        _check_page(limit, "desc")
+        return self._call(
+            "responses.list",
+            self._backend.list_responses,
+            self._store.owner,
+            model=model,
+            conversation_id=conversation,
+            since=since,
+            after=after,
+            limit=limit,
+        )
 
     def input_items(
         self, response_id: str, after: str | None = None, limit: int = 20, order: str = "desc"

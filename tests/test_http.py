@@ -279,3 +279,28 @@ def test_health_and_openapi(client):
     assert spec["openapi"].startswith("3.1")
     assert "/conversations/{conversation_id}/items" in spec["paths"]
     assert "ConversationCreate" in spec["components"]["schemas"]
+
+
+def test_list_responses_and_erase_owner_endpoints(make_app):
+    app = make_app(SMG_HISTORY_API_KEYS=KEYS)
+    client = app.test_client()
+    first = _stored_response(app)
+    second = _stored_response(app, model="other")
+    _stored_response(app, owner="bob")
+    listed = client.get("/v1/responses", headers=A).get_json()
+    assert [r["id"] for r in listed["data"]] == [second.id, first.id]
+    for body in listed["data"]:
+        validate("Response", body)
+    assert [r["id"] for r in client.get("/v1/responses?model=other", headers=A).get_json()["data"]] == [second.id]
+    _error(client.get("/v1/responses?limit=0", headers=A), 400, "limit")
+    conv = _conv(client, items=[{"role": "user", "content": "x"}])
+    erased = client.delete("/v1/history/owner", headers=A).get_json()
+    assert erased == {
+        "object": "history.owner.deleted",
+        "owner": "alice",
+        "deleted": {"conversations": 1, "items": 1, "responses": 2, "feedback": 0},
+    }
+    _error(client.get(f"/v1/conversations/{conv['id']}", headers=A), 404)
+    assert client.get("/v1/responses", headers=A).get_json()["data"] == []
+    assert len(client.get("/v1/responses", headers=B).get_json()["data"]) == 1
+    assert client.delete("/v1/history/owner", headers=A).get_json()["deleted"]["responses"] == 0

@@ -163,6 +163,22 @@ def build_openapi(settings) -> dict[str, Any]:
         },
     )
     spec.path(
+        "/responses",
+        operations={
+            "get": _op(
+                "List the caller's stored responses, newest first",
+                _list_of(response),
+                params=[
+                    {"in": "query", "name": "model", "schema": {"type": "string"}},
+                    {"in": "query", "name": "conversation", "schema": {"type": "string"}},
+                    since,
+                    _PAGE_PARAMS[0],
+                    _PAGE_PARAMS[2],
+                ],
+            )
+        },
+    )
+    spec.path(
         "/responses/{response_id}",
         operations={
             "get": _op("Retrieve a stored response", response, params=[rid, _PAGE_PARAMS[3]]),
@@ -201,6 +217,14 @@ def build_openapi(settings) -> dict[str, Any]:
     spec.path(
         "/feedback/stats",
         operations={"get": _op("Feedback counts by rating, model and day", {"type": "object"}, params=[since])},
+    )
+    spec.path(
+        "/history/owner",
+        operations={
+            "delete": _op(
+                "Erase everything of the caller: conversations, items, responses, feedback", {"type": "object"}
+            )
+        },
     )
     spec.path("/history/health", operations={"get": _op("Backend health", {"type": "object"})})
     return spec.to_dict()

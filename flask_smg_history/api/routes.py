@@ -147,6 +147,17 @@ def create_blueprint(settings: Settings) -> Blueprint:
         return jsonify(render.conversation(history.items.delete(conversation_id, item_id)))
 
     # -- responses ---------------------------------------------------------------
+    @bp.get("/responses")
+    def list_responses():
+        page = history.responses.list(
+            model=request.args.get("model"),
+            conversation=request.args.get("conversation"),
+            since=_since_arg(),
+            after=request.args.get("after") or None,
+            limit=_int_arg("limit", 20),
+        )
+        return jsonify(render.page(page, render.response))
+
     @bp.get("/responses/<response_id>")
     def get_response(response_id: str):
         _page_args()
@@ -204,6 +215,11 @@ def create_blueprint(settings: Settings) -> Blueprint:
                 "detail": detail,
             }
         )
+
+    @bp.delete("/history/owner")
+    def erase_owner():
+        counts = history.erase_owner()
+        return jsonify({"object": "history.owner.deleted", "owner": history.owner, "deleted": counts})
 
     @bp.get("/openapi.json")
     def openapi():

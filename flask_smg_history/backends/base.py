@@ -16,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ConfigError
-from ..records import Conversation, Feedback, Item, Page, Response
+from ..errors import ConfigError, InvalidRequest
+from ..records import Conversation, Feedback, Item, Page, Record, Response
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -85,9 +86,15 @@ class Backend(ABC):
         self, owner: str, conversation_id: str, items: list[Item], *, updated_at: float, expires_at: float | None
     ) -> list[Item]:
         """Append items atomically after every item already stored, refreshing
-        the conversation's ``updated_at`` and ``expires_at``. An item whose
-        ``id`` is already in the conversation fails the whole batch with
-        ``InvalidRequest(code="item_already_in_conversation")``."""
+        the conversation's ``updated_at`` and ``expires_at``.
+
+        An item of type ``item_reference`` links the owner's existing item with
+        that ``id`` (from any conversation) without copying it; the returned
+        list holds the full item in its place. The whole batch is checked
+        before anything is written, and fails with ``already_in_conversation``
+        (an ID already linked here, or twice in the batch), ``already_exists``
+        (a new item whose ID the owner already has elsewhere) or
+        ``NotFound.item`` (a reference to no item of this owner)."""
 
     @abstractmethod
     def list_items(self, owner: str, conversation_id: str, *, after: str | None, limit: int, order: str) -> Page[Item]:
@@ -98,7 +105,10 @@ class Backend(ABC):
     def get_item(self, owner: str, conversation_id: str, item_id: str) -> Item: ...
 
     @abstractmethod
-    def delete_item(self, owner: str, conversation_id: str, item_id: str) -> None: ...
+    def delete_item(self, owner: str, conversation_id: str, item_id: str) -> None:
+        """Unlink an item from one conversation; the item itself goes when no
+        other conversation links it. ``delete_conversation`` does the same for
+        each of its items."""
 
     @abstractmethod
     def recent_items(self, owner: str, conversation_id: str, limit: int) -> list[Item]:
@@ -115,6 +125,19 @@ class Backend(ABC):
     @abstractmethod
     def delete_response(self, owner: str, response_id: str) -> None:
         """Delete a response and the feedback on it."""
+
+    @abstractmethod
+    def list_responses(
+        self,
+        owner: str,
+        *,
+        model: str | None,
+        conversation_id: str | None,
+        since: float | None,
+        after: str | None,
+        limit: int,
+    ) -> Page[Response]:
+        """Page through the owner's live responses, newest first, filtered."""
 
     # -- feedback ------------------------------------------------------------
     @abstractmethod
@@ -156,6 +179,57 @@ class Backend(ABC):
                 break
             after = page.last_id
         return {"by_rating": by_rating, "by_model": by_model, "by_day": by_day}
+
+    # -- erasure and operations (the CLI) ------------------------------------
+    @abstractmethod
+    def erase_owner(self, owner: str) -> dict[str, int]:
+        """Remove every conversation, item, response and feedback of one owner
+        and nothing of anyone else's. Returns counts by kind; idempotent."""
+
+    @abstractmethod
+    def owners(self) -> Iterator[str]:
+        """Every owner with at least one stored record."""
+
+    @abstractmethod
+    def purge(self, *, before: float | None, dry_run: bool) -> dict[str, Any]:
+        """Remove expired records, and with ``before`` also conversations last
+        written and responses created before it (with their items and
+        feedback). Returns what was (or, with ``dry_run``, would be) removed."""
+
+    @abstractmethod
+    def export(self, owner: str | None, since: float | None) -> Iterator[Record]:
+        """Stream live records in a stable order, in constant memory: each
+        conversation followed by its items by position, then responses, then
+        feedback. ``since`` keeps conversations written, and responses and
+        feedback created, at or after it."""
+
+    @abstractmethod
+    def import_records(self, records: Iterable[Record]) -> dict[str, int]:
+        """Upsert exported records as they are (IDs, owners, timestamps,
+        positions), in one transaction where the backend has them. Importing
+        the same records twice leaves the same state. An item's conversation
+        must be imported before it (or already be there)."""
+
+    def stats(self, owner: str | None) -> dict[str, Any]:
+        """Counts of live records, and the oldest and newest conversation.
+        This default walks ``export``; backends with aggregates override it."""
+        counts: dict[str, Any] = {"conversations": 0, "items": 0, "responses": 0}
+        feedback: Counter[str] = Counter()
+        oldest = newest = None
+        for record in self.export(owner, None):
+            if isinstance(record, Conversation):
+                counts["conversations"] += 1
+                oldest = record.created_at if oldest is None else min(oldest, record.created_at)
+                newest = record.created_at if newest is None else max(newest, record.created_at)
+            elif isinstance(record, Item):
+                counts["items"] += 1
+            elif isinstance(record, Response):
+                counts["responses"] += 1
+            else:
+                feedback[record.rating] += 1
+        counts["feedback"] = {"positive": feedback["positive"], "negative": feedback["negative"]}
+        counts["oldest"], counts["newest"] = oldest, newest
+        return counts
 
     # -- operations ----------------------------------------------------------
     @abstractmethod
@@ -203,12 +277,27 @@ def load_backend_class(name: str) -> type[Backend]:
     return cls
 
 
+def already_in_conversation(item_id: str, conversation_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Item with id '{item_id}' is already in conversation '{conversation_id}'.",
+        param="items",
+        code="item_already_in_conversation",
+    )
+
+
+def already_exists(item_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Item with id '{item_id}' already exists; to add it to this conversation too, send "
+        f'{{"type": "item_reference", "id": "{item_id}"}}.',
+        param="items",
+        code="item_already_exists",
+    )
+
+
 def page_of(records: list[Any], *, after: str | None, limit: int, order: str) -> Page[Any]:
     """Cut one page from records already sorted ascending. For stores whose
     data is in memory (the memory backend, a response's input items); database
     backends page with keyset queries instead."""
-    from ..errors import InvalidRequest
-
     seq = records if order == "asc" else list(reversed(records))
     start = 0
     if after is not None:

@@ -55,6 +55,9 @@ class NoneBackend(Backend):
     def delete_response(self, owner, response_id):
         raise NotFound.response(response_id)
 
+    def list_responses(self, owner, *, model, conversation_id, since, after, limit):
+        return Page(data=[], has_more=False)
+
     def submit_feedback(self, feedback):
         return feedback
 
@@ -63,6 +66,22 @@ class NoneBackend(Backend):
 
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         return Page(data=[], has_more=False)
+
+    def erase_owner(self, owner):
+        return dict.fromkeys(("conversations", "items", "responses", "feedback"), 0)
+
+    def owners(self):
+        return iter(())
+
+    def purge(self, *, before, dry_run):
+        return dict.fromkeys(("conversations", "items", "responses", "feedback"), 0)
+
+    def export(self, owner, since):
+        return iter(())
+
+    def import_records(self, records):
+        """Accepts and drops everything: there is nowhere to keep it."""
+        return dict.fromkeys(("conversations", "items", "responses", "feedback"), 0)
 
     def health(self):
         return {"enabled": False}
