@@ -59,8 +59,10 @@ class SmgHistory:
         app.extensions[EXTENSION_KEY] = _AppState(self, settings, backend, allow_anonymous, Metrics(backend))
         if settings.register_blueprint:
             from .api import create_blueprint
+            from .api.errors import register_unrouted
 
             app.register_blueprint(create_blueprint(settings), url_prefix=settings.url_prefix)
+            register_unrouted(app, settings.url_prefix)
         if settings.metrics_route:
             _add_metrics_route(app, settings.metrics_route)
         from .cli import smg_history_cli

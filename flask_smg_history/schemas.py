@@ -23,6 +23,7 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_COMMENT = 4096
 MAX_ID = 128
+MAX_DEPTH = 64
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 MESSAGE_STATUSES = ("in_progress", "completed", "incomplete")
 
@@ -242,12 +243,28 @@ _OTHER = OtherItemSchema()
 _REFERENCE = ItemReferenceSchema()
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (a hostile value must
+    not exhaust the stack while being measured)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def load_item(raw: Any, param: str, max_bytes: int) -> dict[str, Any]:
     """Validate one input item and return its stored payload (without ``id``
     when the caller gave none: the store mints it). An item reference comes
     back as is, for the backend to resolve."""
     if not isinstance(raw, dict):
         raise InvalidRequest(f"Invalid '{param}': expected an object.", param=param)
+    if _depth(raw) > MAX_DEPTH:
+        raise InvalidRequest(f"Invalid '{param}': nested more than {MAX_DEPTH} levels deep.", param=param)
     kind = raw.get("type", "message")
     schema = {"message": _MESSAGE, "item_reference": _REFERENCE}.get(kind, _OTHER)
     payload = load(schema, raw, param_prefix=param)

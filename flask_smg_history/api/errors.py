@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify
+from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import HistoryError
@@ -44,3 +44,20 @@ def register(blueprint) -> None:
     blueprint.register_error_handler(HistoryError, history_error)
     blueprint.register_error_handler(HTTPException, http_error)
     blueprint.register_error_handler(Exception, unexpected_error)
+
+
+def register_unrouted(app, url_prefix: str) -> None:
+    """Answer 404 and 405 in the envelope for URLs under the API's prefix
+    that match no route (a blueprint's own handlers never see those), and
+    leave every other URL to the host's handler or Flask's default."""
+    prefix = url_prefix.rstrip("/") + "/"
+    for code in (404, 405):
+        previous = app.error_handler_spec.get(None, {}).get(code, {})
+        host_handler = next(iter(previous.values()), None)
+
+        def handle(exc: HTTPException, _host=host_handler):
+            if request.path.startswith(prefix):
+                return http_error(exc)
+            return _host(exc) if _host is not None else exc
+
+        app.register_error_handler(code, handle)
