@@ -25,8 +25,10 @@ from .responders import make_responder
 DEFAULT_BACKEND = "memory"
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
+    """Build the app. ``instance_path`` (default: ``instance/`` beside the
+    package) holds the SQLite file and the session key."""
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     config = dict(config or {})
     app.config.update(

@@ -20,8 +20,8 @@ def make_example(tmp_path: Path, monkeypatch) -> Callable[..., Flask]:
         monkeypatch.delenv(name, raising=False)
 
     def factory(**config: Any) -> Flask:
-        app = create_app({"TESTING": True, "SECRET_KEY": "test", "SMG_HISTORY_BACKEND": "memory", **config})
-        return app
+        config = {"TESTING": True, "SECRET_KEY": "test", "SMG_HISTORY_BACKEND": "memory", **config}
+        return create_app(config, instance_path=str(tmp_path / "instance"))
 
     return factory
 
