@@ -97,6 +97,14 @@ KEYS: tuple[Key, ...] = (
     ),
     _k("POSTGRES_POOL_MAX_SIZE", 16, "int", "Connections in the PostgreSQL pool.", minimum=1),
     _k(
+        "SQL_POOL_TIMEOUT_SECS",
+        30.0,
+        "float",
+        "Seconds a SQL call waits for a free pooled connection (or, on SQLite, for the write lock) "
+        "before it answers 503.",
+        minimum=0.001,
+    ),
+    _k(
         "SQL_USE_APP_DB",
         False,
         "bool",
