@@ -16,7 +16,13 @@ from example_app import create_app
 
 @pytest.fixture
 def make_example(tmp_path: Path, monkeypatch) -> Callable[..., Flask]:
-    for name in ("EXAMPLE_LLM_BASE_URL", "EXAMPLE_LLM_API_KEY", "EXAMPLE_LLM_MODEL", "SMG_HISTORY_BACKEND"):
+    for name in (
+        "EXAMPLE_LLM_BASE_URL",
+        "EXAMPLE_LLM_API_KEY",
+        "EXAMPLE_LLM_MODEL",
+        "EXAMPLE_SECRET_KEY",
+        "SMG_HISTORY_BACKEND",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     def factory(**config: Any) -> Flask:

@@ -163,3 +163,22 @@ def test_feedback_page_counts_charts_and_escapes(alice):
 def test_feedback_page_without_votes(alice):
     page = alice.get("/feedback").get_data(as_text=True)
     assert "No votes yet" in page and "No comments yet" in page
+
+
+def test_backend_comes_from_the_environment(make_example, monkeypatch, tmp_path):
+    from example_app import DEFAULT_BACKEND, create_app
+
+    monkeypatch.setenv("SMG_HISTORY_BACKEND", "none")
+    app = create_app({"SECRET_KEY": "x"}, instance_path=str(tmp_path / "a"))
+    assert app.extensions["smg_history"].backend.name == "none"
+    monkeypatch.delenv("SMG_HISTORY_BACKEND")
+    app = create_app({"SECRET_KEY": "x"}, instance_path=str(tmp_path / "b"))
+    assert app.extensions["smg_history"].backend.name == DEFAULT_BACKEND
+
+
+def test_session_key_is_kept_in_the_instance_folder(make_example, tmp_path):
+    from example_app import create_app
+
+    first = create_app({"SMG_HISTORY_BACKEND": "memory"}, instance_path=str(tmp_path / "i"))
+    second = create_app({"SMG_HISTORY_BACKEND": "memory"}, instance_path=str(tmp_path / "i"))
+    assert first.secret_key == second.secret_key and len(first.secret_key) == 64
