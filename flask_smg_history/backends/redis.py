@@ -435,6 +435,8 @@ class RedisBackend(Backend):
     def get_feedback(self, owner, response_id):
         fields = self._hgetall(self._resp_keys(response_id)[1], f"Feedback on response '{response_id}'")
         fb = _feedback(response_id, fields) if fields else None
+        if fields and fb is None:
+            raise CorruptRecord(f"Feedback on response '{response_id}' is stored in a form this backend cannot read.")
         if fb is None or fb.owner != owner or not is_live(fb.expires_at, now()):
             raise NotFound.feedback(response_id)
         return fb
