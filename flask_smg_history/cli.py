@@ -24,3 +24,23 @@ def check() -> None:
     for name, value in state.settings.masked().items():
         click.echo(f"  {name} = {value!r}")
     click.echo(f"status: ok {detail}")
+
+
+@smg_history_cli.command("init-db")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+def init_db(sql: bool) -> None:
+    """Create or upgrade the history tables (SQL backends), for apps without
+    Flask-Migrate; with Flask-Migrate, `flask db upgrade` does the same."""
+    from .backends import sql_migrate
+    from .backends.sql import SqlBackend
+    from .extension import _state
+
+    backend = _state(current_app).backend
+    if not isinstance(backend, SqlBackend):
+        raise click.ClickException(f"backend {backend.name!r} has no tables to create (SQL backends only).")
+    try:
+        sql_migrate.upgrade(backend, sql=sql)
+    except backend.unavailable_errors as exc:
+        raise click.ClickException(f"backend {backend.name!r} is unreachable ({type(exc).__name__}).") from exc
+    if not sql:
+        click.echo(f"history tables at revision {sql_migrate.head_revision()}")
