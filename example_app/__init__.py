@@ -21,8 +21,9 @@ from . import auth, chat, pages
 from .responders import make_responder
 
 #: The backend used when neither the config nor ``SMG_HISTORY_BACKEND`` in the
-#: environment names one.
-DEFAULT_BACKEND = "memory"
+#: environment names one: a SQLite file in the instance folder, its tables
+#: created at start-up, so a first run needs no database server and no command.
+DEFAULT_BACKEND = "sqlite"
 
 
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:

@@ -14,7 +14,6 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from example_app import create_app
-from flask_smg_history import ConfigError
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,18 +35,6 @@ def require_chromium() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: scripts/browser.sh should have installed it")
         pytest.skip(f"{CHROMIUM} is not installed (bash scripts/browser.sh installs it)")
-
-
-def sqlite_available(tmp_path: Path) -> bool:
-    """Whether this checkout's extension has the sqlite backend."""
-    try:
-        app = create_app(
-            {"SECRET_KEY": "probe", "SMG_HISTORY_BACKEND": "sqlite"}, instance_path=str(tmp_path / "probe")
-        )
-    except ConfigError:
-        return False
-    app.extensions["smg_history"].backend.close()
-    return True
 
 
 class LiveServer:

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, require_chromium, save_screenshot, sqlite_available
+from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, require_chromium, save_screenshot
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -21,14 +21,11 @@ REPLIES = ".message.assistant:not(.pending)"
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory) -> str:
-    return "sqlite" if sqlite_available(tmp_path_factory.mktemp("probe")) else "memory"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, backend):
+def server(tmp_path_factory):
+    """The app on its default backend, SQLite in its instance folder."""
     folder = tmp_path_factory.mktemp("example")
-    live = LiveServer({"SECRET_KEY": "browser-test", "SMG_HISTORY_BACKEND": backend}, folder / "instance")
+    config = {"SECRET_KEY": "browser-test", "SMG_HISTORY_BACKEND": "sqlite", "EXAMPLE_LLM_BASE_URL": None}
+    live = LiveServer(config, folder / "instance")
     live.start()
     yield live
     live.stop()
@@ -207,9 +204,8 @@ def test_feedback_page(alice, server):
     save_screenshot(alice, "feedback.png", server.instance_path.parent, full_page=True)
 
 
-def test_restart_keeps_everything(alice, server, backend, state):
-    if backend != "sqlite":
-        pytest.skip("the sqlite backend is not in this checkout yet: nothing survives a restart on memory")
+def test_restart_keeps_everything(alice, server, state):
+    assert server.app.extensions["smg_history"].backend.name == "sqlite"
     server.restart()
     alice.goto(state["chat_url"])
     expect(alice.locator("#user-name")).to_have_text("alice")
