@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import schemas, signals
-from .signals import emit
 from .errors import HistoryUnavailable, InvalidRequest, NotFound
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
+from .signals import emit
 
 if TYPE_CHECKING:
     from blinker import Signal
