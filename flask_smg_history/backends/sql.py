@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -87,16 +88,16 @@ class SqlBackend(Backend):
         self.write_options = {SQLITE_BEGIN: "IMMEDIATE"} if sqlite else {}
         self._read_options = {SQLITE_BEGIN: "DEFERRED"} if sqlite else {}
         self._schema_ok = False
+        self._schema_lock = threading.Lock()
+        self._create_tables = settings.create_tables
         sql_migrate.install_flask_migrate_hook(app, self)
-        self._start_up(settings.create_tables)
+        self._start_up()
 
     # -- schema --------------------------------------------------------------
-    def _start_up(self, create_tables: bool) -> None:
+    def _start_up(self) -> None:
         """Create or check the tables now if the database answers; if it does
-        not, start anyway (the first call will answer 503 and retry)."""
+        not, start anyway (the first call will answer 503 and try again)."""
         try:
-            if create_tables:
-                sql_migrate.upgrade(self)
             self._check_schema()
         except self.unavailable_errors as exc:
             log.warning("history backend %s is unreachable at start-up (%s); will retry", self.name, type(exc).__name__)
@@ -107,18 +108,24 @@ class SqlBackend(Backend):
         self._schema_ok = False
 
     def _check_schema(self) -> None:
+        """Pass once the tables are at our head revision (creating them first
+        with ``SMG_HISTORY_CREATE_TABLES``); until then every call answers 503
+        with what to run."""
         if self._schema_ok:
             return
-        with self._connect(self._read_options) as conn:
-            current = sql_migrate.current_revision(self, conn)
-        head = sql_migrate.head_revision()
-        if current != head:
-            state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
-            raise HistoryUnavailable(
-                f"The history tables ({self.settings.table_prefix}*) {state}: run `flask db upgrade` "
-                "(or `flask smg-history init-db` without Flask-Migrate)."
-            )
-        self._schema_ok = True
+        with self._schema_lock:
+            if self._create_tables:
+                sql_migrate.upgrade(self)
+            with self._connect(self._read_options) as conn:
+                current = sql_migrate.current_revision(self, conn)
+            head = sql_migrate.head_revision()
+            if current != head:
+                state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
+                raise HistoryUnavailable(
+                    f"The history tables ({self.settings.table_prefix}*) {state}: run `flask db upgrade` "
+                    "(or `flask smg-history init-db` without Flask-Migrate)."
+                )
+            self._schema_ok = True
 
     # -- transactions --------------------------------------------------------
     def _connect(self, options: dict[str, Any]) -> sa.Connection:
