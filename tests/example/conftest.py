@@ -67,3 +67,16 @@ def new_chat(client: FlaskClient, **metadata: str) -> str:
 
 def send(client: FlaskClient, conversation_id: str, text: str):
     return client.post(f"/chat/{conversation_id}/messages", json={"text": text})
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright, shared by the browser tests."""
+    from .live import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

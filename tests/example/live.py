@@ -15,7 +15,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from example_app import create_app
 
+expect = pytest.importorskip("playwright.sync_api").expect
+
 CHROMIUM = "/usr/bin/chromium"
+#: Assistant replies, not the placeholder shown while one is awaited.
+REPLIES = ".message.assistant:not(.pending)"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -87,3 +91,19 @@ def save_screenshot(page, name: str, tmp_path: Path, full_page: bool = False) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     return path
+
+
+def sign_in(page, server: LiveServer, name: str) -> None:
+    page.goto(server.url + "/")
+    expect(page).to_have_url(server.url + "/signin")
+    page.fill("#name", name)
+    page.click("button[type=submit]")
+    expect(page.locator("#user-name")).to_have_text(name)
+
+
+def send(page, text: str) -> None:
+    """Type a message, press Enter, wait for its reply."""
+    before = page.locator(REPLIES).count()
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+    expect(page.locator(REPLIES)).to_have_count(before + 1)

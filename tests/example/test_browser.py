@@ -3,7 +3,8 @@ against the app served on a loopback port.
 
 The tests run in file order and share one server and one signed-in user, as a
 person would: sign in, chat, vote, rename, scroll back, restart the server,
-then a second user looks for the first one's chats.
+then a second user looks for the first one's chats, and a third pages through
+a long sidebar.
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ import re
 
 import pytest
 
-from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, require_chromium, save_screenshot
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-
-REPLIES = ".message.assistant:not(.pending)"
+from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +28,14 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def alice(browser, server):
+    """Alice's tab, kept across the tests; any script error in it fails the run."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(10_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     sign_in(page, server, "alice")
-    page.errors = errors
     yield page
     context.close()
     assert errors == [], errors
@@ -58,21 +45,6 @@ def alice(browser, server):
 def state() -> dict:
     """What one test leaves for the next (the chat's URL, its votes)."""
     return {}
-
-
-def sign_in(page, server: LiveServer, name: str) -> None:
-    page.goto(server.url + "/")
-    expect(page).to_have_url(server.url + "/signin")
-    page.fill("#name", name)
-    page.click("button[type=submit]")
-    expect(page.locator("#user-name")).to_have_text(name)
-
-
-def send(page, text: str) -> None:
-    before = page.locator(REPLIES).count()
-    page.fill("#message", text)
-    page.press("#message", "Enter")
-    expect(page.locator(REPLIES)).to_have_count(before + 1)
 
 
 def test_sign_in_create_chat_and_send_three_messages(alice, server, state):
@@ -231,5 +203,24 @@ def test_second_user_sees_none_of_the_first_users_chats(browser, server, state):
         assert "Trying the example app" not in bob.content()
         bob.click("text=Feedback")
         expect(bob.locator("#count-total")).to_have_text("0")
+    finally:
+        context.close()
+
+
+def test_sidebar_pages_through_many_chats(browser, server):
+    store = server.store_for("dora")
+    for n in range(55):
+        store.conversations.create(metadata={"title": f"chat {n:02d}"})
+    context = browser.new_context()
+    dora = context.new_page()
+    try:
+        sign_in(dora, server, "dora")
+        titles = dora.locator("#conversations .title")
+        expect(titles).to_have_count(50)
+        expect(titles.first).to_have_text("chat 54")
+        dora.click("#older-chats")
+        expect(titles).to_have_count(55)
+        expect(titles.last).to_have_text("chat 00")
+        expect(dora.locator("#older-chats")).to_be_hidden()
     finally:
         context.close()

@@ -94,6 +94,9 @@ def test_model_server_error_is_reported(client):
     assert response.status_code == 502
     message = response.json["error"]["message"]
     assert "model server" in message and "the fake model refuses" in message
+    assert [i["content"][0]["text"] for i in response.json["items"]] == ["please fail"]
+    stored = client.get(f"/v1/conversations/{conv}/items").json["data"]
+    assert [i["id"] for i in stored] == [response.json["items"][0]["id"]]
 
 
 def test_context_keeps_only_whole_tool_call_pairs():
