@@ -117,8 +117,9 @@ class RedisServer:
 class Cluster:
     """Three masters, no replicas, every slot covered."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, ports: list[int] | None = None) -> None:
         self.directory = directory
+        self.ports = ports
         self.nodes: list[RedisServer] = []
 
     @property
@@ -127,8 +128,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         try:
-            for _ in range(3):
-                port = free_port(with_bus=True)
+            for port in self.ports or [free_port(with_bus=True) for _ in range(3)]:
                 node = RedisServer(
                     self.directory / str(port),
                     port,
@@ -149,13 +149,13 @@ class Cluster:
             )
             if created.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-800:]} {created.stderr}")
-            self._wait_until_ok()
+            self.wait_until_ok()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_until_ok(self) -> None:
+    def wait_until_ok(self) -> None:
         deadline = time.monotonic() + 30
         for node in self.nodes:
             client = redis.Redis(port=node.port)

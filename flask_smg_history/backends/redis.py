@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -93,8 +94,24 @@ class RedisBackend(Backend):
         days = settings.redis_retention_days
         self.retention: float | None = None if days == -1 else days * 86400
         self.cluster = settings.redis_cluster
-        self.client = _connect(settings)
+        self._client: Any = None
+        self._connect_lock = threading.Lock()
         self._shas: dict[str, str] = {}
+        try:
+            redis.connection.parse_url(settings.redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"SMG_HISTORY_REDIS_URL is not valid: {exc}", param="SMG_HISTORY_REDIS_URL") from None
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client, made on first use: a cluster client asks the
+        nodes for the slot map when it is made, and the app must start (and
+        answer 503s) while Redis is down."""
+        if self._client is None:
+            with self._connect_lock:
+                if self._client is None:
+                    self._client = _connect(self.settings)
+        return self._client
 
     # -- plumbing ------------------------------------------------------------
     def _conv_keys(self, conversation_id: str) -> list[str]:
@@ -479,9 +496,11 @@ class RedisBackend(Backend):
         return {"cluster": self.cluster}
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is None:
+            return
+        self._client.close()
         if not self.cluster:
-            self.client.connection_pool.disconnect()
+            self._client.connection_pool.disconnect()
 
 
 #: ``fetch`` marker for an index entry to leave out of a page but keep.
@@ -499,15 +518,14 @@ def _connect(settings: Any) -> Any:
         "socket_connect_timeout": settings.redis_socket_timeout,
         "retry": Retry(NoBackoff(), 0),
     }
+    if not settings.redis_cluster:
+        return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(settings.redis_url, **options))
     try:
-        if settings.redis_cluster:
-            return redis.RedisCluster.from_url(
-                settings.redis_url, connection_pool_class=redis.BlockingConnectionPool, **options
-            )
-        pool = redis.BlockingConnectionPool.from_url(settings.redis_url, **options)
-        return redis.Redis(connection_pool=pool)
-    except ValueError as exc:
-        raise ConfigError(f"SMG_HISTORY_REDIS_URL is not valid: {exc}", param="SMG_HISTORY_REDIS_URL") from None
+        return redis.RedisCluster.from_url(
+            settings.redis_url, connection_pool_class=redis.BlockingConnectionPool, **options
+        )
+    except rex.RedisClusterException as exc:  # no node answered: an outage, not a bug
+        raise rex.ConnectionError("Redis Cluster cannot be reached.") from exc
 
 
 def _item_args(items: list[Item]) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import build_app
-from ..redis_servers import RedisServer
+from ..redis_servers import Cluster, RedisServer, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -112,3 +112,33 @@ def test_full_pool_waits_then_503(server):
     finally:
         pool.release(held)
     assert client.get(f"/v1/conversations/{conv}").status_code == 200
+
+
+def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):
+    ports = [free_port(with_bus=True) for _ in range(3)]
+    cluster = Cluster(tmp_path / "cluster", ports)
+    node = RedisServer(tmp_path, ports[0])  # only for its URL: nothing runs yet
+    client = _app(node, SMG_HISTORY_REDIS_CLUSTER=True).test_client()
+    started = time.monotonic()
+    _unavailable(client.post("/v1/conversations", json={}), started, TIMEOUT + 0.5)
+    cluster.start()
+    try:
+        convs = [_create(client) for _ in range(30)]  # on every master, but for a chance of 1e-5
+        lost = cluster.nodes[1]
+        lost.stop()
+        statuses = []
+        for conv in convs:
+            started = time.monotonic()
+            resp = client.get(f"/v1/conversations/{conv}")
+            if resp.status_code != 200:
+                _unavailable(resp, started, TIMEOUT + 0.5)
+            statuses.append(resp.status_code)
+        assert 503 in statuses and 200 in statuses  # the other masters keep serving
+        lost.start()  # same port and node ID, no data: the cluster heals
+        cluster.wait_until_ok()
+        for _ in range(10):
+            _create(client)
+        survivors = [c for c, status in zip(convs, statuses) if status == 200]
+        assert all(client.get(f"/v1/conversations/{c}").status_code == 200 for c in survivors)
+    finally:
+        cluster.stop()
