@@ -52,6 +52,18 @@ class CorruptRecord(HistoryError):
     status = 500
     type = "server_error"
 
+    @classmethod
+    def of(cls, what: str, reason: str = "") -> CorruptRecord:
+        detail = f" ({reason})" if reason else ""
+        return cls(f"{what} is stored in a form this backend cannot read{detail}.")
+
+
+def _is_corruption(exc: rex.ResponseError) -> bool:
+    """WRONGTYPE, or a script that failed on a value it could not read. Any
+    other reply error (CROSSSLOT, a bad command) is a bug, not bad data."""
+    message = str(exc)
+    return message.startswith("WRONGTYPE") or "user_script" in message
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
@@ -64,6 +76,11 @@ def _text(value: Any) -> str:
 def _ms(deadline: float | None) -> str:
     """A deadline as a PEXPIREAT argument; empty means keep forever."""
     return "" if deadline is None else str(int(deadline * 1000))
+
+
+def _stamp(value: float | None) -> str:
+    """A float for the store, exactly (``repr``); empty means none."""
+    return "" if value is None else repr(value)
 
 
 def _optional_float(value: str) -> float | None:
@@ -79,6 +96,8 @@ class RedisBackend(Backend):
         rex.TryAgainError,
         rex.MasterDownError,
         rex.ReadOnlyError,
+        rex.OutOfMemoryError,
+        rex.SlotNotCoveredError,
     )
 
     def __init__(self, name, settings, app) -> None:
@@ -140,8 +159,9 @@ class RedisBackend(Backend):
         except self.unavailable_errors:
             raise
         except rex.ResponseError as exc:
-            reason = str(exc).split("\n")[0][:200]
-            raise CorruptRecord(f"{what} is stored in a form this backend cannot read ({reason}).") from exc
+            if not _is_corruption(exc):
+                raise
+            raise CorruptRecord.of(what, str(exc).split(" script: ")[0][:200]) from exc
 
     def _deadline(self, at: float, expires_at: float | None) -> float | None:
         """When a record written at ``at`` expires: the earlier of the general
@@ -177,7 +197,7 @@ class RedisBackend(Backend):
                 repr(conversation.created_at),
                 repr(conversation.updated_at),
                 _dumps(conversation.metadata),
-                _ms(deadline) and repr(deadline),
+                _stamp(deadline),
                 _ms(deadline),
                 conversation.id,
                 *_item_args(items),
@@ -199,15 +219,7 @@ class RedisBackend(Backend):
             )
 
     def get_conversation(self, owner, conversation_id):
-        keys = self._conv_keys(conversation_id)
-        try:
-            fields = self.client.hgetall(keys[0])
-        except self.unavailable_errors:
-            raise
-        except rex.ResponseError as exc:
-            raise CorruptRecord(
-                f"Conversation '{conversation_id}' is stored in a form this backend cannot read."
-            ) from exc
+        fields = self._hgetall(self._conv_keys(conversation_id)[0], f"Conversation '{conversation_id}'")
         conv = _conversation(conversation_id, fields)
         if conv is None or conv.owner != owner or not is_live(conv.expires_at, now()):
             raise NotFound.conversation(conversation_id)
@@ -219,7 +231,7 @@ class RedisBackend(Backend):
         result = self._run(
             "update",
             self._conv_keys(conversation_id) + self._owner_index_key(owner),
-            [owner, repr(now()), _dumps(metadata), repr(updated_at), _ms(deadline) and repr(deadline), _ms(deadline)],
+            [owner, repr(now()), _dumps(metadata), repr(updated_at), _stamp(deadline), _ms(deadline)],
             f"Conversation '{conversation_id}'",
         )
         if self._status(result) == "nf":
@@ -227,7 +239,7 @@ class RedisBackend(Backend):
         flat = result[1]
         conv = _conversation(conversation_id, dict(zip(flat[::2], flat[1::2])))
         if conv is None:
-            raise CorruptRecord(f"Conversation '{conversation_id}' is stored in a form this backend cannot read.")
+            raise CorruptRecord.of(f"Conversation '{conversation_id}'")
         return conv
 
     def delete_conversation(self, owner, conversation_id):
@@ -334,7 +346,7 @@ class RedisBackend(Backend):
         result = self._run(
             "add",
             self._conv_keys(conversation_id) + self._owner_index_key(owner),
-            [owner, repr(now()), repr(updated_at), _ms(deadline) and repr(deadline), _ms(deadline), *_item_args(items)],
+            [owner, repr(now()), repr(updated_at), _stamp(deadline), _ms(deadline), *_item_args(items)],
             f"Conversation '{conversation_id}'",
         )
         if self._status(result) == "nf":
@@ -365,7 +377,7 @@ class RedisBackend(Backend):
         self._item_status(result, conversation_id, item_id)
         item = _item(conversation_id, item_id, result[1], result[2])
         if item is None:
-            raise CorruptRecord(f"Item '{item_id}' is stored in a form this backend cannot read.")
+            raise CorruptRecord.of(f"Item '{item_id}'")
         return item
 
     def _item_status(self, result: list[Any], conversation_id: str, item_id: str) -> None:
@@ -397,7 +409,7 @@ class RedisBackend(Backend):
         result = self._run(
             "store_response",
             self._resp_keys(response.id),
-            [response.owner, _ms(deadline) and repr(deadline), _dumps(doc), _ms(deadline)],
+            [response.owner, _stamp(deadline), _dumps(doc), _ms(deadline)],
             f"Response '{response.id}'",
         )
         if self._status(result) == "taken":
@@ -410,7 +422,7 @@ class RedisBackend(Backend):
         try:
             return Response(id=response_id, owner=owner, **json.loads(fields[b"d"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptRecord(f"Response '{response_id}' is stored in a form this backend cannot read.") from exc
+            raise CorruptRecord.of(f"Response '{response_id}'") from exc
 
     def _hgetall(self, key: str, what: str) -> dict[bytes, bytes]:
         try:
@@ -418,7 +430,9 @@ class RedisBackend(Backend):
         except self.unavailable_errors:
             raise
         except rex.ResponseError as exc:
-            raise CorruptRecord(f"{what} is stored in a form this backend cannot read.") from exc
+            if not _is_corruption(exc):
+                raise
+            raise CorruptRecord.of(what, "WRONGTYPE") from exc
 
     def delete_response(self, owner, response_id):
         result = self._run(
@@ -453,7 +467,7 @@ class RedisBackend(Backend):
         fields = self._hgetall(self._resp_keys(response_id)[1], f"Feedback on response '{response_id}'")
         fb = _feedback(response_id, fields) if fields else None
         if fields and fb is None:
-            raise CorruptRecord(f"Feedback on response '{response_id}' is stored in a form this backend cannot read.")
+            raise CorruptRecord.of(f"Feedback on response '{response_id}'")
         if fb is None or fb.owner != owner or not is_live(fb.expires_at, now()):
             raise NotFound.feedback(response_id)
         return fb
@@ -494,6 +508,23 @@ class RedisBackend(Backend):
     def health(self) -> dict[str, Any]:
         self.client.ping()
         return {"cluster": self.cluster}
+
+    def pool_stats(self) -> dict[str, int]:
+        """Connections in use and idle, summed over the pools (one per node on
+        a cluster). It reads redis-py's pool internals, as redis-py's own
+        metrics do; nothing is reported before the client exists."""
+        if self._client is None:
+            return {}
+        if self.cluster:
+            pools = [n.redis_connection.connection_pool for n in self._client.get_nodes() if n.redis_connection]
+        else:
+            pools = [self._client.connection_pool]
+        in_use = idle = 0
+        for pool in pools:
+            free = sum(1 for conn in getattr(getattr(pool, "pool", None), "queue", ()) if conn is not None)
+            idle += free
+            in_use += len(getattr(pool, "_connections", ())) - free
+        return {"in_use": in_use, "idle": idle}
 
     def close(self) -> None:
         if self._client is None:
@@ -593,7 +624,7 @@ def _conversation(conversation_id: str, fields: dict[Any, Any], log_corrupt: boo
         if log_corrupt:
             log.error("Redis history: conversation '%s' is unreadable; skipped", conversation_id)
             return _SKIP
-        raise CorruptRecord(f"Conversation '{conversation_id}' is stored in a form this backend cannot read.") from exc
+        raise CorruptRecord.of(f"Conversation '{conversation_id}'") from exc
 
 
 def _feedback(response_id: str, fields: dict[Any, Any]) -> Feedback | None:

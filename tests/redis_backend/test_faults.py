@@ -105,6 +105,7 @@ def test_full_pool_waits_then_503(server):
     conv = _create(client)
     pool = app.extensions["smg_history"].backend.client.connection_pool
     held = pool.get_connection()
+    assert app.extensions["smg_history"].backend.pool_stats() == {"in_use": 1, "idle": 0}
     try:
         started = time.monotonic()
         _unavailable(client.get(f"/v1/conversations/{conv}"), started, 0.3 + 0.5)
@@ -112,6 +113,7 @@ def test_full_pool_waits_then_503(server):
     finally:
         pool.release(held)
     assert client.get(f"/v1/conversations/{conv}").status_code == 200
+    assert app.extensions["smg_history"].backend.pool_stats() == {"in_use": 0, "idle": 1}
 
 
 def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):
