@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -83,7 +85,9 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         deadline = time.monotonic() + 10
         try:
             while True:
@@ -92,6 +96,8 @@ class RedisServer:
                 try:
                     client.ping()
                     return self
+                except (redis.AuthenticationError, redis.ResponseError):
+                    return self  # it answers, and wants a password
                 except redis.ConnectionError:
                     if time.monotonic() > deadline:
                         raise RuntimeError(
