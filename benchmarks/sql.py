@@ -7,8 +7,9 @@ Prints, for SQLite and PostgreSQL:
   items, and their ratio (keyset on the (conversation_id, position) index: it
   should not grow with the conversation);
 - the time of our add-one-item against a bare driver ``INSERT`` + ``COMMIT`` of
-  the same row into a table of the same shape on the same server, and the ratio
-  (target <= 1.5).
+  the same row into our own items table on the same server, and the ratios
+  (target <= 1.5); on PostgreSQL also the ratio of our append statement sent by
+  the bare driver, which is the database's share of the difference.
 
 Each figure is the median of several rounds. PostgreSQL runs in a schema of its
 own, dropped at the end; SQLite in a temporary file.
@@ -165,6 +166,34 @@ def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big:
         bare,
         rounds,
     )
+    floor = {}
+    if name == "postgres":  # the same append statement, sent by the bare driver: the server's share
+        raw = bare_connect()
+        floor_conv = store.conversations.create()
+        counter = iter(range(10**9))
+
+        def raw_append() -> None:
+            n = next(counter)
+            params = {
+                "cid": floor_conv.id,
+                "b_owner": "bench",
+                "now": time.time(),
+                "new_updated_at": time.time(),
+                "new_expires_at": None,
+                "id": f"msg_raw_{n}",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "payload": json.dumps({"id": f"msg_raw_{n}", "type": "message", "content": "hi"}),
+                "created_at": time.time(),
+            }
+            with raw.cursor() as cur:
+                cur.execute(backend._append_one_sql, params)
+            raw.commit()
+
+        raw_s, bare_r = paired_medians(raw_append, bare, rounds)
+        raw.close()
+        floor = {"ratio same statement by bare driver / bare": raw_s / bare_r}
     close_bare()
     backend.close()
     return {
@@ -180,6 +209,7 @@ def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big:
         "bare INSERT+COMMIT, ms": bare_s * 1000,
         "ratio items.add / bare": add_one / bare_s,
         "ratio backend.add_items / bare": backend_add_one / bare_b,
+        **floor,
     }
 
 

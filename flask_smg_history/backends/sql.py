@@ -91,66 +91,13 @@ class SqlBackend(Backend):
         self._read_options = {SQLITE_BEGIN: "DEFERRED"} if sqlite else {}
         self._reserve_positions = self._reserve_statement()
         self._insert_item = self.tables.items.insert()
-        self._append_one_sql = self._append_one_statement() if self.engine.dialect.name == "postgresql" else None
+        one_statement = self.engine.dialect.name == "postgresql" and self.engine.dialect.paramstyle == "pyformat"
+        self._append_one_sql = self._append_one_statement() if one_statement else None
         self._schema_ok = False
         self._schema_lock = threading.Lock()
         self._create_tables = settings.create_tables
         sql_migrate.install_flask_migrate_hook(app, self)
         self._start_up()
-
-    def _reserve_statement(self) -> sa.Update:
-        """``UPDATE conversations SET next_position = next_position + :n ...
-        RETURNING next_position - :n``: checks owner and expiry, row-locks the
-        conversation and reserves ``n`` positions; it returns the first. Built
-        once, as it runs on every append."""
-        t = self.tables.conversations
-        return (
-            t.update()
-            .where(
-                t.c.id == sa.bindparam("cid"),
-                t.c.owner == sa.bindparam("b_owner"),
-                sa.or_(t.c.expires_at.is_(None), t.c.expires_at > sa.bindparam("now")),
-            )
-            .values(
-                next_position=t.c.next_position + sa.bindparam("n"),
-                updated_at=sa.bindparam("new_updated_at"),
-                expires_at=sa.bindparam("new_expires_at"),
-            )
-            .returning(t.c.next_position - sa.bindparam("n"))
-        )
-
-    def _append_one_statement(self) -> str:
-        """PostgreSQL's hot path, appending one item, as one statement: the
-        same reservation as ``_reserve_statement`` in a CTE feeding the INSERT.
-        An append then costs what a bare INSERT + COMMIT costs in round trips,
-        and running it as driver SQL skips SQLAlchemy's per-call statement
-        work, which is as slow as the round trip itself."""
-        quote = self.engine.dialect.identifier_preparer.format_table
-        return (
-            f"WITH reserved AS (UPDATE {quote(self.tables.conversations)} SET next_position = next_position + 1, "
-            "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
-            "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
-            "RETURNING next_position - 1 AS base) "
-            f"INSERT INTO {quote(self.tables.items)} "
-            "(conversation_id, id, position, type, role, status, payload, created_at) "
-            "SELECT %(cid)s, %(id)s, base, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
-            "FROM reserved RETURNING position"
-        )
-
-    def _append_one(self, conn: sa.Connection, params: dict[str, Any], item: Item) -> list[Item]:
-        row = {
-            "id": item.id,
-            "type": item.type,
-            "role": item.role,
-            "status": item.status,
-            "payload": json.dumps(item.payload),
-            "created_at": item.created_at,
-        }
-        assert self._append_one_sql is not None
-        position = conn.exec_driver_sql(self._append_one_sql, {**params, **row}).scalar()
-        if position is None:
-            raise NotFound.conversation(params["cid"])
-        return [replace(item, conversation_id=params["cid"], position=position)]
 
     # -- schema --------------------------------------------------------------
     def _start_up(self) -> None:
@@ -353,6 +300,60 @@ class SqlBackend(Backend):
                 raise self._which_duplicate(conn, conversation_id, items) from None
 
         return self._run(tx)
+
+    def _reserve_statement(self) -> sa.Update:
+        """``UPDATE conversations SET next_position = next_position + :n ...
+        RETURNING next_position - :n``: checks owner and expiry, row-locks the
+        conversation and reserves ``n`` positions; it returns the first. Built
+        once, as it runs on every append."""
+        t = self.tables.conversations
+        return (
+            t.update()
+            .where(
+                t.c.id == sa.bindparam("cid"),
+                t.c.owner == sa.bindparam("b_owner"),
+                sa.or_(t.c.expires_at.is_(None), t.c.expires_at > sa.bindparam("now")),
+            )
+            .values(
+                next_position=t.c.next_position + sa.bindparam("n"),
+                updated_at=sa.bindparam("new_updated_at"),
+                expires_at=sa.bindparam("new_expires_at"),
+            )
+            .returning(t.c.next_position - sa.bindparam("n"))
+        )
+
+    def _append_one_statement(self) -> str:
+        """PostgreSQL's hot path, appending one item, as one statement: the
+        same reservation as ``_reserve_statement`` in a CTE feeding the INSERT.
+        An append then costs the round trips of a bare INSERT + COMMIT, and
+        as driver SQL it skips SQLAlchemy's per-call statement handling (a
+        sizeable share of a loopback round trip)."""
+        quote = self.engine.dialect.identifier_preparer.format_table
+        return (
+            f"WITH reserved AS (UPDATE {quote(self.tables.conversations)} SET next_position = next_position + 1, "
+            "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
+            "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
+            "RETURNING next_position - 1 AS base) "
+            f"INSERT INTO {quote(self.tables.items)} "
+            "(conversation_id, id, position, type, role, status, payload, created_at) "
+            "SELECT %(cid)s, %(id)s, base, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
+            "FROM reserved RETURNING position"
+        )
+
+    def _append_one(self, conn: sa.Connection, params: dict[str, Any], item: Item) -> list[Item]:
+        row = {
+            "id": item.id,
+            "type": item.type,
+            "role": item.role,
+            "status": item.status,
+            "payload": json.dumps(item.payload),
+            "created_at": item.created_at,
+        }
+        assert self._append_one_sql is not None
+        position = conn.exec_driver_sql(self._append_one_sql, {**params, **row}).scalar()
+        if position is None:
+            raise NotFound.conversation(params["cid"])
+        return [replace(item, conversation_id=params["cid"], position=position)]
 
     def _which_duplicate(self, conn: sa.Connection, conversation_id: str, items: list[Item]) -> InvalidRequest:
         t = self.tables.items
