@@ -32,20 +32,29 @@ def delete_prefix(client: Any, prefix: str) -> None:
         client.delete(key)
 
 
+@contextmanager
+def _fresh_prefix(url: str, cluster: bool) -> Iterator[dict[str, Any]]:
+    prefix = unique_prefix()
+    try:
+        yield {
+            "SMG_HISTORY_BACKEND": "redis",
+            "SMG_HISTORY_REDIS_URL": url,
+            "SMG_HISTORY_REDIS_CLUSTER": cluster,
+            "SMG_HISTORY_REDIS_KEY_PREFIX": prefix,
+        }
+    finally:
+        client = (redis.RedisCluster if cluster else redis.Redis).from_url(url)
+        try:
+            delete_prefix(client, prefix)
+        finally:
+            client.close()
+
+
 @register("redis")
 @contextmanager
 def standalone(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    prefix = unique_prefix()
-    yield {
-        "SMG_HISTORY_BACKEND": "redis",
-        "SMG_HISTORY_REDIS_URL": STANDALONE_URL,
-        "SMG_HISTORY_REDIS_KEY_PREFIX": prefix,
-    }
-    client = redis.Redis.from_url(STANDALONE_URL)
-    try:
-        delete_prefix(client, prefix)
-    finally:
-        client.close()
+    with _fresh_prefix(STANDALONE_URL, cluster=False) as config:
+        yield config
 
 
 @register("redis-cluster")
@@ -53,16 +62,5 @@ def standalone(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
     from .redis_servers import shared_cluster
 
-    url = shared_cluster().url
-    prefix = unique_prefix()
-    yield {
-        "SMG_HISTORY_BACKEND": "redis",
-        "SMG_HISTORY_REDIS_URL": url,
-        "SMG_HISTORY_REDIS_CLUSTER": True,
-        "SMG_HISTORY_REDIS_KEY_PREFIX": prefix,
-    }
-    client = redis.RedisCluster.from_url(url)
-    try:
-        delete_prefix(client, prefix)
-    finally:
-        client.close()
+    with _fresh_prefix(shared_cluster().url, cluster=True) as config:
+        yield config

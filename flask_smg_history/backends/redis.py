@@ -261,13 +261,16 @@ class RedisBackend(Backend):
             replies = self._pipelined([("hgetall", self._conv_keys(cid)[0]) for cid in members])
             out: list[Any] = []
             for cid, reply in zip(members, replies):
-                if isinstance(reply, Exception):
-                    log.error("Redis history: conversation '%s' is unreadable (%s); skipped", cid, reply)
+                try:
+                    if isinstance(reply, Exception):
+                        raise reply
+                    conv = _conversation(cid, reply)
+                except (rex.ResponseError, CorruptRecord) as exc:
+                    log.error("Redis history: conversation '%s' is unreadable (%s); skipped", cid, exc)
                     out.append(_SKIP)
                     continue
-                conv = _conversation(cid, reply, log_corrupt=True)
-                if conv is None or conv is _SKIP:
-                    out.append(conv)
+                if conv is None:
+                    out.append(None)
                 elif conv.owner != owner or not is_live(conv.expires_at, at):
                     out.append(_SKIP)
                 else:
@@ -577,6 +580,8 @@ def _positioned(conversation_id: str, items: list[Item], first: int) -> list[Ite
 def _item(conversation_id: str, item_id: str, score: Any, raw: Any) -> Item | None:
     try:
         doc = json.loads(raw)
+        if not isinstance(doc["p"], dict):
+            raise TypeError("payload is not an object")
         return Item(
             id=item_id,
             conversation_id=conversation_id,
@@ -604,26 +609,25 @@ def _items(conversation_id: str, scored: list[Any], values: list[Any]) -> list[I
     return out
 
 
-def _conversation(conversation_id: str, fields: dict[Any, Any], log_corrupt: bool = False) -> Conversation | None:
-    """A conversation from its meta hash; None when there is none. A hash
-    that is not ours raises ``CorruptRecord`` (or, in a listing, is logged and
-    treated as missing)."""
+def _conversation(conversation_id: str, fields: dict[Any, Any]) -> Conversation | None:
+    """A conversation from its meta hash; None when there is none, and
+    ``CorruptRecord`` when the hash is not one this backend wrote."""
     if not fields:
         return None
     get = {_text(k): _text(v) for k, v in fields.items()}.get
     try:
+        metadata = json.loads(get("m") or "")
+        if not isinstance(metadata, dict):
+            raise TypeError("metadata is not an object")
         return Conversation(
             id=conversation_id,
             owner=get("o") or "",
             created_at=float(get("c") or ""),
             updated_at=float(get("u") or ""),
-            metadata=json.loads(get("m") or ""),
+            metadata=metadata,
             expires_at=_optional_float(get("e") or ""),
         )
     except (TypeError, ValueError) as exc:
-        if log_corrupt:
-            log.error("Redis history: conversation '%s' is unreadable; skipped", conversation_id)
-            return _SKIP
         raise CorruptRecord.of(f"Conversation '{conversation_id}'") from exc
 
 

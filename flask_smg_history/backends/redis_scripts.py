@@ -48,6 +48,13 @@ local function duplicate(data, from)
   end
   return nil
 end
+-- Item IDs with their positions, then their JSON: one page's reply.
+local function with_values(data, scored)
+  if #scored == 0 then return {'ok', scored, {}} end
+  local ids = {}
+  for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
+  return {'ok', scored, redis.call('HMGET', data, unpack(ids))}
+end
 local function append(meta, items, data, from)
   local count = (#ARGV - from + 1) / 2
   if count == 0 then return tonumber(redis.call('HGET', meta, 'n')) end
@@ -130,21 +137,14 @@ if asc then
 else
   scored = redis.call('ZRANGE', KEYS[2], bound, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, ARGV[4], 'WITHSCORES')
 end
-if #scored == 0 then return {'ok', scored, {}} end
-local ids = {}
-for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
-return {'ok', scored, redis.call('HMGET', KEYS[3], unpack(ids))}
+return with_values(KEYS[3], scored)
 """
 
 #: KEYS meta, items, data; ARGV owner, now, count. The last ``count`` items,
 #: newest first.
 RECENT = r"""
 if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-local scored = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1, 'REV', 'WITHSCORES')
-if #scored == 0 then return {'ok', scored, {}} end
-local ids = {}
-for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
-return {'ok', scored, redis.call('HMGET', KEYS[3], unpack(ids))}
+return with_values(KEYS[3], redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1, 'REV', 'WITHSCORES'))
 """
 
 #: KEYS meta, items, data; ARGV owner, now, item id.
