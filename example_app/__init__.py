@@ -21,12 +21,15 @@ from . import auth, chat, pages
 from .responders import make_responder
 
 #: The backend used when neither the config nor ``SMG_HISTORY_BACKEND`` in the
-#: environment names one.
-DEFAULT_BACKEND = "memory"
+#: environment names one: a SQLite file in the instance folder, its tables
+#: created at start-up, so a first run needs no database server and no command.
+DEFAULT_BACKEND = "sqlite"
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
+    """Build the app. ``instance_path`` (default: ``instance/`` beside the
+    package) holds the SQLite file and the session key."""
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     config = dict(config or {})
     app.config.update(

@@ -25,8 +25,8 @@ CONTEXT_ITEMS = 40
 TITLE_CHARS = 60
 
 
-def error(status: int, message: str):
-    return jsonify({"error": {"message": message}}), status
+def error(status: int, message: str, **extra: Any):
+    return jsonify({"error": {"message": message}, **extra}), status
 
 
 @bp.errorhandler(HistoryError)
@@ -72,7 +72,7 @@ def send(conversation_id: str):
     try:
         reply = current_app.extensions["example_responder"].reply([*context, user_item])
     except ResponderError as exc:
-        return error(502, str(exc))
+        return error(502, str(exc), items=[user_item.payload])
     response = history.responses.store(
         {
             "model": reply.model,

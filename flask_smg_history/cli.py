@@ -279,3 +279,22 @@ def erase(owner: str, yes: bool) -> None:
     backend = _state().backend
     counts = _backend_call("erase_owner", backend.erase_owner, owner)
     click.echo("erased: " + " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@smg_history_cli.command("init-db")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+def init_db(sql: bool) -> None:
+    """Create or upgrade the history tables (SQL backends), for apps without
+    Flask-Migrate; with Flask-Migrate, `flask db upgrade` does the same."""
+    from .backends import sql_migrate
+    from .backends.sql import SqlBackend
+
+    backend = _state().backend
+    if not isinstance(backend, SqlBackend):
+        raise click.ClickException(f"backend {backend.name!r} has no tables to create (SQL backends only).")
+    try:
+        sql_migrate.upgrade(backend, sql=sql)
+    except backend.unavailable_errors as exc:
+        raise click.ClickException(f"backend {backend.name!r} is unreachable ({type(exc).__name__}).") from exc
+    if not sql:
+        click.echo(f"history tables at revision {sql_migrate.head_revision()}")

@@ -28,6 +28,12 @@ class Key:
     optional: bool = False  # None is an accepted value
     minimum: float | None = None
     secret: bool = False
+    check: Callable[[Any], None] | None = None  # raises ValueError on a value the type alone allows
+
+
+def _retention_days(value: float | None) -> None:
+    if value is not None and value != -1 and value <= 0:
+        raise ValueError("use a positive number of days, or -1 to keep data forever (0 would expire data at once)")
 
 
 def _k(name: str, default: Any, kind: str, doc: str, **kw: Any) -> Key:
@@ -69,7 +75,8 @@ KEYS: tuple[Key, ...] = (
         None,
         "float",
         "Days a conversation or response is kept after its last write "
-        "(memory and SQL; Redis has its own key). None keeps forever.",
+        "(every backend; on Redis the shorter of this and SMG_HISTORY_REDIS_RETENTION_DAYS applies). "
+        "None keeps forever.",
         optional=True,
         minimum=0.00001,
     ),
@@ -89,6 +96,14 @@ KEYS: tuple[Key, ...] = (
         secret=True,
     ),
     _k("POSTGRES_POOL_MAX_SIZE", 16, "int", "Connections in the PostgreSQL pool.", minimum=1),
+    _k(
+        "SQL_POOL_TIMEOUT_SECS",
+        30.0,
+        "float",
+        "Seconds a SQL call waits for a free pooled connection (or, on SQLite, for the write lock) "
+        "before it answers 503.",
+        minimum=0.001,
+    ),
     _k(
         "SQL_USE_APP_DB",
         False,
@@ -167,7 +182,16 @@ KEYS: tuple[Key, ...] = (
         "REDIS_RETENTION_DAYS",
         30,
         "float",
-        "Days every key of a conversation lives after its last write; -1 keeps forever.",
+        "Days every key of a conversation lives after its last write (fractions allowed); -1 keeps forever. "
+        "When SMG_HISTORY_RETENTION_DAYS is also set, the shorter of the two applies.",
+        check=_retention_days,
+    ),
+    _k(
+        "REDIS_POOL_TIMEOUT",
+        5.0,
+        "float",
+        "Seconds a caller waits for a free Redis connection when the pool is full (then 503).",
+        minimum=0,
     ),
     _k("REDIS_KEY_PREFIX", "smg:", "str", "Prefix of every Redis key, so apps can share one Redis."),
     _k("REDIS_CLUSTER", False, "bool", "Connect with redis-py's RedisCluster."),
@@ -234,6 +258,8 @@ def _convert(key: Key, value: Any, from_env: bool) -> Any:
         value = convert(value)
         if key.minimum is not None and value < key.minimum:
             raise ValueError(f"must be at least {key.minimum:g}")
+        if key.check is not None:
+            key.check(value)
         return value
     if kind == "dict":
         if isinstance(value, str):

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+bash scripts/browser.sh
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -1,1 +1,66 @@
-"""Contract-suite registrations of the Redis backends (standalone, cluster)."""
+"""Contract-suite registrations of the Redis backends (standalone, cluster).
+
+Standalone runs on the machine's Redis (127.0.0.1:6379, shared with other
+projects' tests): each test gets a key prefix of its own and its keys are
+deleted afterwards, never the whole database. The cluster is three throwaway
+``redis-server`` processes started once per test session (``redis_cluster``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .backends import register
+
+STANDALONE_URL = "redis://127.0.0.1:6379/0"
+
+
+def unique_prefix() -> str:
+    return f"smgtest:{uuid.uuid4().hex}:"
+
+
+def delete_prefix(client: Any, prefix: str) -> None:
+    """Delete every key under ``prefix`` (on every master of a cluster)."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for key in keys:  # one by one: on a cluster the keys span slots
+        client.delete(key)
+
+
+@contextmanager
+def _fresh_prefix(url: str, cluster: bool) -> Iterator[dict[str, Any]]:
+    prefix = unique_prefix()
+    try:
+        yield {
+            "SMG_HISTORY_BACKEND": "redis",
+            "SMG_HISTORY_REDIS_URL": url,
+            "SMG_HISTORY_REDIS_CLUSTER": cluster,
+            "SMG_HISTORY_REDIS_KEY_PREFIX": prefix,
+        }
+    finally:
+        client = (redis.RedisCluster if cluster else redis.Redis).from_url(url)
+        try:
+            delete_prefix(client, prefix)
+        finally:
+            client.close()
+
+
+@register("redis")
+@contextmanager
+def standalone(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with _fresh_prefix(STANDALONE_URL, cluster=False) as config:
+        yield config
+
+
+@register("redis-cluster")
+@contextmanager
+def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    from .redis_servers import shared_cluster
+
+    with _fresh_prefix(shared_cluster().url, cluster=True) as config:
+        yield config

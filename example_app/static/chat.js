@@ -54,6 +54,7 @@
     if (!response.ok) {
       const error = new Error((data.error && data.error.message) || `The request failed (HTTP ${response.status}).`);
       error.status = response.status;
+      error.data = data;
       throw error;
     }
     return data;
@@ -62,17 +63,28 @@
   const conversationUrl = (id) => `${API}/conversations/${encodeURIComponent(id)}`;
 
   // -- sidebar ---------------------------------------------------------------
-  async function loadSidebar() {
+  const SIDEBAR_PAGE = 50;
+  let sidebarCursor = null;
+
+  // Lists the newest chats again (more = false) or appends the next older page.
+  async function loadSidebar(more = false) {
     const list = $("conversations");
+    const older = $("older-chats");
+    const query = new URLSearchParams({ limit: String(SIDEBAR_PAGE), order: "desc" });
+    if (more && sidebarCursor) query.set("after", sidebarCursor);
     let page;
     try {
-      page = await call("GET", `${API}/conversations?limit=100&order=desc`);
+      page = await call("GET", `${API}/conversations?${query}`);
     } catch (err) {
       showNotice(`Your chats could not be listed: ${err.message}`);
       return;
     }
-    list.replaceChildren(...page.data.map(sidebarEntry));
-    $("no-conversations").hidden = page.data.length > 0;
+    const entries = page.data.map(sidebarEntry);
+    if (more) list.append(...entries);
+    else list.replaceChildren(...entries);
+    sidebarCursor = page.last_id || sidebarCursor;
+    older.hidden = !page.has_more;
+    $("no-conversations").hidden = list.children.length > 0;
   }
 
   function sidebarEntry(conv) {
@@ -289,8 +301,16 @@
       box.value = "";
       loadSidebar();
     } catch (err) {
-      pending.remove();
-      showNotice(`Your message was not sent: ${err.message}`);
+      const stored = err.data && err.data.items;
+      if (stored) {
+        // The message was stored but no reply came: show it, as a reload would.
+        pending.replaceWith(...stored.map(renderItem));
+        box.value = "";
+        showNotice(`Your message was saved, but no reply came: ${err.message}`);
+      } else {
+        pending.remove();
+        showNotice(`Your message was not sent: ${err.message}`);
+      }
     } finally {
       sendButton.disabled = false;
       log.scrollTop = log.scrollHeight;
@@ -299,6 +319,7 @@
   }
 
   $("composer").addEventListener("submit", send);
+  $("older-chats").addEventListener("click", () => loadSidebar(true));
   box.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) send(event);
   });

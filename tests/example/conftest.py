@@ -1,9 +1,10 @@
-"""Fixtures for the example app: an app on the memory backend per test, and a
-client per signed-in user."""
+"""Fixtures for the example app: an app per test on each backend the app is
+meant to run on out of the box (sqlite, its default, and memory), and a client
+per signed-in user."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,26 @@ from flask.testing import FlaskClient
 from example_app import create_app
 
 
-@pytest.fixture
-def make_example(tmp_path: Path, monkeypatch) -> Callable[..., Flask]:
-    for name in ("EXAMPLE_LLM_BASE_URL", "EXAMPLE_LLM_API_KEY", "EXAMPLE_LLM_MODEL", "SMG_HISTORY_BACKEND"):
+@pytest.fixture(autouse=True)
+def no_example_environment(monkeypatch) -> None:
+    """The app reads these from the environment; tests set them in config."""
+    for name in ("EXAMPLE_LLM_BASE_URL", "EXAMPLE_LLM_API_KEY", "EXAMPLE_LLM_MODEL", "EXAMPLE_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SMG_HISTORY_BACKEND", raising=False)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_example(request, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    built: list[Flask] = []
 
     def factory(**config: Any) -> Flask:
-        app = create_app({"TESTING": True, "SECRET_KEY": "test", "SMG_HISTORY_BACKEND": "memory", **config})
-        return app
+        config = {"TESTING": True, "SECRET_KEY": "test", "SMG_HISTORY_BACKEND": request.param, **config}
+        built.append(create_app(config, instance_path=str(tmp_path / "instance")))
+        return built[-1]
 
-    return factory
+    yield factory
+    for app in built:
+        app.extensions["smg_history"].backend.close()
 
 
 @pytest.fixture
@@ -56,3 +67,16 @@ def new_chat(client: FlaskClient, **metadata: str) -> str:
 
 def send(client: FlaskClient, conversation_id: str, text: str):
     return client.post(f"/chat/{conversation_id}/messages", json={"text": text})
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright, shared by the browser tests."""
+    from .live import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

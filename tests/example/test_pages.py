@@ -163,3 +163,25 @@ def test_feedback_page_counts_charts_and_escapes(alice):
 def test_feedback_page_without_votes(alice):
     page = alice.get("/feedback").get_data(as_text=True)
     assert "No votes yet" in page and "No comments yet" in page
+
+
+def test_backend_comes_from_the_environment(monkeypatch, tmp_path):
+    from example_app import DEFAULT_BACKEND, create_app
+
+    monkeypatch.setenv("SMG_HISTORY_BACKEND", "none")
+    app = create_app({"SECRET_KEY": "x"}, instance_path=str(tmp_path / "a"))
+    assert app.extensions["smg_history"].backend.name == "none"
+    monkeypatch.delenv("SMG_HISTORY_BACKEND")
+    app = create_app({"SECRET_KEY": "x"}, instance_path=str(tmp_path / "b"))
+    backend = app.extensions["smg_history"].backend
+    assert backend.name == DEFAULT_BACKEND == "sqlite"
+    backend.close()
+    assert (tmp_path / "b" / "smg_history.sqlite3").exists()
+
+
+def test_session_key_is_kept_in_the_instance_folder(tmp_path):
+    from example_app import create_app
+
+    first = create_app({"SMG_HISTORY_BACKEND": "memory"}, instance_path=str(tmp_path / "i"))
+    second = create_app({"SMG_HISTORY_BACKEND": "memory"}, instance_path=str(tmp_path / "i"))
+    assert first.secret_key == second.secret_key and len(first.secret_key) == 64

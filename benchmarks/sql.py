@@ -1,0 +1,237 @@
+"""Benchmark of the SQL backends: `python benchmarks/sql.py` (see docs/backends/sql.md).
+
+Prints, for SQLite and PostgreSQL:
+- items added per second through ``history.items.add``, one item per call and
+  20 per call;
+- the time of ``items.recent(20)`` in a conversation of 100 and of 100,000
+  items, and their ratio (keyset on the (conversation_id, position) index: it
+  should not grow with the conversation);
+- the time of our add-one-item against a bare driver ``INSERT`` + ``COMMIT`` of
+  the same row into our own items table on the same server, and the ratios
+  (target <= 1.5); on PostgreSQL also the ratio of our append statement sent by
+  the bare driver, which is the database's share of the difference.
+
+Each figure is the median of several rounds. PostgreSQL runs in a schema of its
+own, dropped at the end; SQLite in a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+
+from flask_smg_history import SmgHistory
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+@contextmanager
+def sqlite_target() -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.sqlite3")
+
+        def bare_connect() -> Any:
+            import sqlite3
+
+            return sqlite3.connect(path, isolation_level=None)
+
+        yield {"SMG_HISTORY_BACKEND": "sqlite", "SMG_HISTORY_SQLITE_PATH": path}, bare_connect
+
+
+@contextmanager
+def postgres_target(url: str) -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
+    import psycopg2
+
+    schema = f"smg_bench_{secrets.token_hex(4)}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE SCHEMA {schema}")
+
+    def bare_connect() -> Any:
+        return psycopg2.connect(url, options=f"-csearch_path={schema}")
+
+    try:
+        yield (
+            {"SMG_HISTORY_BACKEND": "postgres", "SMG_HISTORY_POSTGRES_DB_URL": url, "SMG_HISTORY_SQL_SCHEMA": schema},
+            bare_connect,
+        )
+    finally:
+        admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+def bare_insert(
+    name: str, bare_connect: Callable[[], Any], table: str, conversation_id: str
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """One INSERT of an item row into our own items table (same indexes, same
+    foreign key) and its COMMIT, with the bare driver and a position it already
+    knows; and how to close its connection."""
+    conn = bare_connect()
+    mark = "%s" if name == "postgres" else "?"
+    sql = (
+        f"INSERT INTO {table} (conversation_id, id, position, type, role, status, payload, created_at) "
+        f"VALUES ({', '.join([mark] * 8)})"
+    )
+    position = iter(range(10**9))
+
+    def one() -> None:
+        n = next(position)
+        payload = {"id": f"msg_{n}", "type": "message", "role": "user", "status": "completed", "content": "hi"}
+        row = (conversation_id, f"msg_{n}", n, "message", "user", "completed", json.dumps(payload), time.time())
+        if name == "postgres":
+            with conn.cursor() as cur:
+                cur.execute(sql, row)
+            conn.commit()
+        else:
+            conn.execute("BEGIN")
+            conn.execute(sql, row)
+            conn.execute("COMMIT")
+
+    return one, conn.close
+
+
+def paired_medians(ours: Callable[[], Any], bare: Callable[[], Any], rounds: int) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``bare``, timed alternately so that load
+    from other processes on the machine hits both alike."""
+    for _ in range(20):
+        ours()
+        bare()
+    ours_s, bare_s = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        bare()
+        middle = time.perf_counter()
+        ours()
+        bare_s.append(middle - started)
+        ours_s.append(time.perf_counter() - middle)
+    return statistics.median(ours_s), statistics.median(bare_s)
+
+
+def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big: int, rounds: int) -> dict:
+    app = Flask(f"bench_{name}")
+    app.config.update(config, SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    store = app.extensions["smg_history"].extension.store_for("bench", app)
+    one_item = [{"role": "user", "content": "hi"}]
+    batch = [{"role": "user", "content": f"message {n}"} for n in range(20)]
+
+    conv = store.conversations.create()
+    for _ in range(20):  # warm the pool and caches
+        store.items.add(conv.id, one_item)
+    add_one_alone = median_seconds(lambda: store.items.add(conv.id, one_item), rounds)
+    add_batch = median_seconds(lambda: store.items.add(conv.id, batch), max(rounds // 4, 10))
+
+    small = store.conversations.create(items=batch)
+    for _ in range(4):
+        store.items.add(small.id, batch)
+    large = store.conversations.create()
+    started = time.perf_counter()
+    for _ in range(big // 20):
+        store.items.add(large.id, batch)
+    fill = time.perf_counter() - started
+    backend = app.extensions["smg_history"].backend
+    if name == "postgres":  # what autovacuum does after a bulk load: fresh planner statistics
+        with backend.engine.connect() as conn:
+            conn.exec_driver_sql(f"ANALYZE {backend.tables.items.fullname}")
+            conn.commit()
+    recent_small = median_seconds(lambda: store.items.recent(small.id, 20), rounds)
+    recent_large = median_seconds(lambda: store.items.recent(large.id, 20), rounds)
+    bare, close_bare = bare_insert(name, bare_connect, backend.tables.items.name, store.conversations.create().id)
+    conv = store.conversations.create()
+    add_one, bare_s = paired_medians(lambda: store.items.add(conv.id, one_item), bare, rounds)
+    backend_add_one, bare_b = paired_medians(
+        lambda: backend.add_items(
+            "bench", conv.id, store.new_items(one_item, conv.id, time.time()), updated_at=time.time(), expires_at=None
+        ),
+        bare,
+        rounds,
+    )
+    floor = {}
+    if name == "postgres":  # the same append statement, sent by the bare driver: the server's share
+        raw = bare_connect()
+        floor_conv = store.conversations.create()
+        counter = iter(range(10**9))
+
+        def raw_append() -> None:
+            n = next(counter)
+            params = {
+                "cid": floor_conv.id,
+                "b_owner": "bench",
+                "now": time.time(),
+                "new_updated_at": time.time(),
+                "new_expires_at": None,
+                "id": f"msg_raw_{n}",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "payload": json.dumps({"id": f"msg_raw_{n}", "type": "message", "content": "hi"}),
+                "created_at": time.time(),
+            }
+            with raw.cursor() as cur:
+                cur.execute(backend._append_one_sql, params)
+            raw.commit()
+
+        raw_s, bare_r = paired_medians(raw_append, bare, rounds)
+        raw.close()
+        floor = {"ratio same statement by bare driver / bare": raw_s / bare_r}
+    close_bare()
+    backend.close()
+    return {
+        "backend": name,
+        "items/s, 1 per add": 1 / add_one_alone,
+        "items/s, 20 per add": 20 / add_batch,
+        f"items/s, filling {big:,}": big / fill,
+        "recent(20) at 100 items, ms": recent_small * 1000,
+        f"recent(20) at {big:,} items, ms": recent_large * 1000,
+        "recent ratio (large/small)": recent_large / recent_small,
+        "add one item (history.items.add), ms": add_one * 1000,
+        "add one item (backend.add_items), ms": backend_add_one * 1000,
+        "bare INSERT+COMMIT, ms": bare_s * 1000,
+        "ratio items.add / bare": add_one / bare_s,
+        "ratio backend.add_items / bare": backend_add_one / bare_b,
+        **floor,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
+    parser.add_argument("--postgres-url", default=os.environ.get("SMG_HISTORY_BENCH_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument("--items", type=int, default=100_000, help="items in the large conversation")
+    parser.add_argument("--rounds", type=int, default=200, help="timed calls per figure")
+    args = parser.parse_args(argv)
+    names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
+    for name in names:
+        target = sqlite_target() if name == "sqlite" else postgres_target(args.postgres_url)
+        with target as (config, bare_connect):
+            result = run(name, config, bare_connect, args.items, args.rounds)
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            shown = f"{value:,.3f}" if isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,634 @@
+"""The SQL backend: ``sqlite``, ``postgres`` and ``oracle`` through SQLAlchemy.
+
+One class for the three dialects, written in SQLAlchemy Core (no ORM session:
+a store call is a handful of statements on a connection of our own, so the
+host's ``db.session`` is never committed or rolled back by us, and the ORM's
+per-row bookkeeping stays out of the hot path).
+
+Guarantees and how they are kept:
+
+- **One transaction per store call.** ``_run`` checks out a connection, runs
+  the call's statements, commits, and gives the connection back; any error
+  rolls back. A connection that died while idle in the pool (the server was
+  restarted) is detected on its first statement and the call is retried once on
+  a fresh connection, which is safe because nothing was committed.
+- **One gap-free order under concurrent writers.** Each conversation row has a
+  ``next_position`` counter. ``add_items`` starts with ``UPDATE conversations
+  SET next_position = next_position + n ... RETURNING next_position``, which
+  checks owner and expiry, takes the conversation's row lock (PostgreSQL,
+  Oracle; SQLite's write lock, taken at ``BEGIN IMMEDIATE``) and reserves ``n``
+  consecutive positions in one statement. A second writer waits on that lock
+  until the first commits, then reads the advanced counter. The unique index
+  (conversation_id, position) backs this up.
+- **Bounded statements.** Adding a batch is: one UPDATE, one multi-row INSERT,
+  COMMIT, whatever the batch size. ``recent`` is one query in the common case.
+- **Keyset pagination.** Pages continue after the cursor's (position) or
+  (created_at, id) with an index range scan; never OFFSET.
+- **Failures are 503s.** Connection, pool-timeout and disconnect errors are
+  ``unavailable_errors``; a database whose history schema is behind the code
+  answers 503 with a message saying to run ``flask db upgrade``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from ..errors import HistoryUnavailable, InvalidRequest, NotFound
+from ..records import Conversation, Feedback, Item, Page, Response, now
+from . import sql_migrate
+from .base import Backend
+from .sql_engine import SQLITE_BEGIN, build_engine
+from .sql_tables import build_tables
+
+T = TypeVar("T")
+log = logging.getLogger("flask_smg_history")
+
+
+class SqlUnavailable(Exception):
+    """No usable connection: the pool could not connect or hand one out in
+    time, or the connection was lost. The driver's error is the cause."""
+
+
+def _live(table: sa.Table, at: float) -> sa.ColumnElement[bool]:
+    return sa.or_(table.c.expires_at.is_(None), table.c.expires_at > at)
+
+
+def _duplicate(item_id: str, conversation_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Item with id '{item_id}' is already in conversation '{conversation_id}'.",
+        param="items",
+        code="item_already_in_conversation",
+    )
+
+
+class SqlBackend(Backend):
+    unavailable_errors = (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        sa_exc.DisconnectionError,
+        SqlUnavailable,
+    )
+
+    def __init__(self, name, settings, app) -> None:
+        super().__init__(name, settings, app)
+        self.tables = build_tables(settings.table_prefix, settings.sql_schema)
+        built = build_engine(name, settings, app)
+        self.engine = built.engine
+        self._owned = built.owned
+        self._closer = built.closer
+        sqlite = self.engine.dialect.name == "sqlite"
+        self.write_options = {SQLITE_BEGIN: "IMMEDIATE"} if sqlite else {}
+        self._read_options = {SQLITE_BEGIN: "DEFERRED"} if sqlite else {}
+        self._reserve_positions = self._reserve_statement()
+        self._insert_item = self.tables.items.insert()
+        one_statement = self.engine.dialect.name == "postgresql" and self.engine.dialect.paramstyle == "pyformat"
+        self._append_one_sql = self._append_one_statement() if one_statement else None
+        self._schema_ok = False
+        self._schema_lock = threading.Lock()
+        self._create_tables = settings.create_tables
+        sql_migrate.install_flask_migrate_hook(app, self)
+        self._start_up()
+
+    # -- schema --------------------------------------------------------------
+    def _start_up(self) -> None:
+        """Create or check the tables now if the database answers; if it does
+        not, start anyway (the first call will answer 503 and try again)."""
+        try:
+            self._check_schema()
+        except self.unavailable_errors as exc:
+            log.warning("history backend %s is unreachable at start-up (%s); will retry", self.name, type(exc).__name__)
+        except HistoryUnavailable as exc:
+            log.warning("%s", exc.message)
+
+    def schema_changed(self) -> None:
+        self._schema_ok = False
+
+    def _check_schema(self) -> None:
+        """Pass once the tables are at our head revision (creating them first
+        with ``SMG_HISTORY_CREATE_TABLES``); until then every call answers 503
+        with what to run."""
+        if self._schema_ok:
+            return
+        with self._schema_lock:
+            if self._create_tables:
+                sql_migrate.upgrade(self)
+            with self._connect(self._read_options) as conn:
+                current = sql_migrate.current_revision(self, conn)
+            head = sql_migrate.head_revision()
+            if current != head:
+                state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
+                raise HistoryUnavailable(
+                    f"The history tables ({self.settings.table_prefix}*) {state}: run `flask db upgrade` "
+                    "(or `flask smg-history init-db` without Flask-Migrate)."
+                )
+            self._schema_ok = True
+
+    # -- transactions --------------------------------------------------------
+    def _connect(self, options: dict[str, Any]) -> sa.Connection:
+        try:
+            conn = self.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise SqlUnavailable("cannot connect") from exc
+        if options:
+            conn.execution_options(**options)
+        return conn
+
+    def _run(self, fn: Callable[[sa.Connection], T], *, write: bool = True) -> T:
+        """Run ``fn`` in one transaction and commit it."""
+        self._check_schema()
+        options = self.write_options if write else self._read_options
+        for attempt in (1, 2):
+            with self._connect(options) as conn:
+                try:
+                    result = fn(conn)
+                except sa_exc.DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    if attempt == 2:
+                        raise SqlUnavailable("connection lost") from exc
+                    log.info("history backend %s: a pooled connection was lost; retrying once", self.name)
+                    continue
+                # Not retried: a commit that failed may still have happened.
+                conn.commit()
+                return result
+        raise AssertionError("unreachable")
+
+    # -- conversations -------------------------------------------------------
+    def _conversation_row(self, conn: sa.Connection, owner: str, conversation_id: str) -> sa.Row[Any]:
+        t = self.tables.conversations
+        row = conn.execute(
+            sa.select(t.c.id, t.c.owner, t.c.created_at, t.c.updated_at, t.c["metadata"], t.c.expires_at).where(
+                t.c.id == conversation_id, t.c.owner == owner, _live(t, now())
+            )
+        ).first()
+        if row is None:
+            raise NotFound.conversation(conversation_id)
+        return row
+
+    @staticmethod
+    def _conversation(row: Sequence[Any]) -> Conversation:
+        cid, owner, created_at, updated_at, metadata, expires_at = row
+        return Conversation(cid, owner, created_at, updated_at, metadata or {}, expires_at)
+
+    def _insert_items(self, conn: sa.Connection, conversation_id: str, items: list[Item], base: int) -> list[Item]:
+        """Insert ``items`` at positions ``base``, ``base + 1``... in one
+        multi-row INSERT."""
+        out = [
+            replace(item, conversation_id=conversation_id, position=base + offset) for offset, item in enumerate(items)
+        ]
+        rows = [
+            {
+                "conversation_id": conversation_id,
+                "id": i.id,
+                "position": i.position,
+                "type": i.type,
+                "role": i.role,
+                "status": i.status,
+                "payload": i.payload,
+                "created_at": i.created_at,
+            }
+            for i in out
+        ]
+        if rows:  # one row: a plain INSERT; more: one multi-row INSERT ("insertmanyvalues")
+            conn.execute(self._insert_item, rows if len(rows) > 1 else rows[0])
+        return out
+
+    def create_conversation(self, conversation, items):
+        _check_unique(conversation.id, items)
+
+        def tx(conn: sa.Connection) -> list[Item]:
+            conn.execute(
+                self.tables.conversations.insert().values(
+                    id=conversation.id,
+                    owner=conversation.owner,
+                    created_at=conversation.created_at,
+                    updated_at=conversation.updated_at,
+                    metadata=conversation.metadata,
+                    expires_at=conversation.expires_at,
+                    next_position=len(items),
+                )
+            )
+            return self._insert_items(conn, conversation.id, items, 0)
+
+        return self._run(tx)
+
+    def get_conversation(self, owner, conversation_id):
+        return self._run(
+            lambda conn: self._conversation(self._conversation_row(conn, owner, conversation_id)), write=False
+        )
+
+    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+        t = self.tables.conversations
+
+        def tx(conn: sa.Connection) -> Conversation:
+            done = conn.execute(
+                t.update()
+                .where(t.c.id == conversation_id, t.c.owner == owner, _live(t, now()))
+                .values(metadata=metadata, updated_at=updated_at, expires_at=expires_at)
+            )
+            if done.rowcount == 0:
+                raise NotFound.conversation(conversation_id)
+            return self._conversation(self._conversation_row(conn, owner, conversation_id))
+
+        return self._run(tx)
+
+    def delete_conversation(self, owner, conversation_id):
+        t = self.tables.conversations
+
+        def tx(conn: sa.Connection) -> None:
+            done = conn.execute(t.delete().where(t.c.id == conversation_id, t.c.owner == owner, _live(t, now())))
+            if done.rowcount == 0:
+                raise NotFound.conversation(conversation_id)
+            # The foreign key cascades; this also covers a host's SQLite engine
+            # without ``PRAGMA foreign_keys`` (SQL_USE_APP_DB).
+            items = self.tables.items
+            conn.execute(items.delete().where(items.c.conversation_id == conversation_id))
+
+        self._run(tx)
+
+    def list_conversations(self, owner, *, after, limit, order):
+        t = self.tables.conversations
+
+        def tx(conn: sa.Connection) -> Page[Conversation]:
+            at = now()
+            query = sa.select(t.c.id, t.c.owner, t.c.created_at, t.c.updated_at, t.c["metadata"], t.c.expires_at)
+            query = query.where(t.c.owner == owner, _live(t, at))
+            if after is not None:
+                cursor = conn.execute(
+                    sa.select(t.c.created_at).where(t.c.id == after, t.c.owner == owner, _live(t, at))
+                ).first()
+                if cursor is None:
+                    raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+                query = query.where(_beyond(t.c.created_at, t.c.id, cursor[0], after, order))
+            rows = conn.execute(_ordered(query, order, t.c.created_at, t.c.id).limit(limit + 1)).all()
+            return Page([self._conversation(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+        return self._run(tx, write=False)
+
+    # -- items ---------------------------------------------------------------
+    def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+        _check_unique(conversation_id, items)
+        params = {
+            "cid": conversation_id,
+            "b_owner": owner,
+            "now": now(),
+            "n": len(items),
+            "new_updated_at": updated_at,
+            "new_expires_at": expires_at,
+        }
+
+        def tx(conn: sa.Connection) -> list[Item]:
+            try:
+                if self._append_one_sql is not None and len(items) == 1:
+                    return self._append_one(conn, params, items[0])
+                base = conn.execute(self._reserve_positions, params).scalar()
+                if base is None:
+                    raise NotFound.conversation(conversation_id)
+                return self._insert_items(conn, conversation_id, items, base)
+            except sa_exc.IntegrityError:
+                conn.rollback()
+                raise self._which_duplicate(conn, conversation_id, items) from None
+
+        return self._run(tx)
+
+    def _reserve_statement(self) -> sa.Update:
+        """``UPDATE conversations SET next_position = next_position + :n ...
+        RETURNING next_position - :n``: checks owner and expiry, row-locks the
+        conversation and reserves ``n`` positions; it returns the first. Built
+        once, as it runs on every append."""
+        t = self.tables.conversations
+        return (
+            t.update()
+            .where(
+                t.c.id == sa.bindparam("cid"),
+                t.c.owner == sa.bindparam("b_owner"),
+                sa.or_(t.c.expires_at.is_(None), t.c.expires_at > sa.bindparam("now")),
+            )
+            .values(
+                next_position=t.c.next_position + sa.bindparam("n"),
+                updated_at=sa.bindparam("new_updated_at"),
+                expires_at=sa.bindparam("new_expires_at"),
+            )
+            .returning(t.c.next_position - sa.bindparam("n"))
+        )
+
+    def _append_one_statement(self) -> str:
+        """PostgreSQL's hot path, appending one item, as one statement: the
+        same reservation as ``_reserve_statement`` in a CTE feeding the INSERT.
+        An append then costs the round trips of a bare INSERT + COMMIT, and
+        as driver SQL it skips SQLAlchemy's per-call statement handling (a
+        sizeable share of a loopback round trip)."""
+        quote = self.engine.dialect.identifier_preparer.format_table
+        return (
+            f"WITH reserved AS (UPDATE {quote(self.tables.conversations)} SET next_position = next_position + 1, "
+            "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
+            "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
+            "RETURNING next_position - 1 AS base) "
+            f"INSERT INTO {quote(self.tables.items)} "
+            "(conversation_id, id, position, type, role, status, payload, created_at) "
+            "SELECT %(cid)s, %(id)s, base, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
+            "FROM reserved RETURNING position"
+        )
+
+    def _append_one(self, conn: sa.Connection, params: dict[str, Any], item: Item) -> list[Item]:
+        row = {
+            "id": item.id,
+            "type": item.type,
+            "role": item.role,
+            "status": item.status,
+            "payload": json.dumps(item.payload),
+            "created_at": item.created_at,
+        }
+        assert self._append_one_sql is not None
+        position = conn.exec_driver_sql(self._append_one_sql, {**params, **row}).scalar()
+        if position is None:
+            raise NotFound.conversation(params["cid"])
+        return [replace(item, conversation_id=params["cid"], position=position)]
+
+    def _which_duplicate(self, conn: sa.Connection, conversation_id: str, items: list[Item]) -> InvalidRequest:
+        t = self.tables.items
+        ids = [i.id for i in items]
+        present = set(
+            conn.execute(sa.select(t.c.id).where(t.c.conversation_id == conversation_id, t.c.id.in_(ids))).scalars()
+        )
+        return _duplicate(next((i for i in ids if i in present), ids[0]), conversation_id)
+
+    def _item_columns(self) -> list[sa.Column[Any]]:
+        t = self.tables.items
+        return [t.c.id, t.c.conversation_id, t.c.type, t.c.payload, t.c.created_at, t.c.role, t.c.status, t.c.position]
+
+    @staticmethod
+    def _item(row: Sequence[Any]) -> Item:
+        return Item(*row)
+
+    def list_items(self, owner, conversation_id, *, after, limit, order):
+        t = self.tables.items
+
+        def tx(conn: sa.Connection) -> Page[Item]:
+            self._conversation_row(conn, owner, conversation_id)
+            query = sa.select(*self._item_columns()).where(t.c.conversation_id == conversation_id)
+            if after is not None:
+                position = conn.execute(
+                    sa.select(t.c.position).where(t.c.conversation_id == conversation_id, t.c.id == after)
+                ).scalar()
+                if position is None:
+                    raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+                query = query.where(t.c.position > position if order == "asc" else t.c.position < position)
+            position_order = t.c.position.asc() if order == "asc" else t.c.position.desc()
+            rows = conn.execute(query.order_by(position_order).limit(limit + 1)).all()
+            return Page([self._item(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+        return self._run(tx, write=False)
+
+    def get_item(self, owner, conversation_id, item_id):
+        t = self.tables.items
+
+        def tx(conn: sa.Connection) -> Item:
+            self._conversation_row(conn, owner, conversation_id)
+            row = conn.execute(
+                sa.select(*self._item_columns()).where(t.c.conversation_id == conversation_id, t.c.id == item_id)
+            ).first()
+            if row is None:
+                raise NotFound.item(item_id)
+            return self._item(row)
+
+        return self._run(tx, write=False)
+
+    def delete_item(self, owner, conversation_id, item_id):
+        t = self.tables.items
+
+        def tx(conn: sa.Connection) -> None:
+            self._conversation_row(conn, owner, conversation_id)
+            done = conn.execute(t.delete().where(t.c.conversation_id == conversation_id, t.c.id == item_id))
+            if done.rowcount == 0:
+                raise NotFound.item(item_id)
+
+        self._run(tx)
+
+    def recent_items(self, owner, conversation_id, limit):
+        """One query: the newest ``limit`` items of a live conversation of the
+        owner; only an empty answer costs a second query (to tell an empty
+        conversation from a missing one)."""
+        t, c = self.tables.items, self.tables.conversations
+
+        def tx(conn: sa.Connection) -> list[Item]:
+            owned = sa.exists().where(c.c.id == conversation_id, c.c.owner == owner, _live(c, now()))
+            rows = conn.execute(
+                sa.select(*self._item_columns())
+                .where(t.c.conversation_id == conversation_id, owned)
+                .order_by(t.c.position.desc())
+                .limit(limit)
+            ).all()
+            if not rows:
+                self._conversation_row(conn, owner, conversation_id)
+            return [self._item(r) for r in reversed(rows)]
+
+        return self._run(tx, write=False)
+
+    # -- responses -----------------------------------------------------------
+    def _response_values(self, r: Response) -> dict[str, Any]:
+        return {
+            "owner": r.owner,
+            "conversation_id": r.conversation_id,
+            "previous_response_id": r.previous_response_id,
+            "model": r.model,
+            "status": r.status,
+            "input": r.input,
+            "output": r.output,
+            "usage": r.usage,
+            "metadata": r.metadata,
+            "extra": r.extra,
+            "safety_identifier": r.safety_identifier,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+        }
+
+    def store_response(self, response):
+        t = self.tables.responses
+        values = self._response_values(response)
+
+        def tx(conn: sa.Connection) -> None:
+            done = conn.execute(t.update().where(t.c.id == response.id, t.c.owner == response.owner).values(values))
+            if done.rowcount:
+                return
+            try:
+                conn.execute(t.insert().values(id=response.id, **values))
+            except sa_exc.IntegrityError:
+                raise InvalidRequest(f"Response id '{response.id}' is not available.", param="id") from None
+
+        self._run(tx)
+
+    def get_response(self, owner, response_id):
+        t = self.tables.responses
+
+        def tx(conn: sa.Connection) -> Response:
+            row = conn.execute(sa.select(t).where(t.c.id == response_id, t.c.owner == owner, _live(t, now()))).first()
+            if row is None:
+                raise NotFound.response(response_id)
+            m = row._mapping
+            return Response(
+                id=m["id"],
+                owner=m["owner"],
+                created_at=m["created_at"],
+                model=m["model"] or "",  # Oracle stores '' as NULL
+                status=m["status"] or "",
+                conversation_id=m["conversation_id"],
+                previous_response_id=m["previous_response_id"],
+                input=m["input"] or [],
+                output=m["output"] or [],
+                usage=m["usage"],
+                metadata=m["metadata"] or {},
+                extra=m["extra"] or {},
+                safety_identifier=m["safety_identifier"],
+                expires_at=m["expires_at"],
+            )
+
+        return self._run(tx, write=False)
+
+    def delete_response(self, owner, response_id):
+        t, f = self.tables.responses, self.tables.feedback
+
+        def tx(conn: sa.Connection) -> None:
+            done = conn.execute(t.delete().where(t.c.id == response_id, t.c.owner == owner, _live(t, now())))
+            if done.rowcount == 0:
+                raise NotFound.response(response_id)
+            conn.execute(f.delete().where(f.c.response_id == response_id))
+
+        self._run(tx)
+
+    # -- feedback ------------------------------------------------------------
+    def submit_feedback(self, feedback):
+        f = self.tables.feedback
+        values = {
+            "rating": feedback.rating,
+            "comment": feedback.comment,
+            "metadata": feedback.metadata,
+            "model": feedback.model,
+            "created_at": feedback.created_at,
+            "expires_at": feedback.expires_at,
+        }
+
+        def tx(conn: sa.Connection) -> Feedback:
+            mine = sa.and_(f.c.response_id == feedback.response_id, f.c.owner == feedback.owner)
+            existing = conn.execute(sa.select(f.c.id).where(mine)).scalar()
+            stored = copy.deepcopy(feedback)
+            if existing is None:
+                conn.execute(
+                    f.insert().values(id=feedback.id, response_id=feedback.response_id, owner=feedback.owner, **values)
+                )
+            else:
+                conn.execute(f.update().where(f.c.id == existing).values(values))
+                stored.id = existing
+            return stored
+
+        return self._run(tx)
+
+    def _feedback_columns(self) -> list[sa.Column[Any]]:
+        f = self.tables.feedback
+        return [
+            f.c.id,
+            f.c.response_id,
+            f.c.owner,
+            f.c.rating,
+            f.c.created_at,
+            f.c.comment,
+            f.c["metadata"],
+            f.c.model,
+            f.c.expires_at,
+        ]
+
+    @staticmethod
+    def _feedback(row: Sequence[Any]) -> Feedback:
+        fid, response_id, owner, rating, created_at, comment, metadata, model, expires_at = row
+        return Feedback(fid, response_id, owner, rating, created_at, comment, metadata or {}, model or "", expires_at)
+
+    def get_feedback(self, owner, response_id):
+        f = self.tables.feedback
+
+        def tx(conn: sa.Connection) -> Feedback:
+            row = conn.execute(
+                sa.select(*self._feedback_columns()).where(
+                    f.c.response_id == response_id, f.c.owner == owner, _live(f, now())
+                )
+            ).first()
+            if row is None:
+                raise NotFound.feedback(response_id)
+            return self._feedback(row)
+
+        return self._run(tx, write=False)
+
+    def list_feedback(self, owner, *, rating, model, since, after, limit):
+        f = self.tables.feedback
+
+        def tx(conn: sa.Connection) -> Page[Feedback]:
+            at = now()
+            conditions = [f.c.owner == owner, _live(f, at)]
+            if rating is not None:
+                conditions.append(f.c.rating == rating)
+            if model is not None:
+                conditions.append(f.c.model == model)
+            if since is not None:
+                conditions.append(f.c.created_at >= since)
+            query = sa.select(*self._feedback_columns()).where(*conditions)
+            if after is not None:
+                cursor = conn.execute(sa.select(f.c.created_at).where(f.c.id == after, *conditions)).first()
+                if cursor is None:
+                    raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+                query = query.where(_beyond(f.c.created_at, f.c.id, cursor[0], after, "desc"))
+            rows = conn.execute(_ordered(query, "desc", f.c.created_at, f.c.id).limit(limit + 1)).all()
+            return Page([self._feedback(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+        return self._run(tx, write=False)
+
+    # -- operations ----------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        with self._connect(self._read_options) as conn:
+            conn.execute(sa.text("SELECT 1" + (" FROM DUAL" if self.engine.dialect.name == "oracle" else "")))
+            revision = sql_migrate.current_revision(self, conn)
+        self._schema_ok = False
+        self._check_schema()
+        return {"dialect": self.engine.dialect.name, "schema_revision": revision}
+
+    def pool_stats(self) -> dict[str, int]:
+        pool = self.engine.pool
+        if not isinstance(pool, sa.QueuePool):
+            return {}
+        return {"in_use": pool.checkedout(), "idle": pool.checkedin()}
+
+    def close(self) -> None:
+        if self._owned:
+            self.engine.dispose()
+        if self._closer is not None:
+            self._closer()
+
+
+def _check_unique(conversation_id: str, items: list[Item]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise _duplicate(item.id, conversation_id)
+        seen.add(item.id)
+
+
+def _beyond(
+    created: sa.Column[Any], ident: sa.Column[Any], at: float, after: str, order: str
+) -> sa.ColumnElement[bool]:
+    """Rows after the cursor (created_at, id) in ``order``, spelled without
+    row-value comparison, which Oracle lacks."""
+    if order == "asc":
+        return sa.or_(created > at, sa.and_(created == at, ident > after))
+    return sa.or_(created < at, sa.and_(created == at, ident < after))
+
+
+def _ordered(query: sa.Select[Any], order: str, *columns: sa.Column[Any]) -> sa.Select[Any]:
+    return query.order_by(*(c.asc() if order == "asc" else c.desc() for c in columns))

@@ -1,0 +1,200 @@
+"""Our Alembic chain, and how the host's ``flask db upgrade`` runs it.
+
+The design (see docs/backends/sql.md): the package ships an Alembic version
+directory (``flask_smg_history/migrations``, branch label ``smg_history``)
+whose revision is kept in a version table of its own,
+``<SMG_HISTORY_TABLE_PREFIX>alembic_version``. It is therefore never a second
+head in the host's chain, and ``flask db upgrade`` as typed (target ``head``)
+keeps working for a host with or without migrations of its own. To make that
+plain ``flask db upgrade`` also apply our chain, the app's ``db`` command group
+(Flask-Migrate's) is replaced, for this app only, by a copy whose ``upgrade``
+first brings the history tables to our head and then runs the host's upgrade
+unchanged; ``downgrade smg_history@<target>`` moves only our chain. The host's
+autogenerate is told to ignore our tables (``include_name``), so its ``flask
+db migrate`` never proposes to drop them.
+
+The same functions serve ``flask smg-history init-db`` for apps without
+Flask-Migrate, ``SMG_HISTORY_CREATE_TABLES`` and the start-up schema check.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .sql import SqlBackend
+
+BRANCH = "smg_history"
+SCRIPT_LOCATION = "flask_smg_history:migrations"
+
+
+def _config(backend: SqlBackend, connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes.update(
+        smg_prefix=backend.settings.table_prefix,
+        smg_schema=backend.settings.sql_schema,
+        smg_version_table=version_table(backend.settings.table_prefix),
+        smg_dialect=backend.engine.dialect.name,
+        smg_connection=connection,
+    )
+    return config
+
+
+def version_table(prefix: str) -> str:
+    return f"{prefix}alembic_version"
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest revision this version of the package ships."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(backend: SqlBackend, connection: sa.Connection) -> str | None:
+    """The revision the database is at (None: our tables were never created)."""
+    context = MigrationContext.configure(
+        connection,
+        opts={
+            "version_table": version_table(backend.settings.table_prefix),
+            "version_table_schema": backend.settings.sql_schema,
+        },
+    )
+    return context.get_current_revision()
+
+
+def upgrade(backend: SqlBackend, revision: str = "heads", *, sql: bool = False) -> None:
+    """Bring the history tables to ``revision`` (default: the newest), or
+    print the SQL for it with ``sql=True``."""
+    _run(backend, lambda config: command.upgrade(config, revision, sql=sql), sql)
+
+
+def downgrade(backend: SqlBackend, revision: str, *, sql: bool = False) -> None:
+    """Move the history tables back to ``revision`` (``smg_history@base``
+    drops them)."""
+    _run(backend, lambda config: command.downgrade(config, revision, sql=sql), sql)
+
+
+def _run(backend: SqlBackend, fn: Callable[[Config], None], offline: bool) -> None:
+    if offline:
+        fn(_config(backend))
+        return
+    with backend.engine.connect() as connection:
+        connection.execution_options(**backend.write_options)
+        fn(_config(backend, connection))
+        connection.commit()
+    backend.schema_changed()
+
+
+# -- Flask-Migrate integration ---------------------------------------------------
+def install_flask_migrate_hook(app: Flask, backend: SqlBackend) -> None:
+    """Make the app's ``flask db upgrade`` apply our chain, whether Migrate was
+    initialised before or after SmgHistory: if it is not there yet, retry when
+    the CLI pushes the app context (Flask loads the app and pushes its context
+    before it looks up the ``db`` command)."""
+    if _install(app, backend):
+        return
+    from flask import appcontext_pushed
+
+    def retry(sender: Flask, **extra: Any) -> None:
+        if _install(app, backend):
+            appcontext_pushed.disconnect(retry, app)
+
+    appcontext_pushed.connect(retry, app, weak=False)
+
+
+def _install(app: Flask, backend: SqlBackend) -> bool:
+    state = app.extensions.get("migrate")
+    if state is None:
+        return False
+    name = state.migrate.command
+    group = app.cli.commands.get(name)
+    if group is None or getattr(group, "smg_history_wrapped", False):
+        return group is not None
+    assert isinstance(group, click.Group)
+    ours = click.Group(
+        name=group.name,
+        commands=dict(group.commands),
+        params=group.params,
+        callback=group.callback,
+        help=group.help,
+    )
+    ours.smg_history_wrapped = True  # type: ignore[attr-defined]
+    ours.add_command(_wrapped_upgrade(group.commands["upgrade"]))
+    ours.add_command(_wrapped_downgrade(group.commands["downgrade"]))
+    app.cli.add_command(ours, name)
+    _exclude_from_autogenerate(state.configure_args, backend)
+    return True
+
+
+def _backend() -> SqlBackend:
+    return current_app.extensions["smg_history"].backend
+
+
+def _wrapped_upgrade(original: click.Command) -> click.Command:
+    @click.pass_context
+    def upgrade_both(ctx: click.Context, **params: Any) -> None:
+        backend = _backend()
+        upgrade(backend, sql=params["sql"])
+        if not params["sql"]:
+            click.echo(f"flask-smg-history: history tables at revision {head_revision()}.")
+        directory = params["directory"] or current_app.extensions["migrate"].directory
+        if os.path.isfile(os.path.join(directory, "env.py")):
+            ctx.invoke(original.callback, **params)  # type: ignore[arg-type]
+        else:
+            click.echo(f"No migrations directory {directory!r} for the app itself: nothing else to upgrade.")
+
+    return click.Command(
+        original.name,
+        params=original.params,
+        callback=with_appcontext(upgrade_both),
+        help=f"{original.help} Also upgrades the flask-smg-history tables (their own Alembic chain).",
+    )
+
+
+def _wrapped_downgrade(original: click.Command) -> click.Command:
+    @click.pass_context
+    def downgrade_either(ctx: click.Context, **params: Any) -> None:
+        if params["revision"].startswith(f"{BRANCH}@"):
+            downgrade(_backend(), params["revision"], sql=params["sql"])
+        else:
+            ctx.invoke(original.callback, **params)  # type: ignore[arg-type]
+
+    return click.Command(
+        original.name,
+        params=original.params,
+        callback=with_appcontext(downgrade_either),
+        help=f"{original.help} '{BRANCH}@base' (or '{BRANCH}@-1') moves only the flask-smg-history tables.",
+    )
+
+
+def _exclude_from_autogenerate(configure_args: dict[str, Any], backend: SqlBackend) -> None:
+    """Keep the host's ``flask db migrate`` from proposing to drop our tables
+    when they live in the host's database."""
+    ours = {t.name for t in backend.tables.metadata.tables.values()}
+    ours.add(version_table(backend.settings.table_prefix))
+    previous = configure_args.get("include_name")
+
+    def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+        if type_ == "table" and name in ours:
+            return False
+        return previous(name, type_, parent_names) if previous else True
+
+    configure_args["include_name"] = include_name

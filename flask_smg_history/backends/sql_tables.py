@@ -1,0 +1,145 @@
+"""The history tables, as SQLAlchemy Core tables on a metadata of their own.
+
+Why Core tables built by a function instead of declarative models on the host's
+``db.Model``: the table names carry ``SMG_HISTORY_TABLE_PREFIX`` (a per-app
+setting) and the schema ``SMG_HISTORY_SQL_SCHEMA``, and the tables must stay out
+of the host's metadata so that the host's ``flask db migrate`` never takes
+ownership of them (our own Alembic chain in ``migrations/`` does). The same
+``MetaData`` works with Flask-SQLAlchemy (``db.metadatas``) if a host wants to
+reflect or query them.
+
+Portability rules, checked by ``tests/test_sql_oracle.py``: every type compiles
+on SQLite, PostgreSQL and Oracle (JSON is a CLOB holding JSON text on Oracle,
+JSONB on PostgreSQL); every identifier, prefix included, fits in 30 characters
+with the default prefix (Oracle before 12.2); timestamps are float Unix seconds
+(UTC by definition), stored as double precision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+ID = sa.String(128)
+OWNER = sa.String(255)
+SECONDS = sa.Double(asdecimal=False)
+
+
+class JsonDocument(TypeDecorator):
+    """A JSON value: JSONB on PostgreSQL, the JSON type on SQLite, and JSON
+    text in a CLOB on Oracle (the native JSON type needs Oracle 21c). Python
+    ``None`` is SQL NULL everywhere."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        if dialect.name == "oracle":
+            return dialect.type_descriptor(sa.CLOB())
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "oracle" and value is not None:
+            return json.dumps(value, separators=(",", ":"))
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "oracle" and isinstance(value, str):
+            return json.loads(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The four history tables of one app (one prefix and schema)."""
+
+    metadata: sa.MetaData
+    conversations: sa.Table
+    items: sa.Table
+    responses: sa.Table
+    feedback: sa.Table
+
+
+def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tables:
+    """Define the tables under ``prefix`` in ``schema``. Must describe exactly
+    what the migrations in ``flask_smg_history/migrations/versions`` create;
+    ``tests/test_sql_migrations.py`` compares the two."""
+    md = sa.MetaData(schema=schema)
+    p = prefix
+    conversations = sa.Table(
+        f"{p}conversations",
+        md,
+        sa.Column("id", ID, nullable=False),
+        sa.Column("owner", OWNER, nullable=False),
+        sa.Column("created_at", SECONDS, nullable=False),
+        sa.Column("updated_at", SECONDS, nullable=False),
+        sa.Column("metadata", JsonDocument(), nullable=True),
+        sa.Column("expires_at", SECONDS, nullable=True),
+        # The next free item position: the UPDATE that reserves positions also
+        # row-locks the conversation, which is what orders concurrent writers.
+        sa.Column("next_position", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=f"{p}conv_pk"),
+        sa.Index(f"{p}conv_owner", "owner", "created_at", "id"),
+    )
+    items = sa.Table(
+        f"{p}items",
+        md,
+        sa.Column("conversation_id", ID, nullable=False),
+        sa.Column("id", ID, nullable=False),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("type", sa.String(64), nullable=False),
+        sa.Column("role", sa.String(32), nullable=True),
+        sa.Column("status", sa.String(32), nullable=True),
+        sa.Column("payload", JsonDocument(), nullable=False),
+        sa.Column("created_at", SECONDS, nullable=False),
+        sa.PrimaryKeyConstraint("conversation_id", "id", name=f"{p}items_pk"),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"], [conversations.c.id], name=f"{p}items_conv_fk", ondelete="CASCADE"
+        ),
+        sa.Index(f"{p}items_pos", "conversation_id", "position", unique=True),
+    )
+    responses = sa.Table(
+        f"{p}responses",
+        md,
+        sa.Column("id", ID, nullable=False),
+        sa.Column("owner", OWNER, nullable=False),
+        sa.Column("conversation_id", ID, nullable=True),
+        sa.Column("previous_response_id", ID, nullable=True),
+        sa.Column("model", sa.String(255), nullable=True),
+        sa.Column("status", sa.String(32), nullable=True),
+        sa.Column("input", JsonDocument(), nullable=True),
+        sa.Column("output", JsonDocument(), nullable=True),
+        sa.Column("usage", JsonDocument(), nullable=True),
+        sa.Column("metadata", JsonDocument(), nullable=True),
+        sa.Column("extra", JsonDocument(), nullable=True),
+        sa.Column("safety_identifier", sa.String(255), nullable=True),
+        sa.Column("created_at", SECONDS, nullable=False),
+        sa.Column("expires_at", SECONDS, nullable=True),
+        sa.PrimaryKeyConstraint("id", name=f"{p}resp_pk"),
+        sa.Index(f"{p}resp_prev", "previous_response_id"),
+    )
+    feedback = sa.Table(
+        f"{p}feedback",
+        md,
+        sa.Column("id", ID, nullable=False),
+        sa.Column("response_id", ID, nullable=False),
+        sa.Column("owner", OWNER, nullable=False),
+        sa.Column("rating", sa.String(16), nullable=False),
+        sa.Column("comment", sa.Text, nullable=True),
+        sa.Column("metadata", JsonDocument(), nullable=True),
+        sa.Column("model", sa.String(255), nullable=True),
+        sa.Column("created_at", SECONDS, nullable=False),
+        sa.Column("expires_at", SECONDS, nullable=True),
+        sa.PrimaryKeyConstraint("id", name=f"{p}fb_pk"),
+        sa.UniqueConstraint("response_id", "owner", name=f"{p}fb_resp_owner"),
+        sa.Index(f"{p}fb_owner", "owner", "created_at", "id"),
+    )
+    return Tables(md, conversations, items, responses, feedback)

@@ -1,0 +1,109 @@
+"""A real HTTP server for the example app on a loopback port, and the
+Chromium that Playwright drives: Debian's, never a downloaded one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from example_app import create_app
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+CHROMIUM = "/usr/bin/chromium"
+#: Assistant replies, not the placeholder shown while one is awaited.
+REPLIES = ".message.assistant:not(.pending)"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def require_chromium() -> None:
+    """Skip where no Chromium is installed, except in CI, where
+    ``scripts/browser.sh`` has installed it and its absence is a failure."""
+    if not os.access(CHROMIUM, os.X_OK):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: scripts/browser.sh should have installed it")
+        pytest.skip(f"{CHROMIUM} is not installed (bash scripts/browser.sh installs it)")
+
+
+class LiveServer:
+    """The app served by werkzeug in a thread; ``restart`` builds a new app
+    from the same config and instance folder and serves it on the same port,
+    as a server process restarted by its user would."""
+
+    def __init__(self, config: dict[str, Any], instance_path: Path) -> None:
+        self.config = config
+        self.instance_path = instance_path
+        self.port = 0
+        self.app: Flask | None = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.app = create_app(dict(self.config), instance_path=str(self.instance_path))
+        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self.port = self._server.port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        assert self._server and self._thread and self.app
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self.app.extensions["smg_history"].backend.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def store_for(self, owner: str):
+        assert self.app
+        return self.app.extensions["smg_history"].extension.store_for(owner, self.app)
+
+
+def save_screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> Path:
+    """Screenshots go to the test's folder; with ``EXAMPLE_SCREENSHOTS=1`` they
+    also refresh ``docs/img/`` (the README's pictures)."""
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=full_page)
+    if os.environ.get("EXAMPLE_SCREENSHOTS") == "1":
+        target = Path(__file__).resolve().parents[2] / "docs" / "img" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return path
+
+
+def sign_in(page, server: LiveServer, name: str) -> None:
+    page.goto(server.url + "/")
+    expect(page).to_have_url(server.url + "/signin")
+    page.fill("#name", name)
+    page.click("button[type=submit]")
+    expect(page.locator("#user-name")).to_have_text(name)
+
+
+def send(page, text: str) -> None:
+    """Type a message, press Enter, wait for its reply."""
+    before = page.locator(REPLIES).count()
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+    expect(page.locator(REPLIES)).to_have_count(before + 1)

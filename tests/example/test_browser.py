@@ -1,0 +1,226 @@
+"""The example app in a real browser: Playwright driving Debian's Chromium
+against the app served on a loopback port.
+
+The tests run in file order and share one server and one signed-in user, as a
+person would: sign in, chat, vote, rename, scroll back, restart the server,
+then a second user looks for the first one's chats, and a third pages through
+a long sidebar.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on its default backend, SQLite in its instance folder."""
+    folder = tmp_path_factory.mktemp("example")
+    config = {"SECRET_KEY": "browser-test", "SMG_HISTORY_BACKEND": "sqlite", "EXAMPLE_LLM_BASE_URL": None}
+    live = LiveServer(config, folder / "instance")
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(browser, server):
+    """Alice's tab, kept across the tests; any script error in it fails the run."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, server, "alice")
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def state() -> dict:
+    """What one test leaves for the next (the chat's URL, its votes)."""
+    return {}
+
+
+def test_sign_in_create_chat_and_send_three_messages(alice, server, state):
+    expect(alice.locator(".responder")).to_contain_text("built-in local responder")
+    expect(alice.locator("#no-conversations")).to_be_visible()
+    alice.click("#new-chat")
+    expect(alice).to_have_url(re.compile(r"/c/conv_[0-9a-f]+$"))
+    send(alice, "Hello <b>there</b>, what can you do?")
+    send(alice, "/tool count the words in this sentence please")
+    send(alice, "/mcp ping the demo server")
+
+    texts = alice.locator(".message .text").all_inner_texts()
+    assert texts[0] == "Hello <b>there</b>, what can you do?"
+    assert alice.locator(".log b").count() == 0
+    assert len(texts) == 6
+    expect(alice.locator(f"{REPLIES} .who").first).to_contain_text("local-responder")
+    for kind in ("reasoning", "function-call", "function-output", "mcp-call"):
+        folded = alice.locator(f"details.{kind}").first
+        expect(folded).to_be_visible()
+        assert folded.get_attribute("open") is None
+    output = alice.locator("details.function-output").first
+    output.locator("summary").click()
+    expect(output.locator("pre")).to_contain_text('"words": 7')
+    expect(alice.locator("#conversations li.current .title")).to_have_text("Hello <b>there</b>, what can you do?")
+    state["chat_url"] = alice.url
+
+
+def test_vote_rename_and_reload(alice, server, state):
+    replies = alice.locator(REPLIES)
+    replies.nth(0).locator(".comment").fill("Clear and friendly")
+    replies.nth(0).locator(".vote.up").click()
+    expect(replies.nth(0).locator(".vote-status")).to_have_text("Saved")
+    replies.nth(1).locator(".vote.down").click()
+    expect(replies.nth(1).locator(".vote-status")).to_have_text("Saved")
+
+    alice.locator("#conversations li.current .rename").click()
+    alice.fill(".rename-input", "Trying the example app")
+    alice.press(".rename-input", "Enter")
+    expect(alice.locator("#conversations li.current .title")).to_have_text("Trying the example app")
+
+    alice.reload()
+    replies = alice.locator(REPLIES)
+    expect(replies).to_have_count(3)
+    expect(replies.nth(0).locator(".vote.up")).to_have_attribute("aria-pressed", "true")
+    expect(replies.nth(0).locator(".vote.down")).to_have_attribute("aria-pressed", "false")
+    expect(replies.nth(0).locator(".comment")).to_have_value("Clear and friendly")
+    expect(replies.nth(1).locator(".vote.down")).to_have_attribute("aria-pressed", "true")
+    expect(replies.nth(2).locator(".vote.up")).to_have_attribute("aria-pressed", "false")
+    expect(alice.locator("#conversations li.current .title")).to_have_text("Trying the example app")
+    save_screenshot(alice, "chat.png", server.instance_path.parent)
+
+
+def test_bad_input_gets_clear_messages(alice):
+    alice.fill("#message", "   ")
+    alice.click("#send")
+    expect(alice.locator("#notice")).to_have_text("Type a message first: an empty message is not sent.")
+    alice.fill("#message", "x" * 100_000)
+    alice.click("#send")
+    expect(alice.locator("#notice")).to_contain_text("100,000 characters long; the limit is 32,000")
+    expect(alice.locator(REPLIES)).to_have_count(3)
+    alice.fill("#message", "")
+
+
+def test_html_title_is_shown_as_text(alice):
+    alice.click("#new-chat")
+    expect(alice.locator("#log-start")).to_have_text("This is the beginning of this chat.")
+    expect(alice.locator(REPLIES)).to_have_count(0)
+    send(alice, "a chat to rename")
+    payload = "<img src=x onerror=window.__pwned=1>"
+    alice.locator("#conversations li.current .rename").click()
+    alice.fill(".rename-input", payload)
+    alice.press(".rename-input", "Enter")
+    expect(alice.locator("#conversations li.current .title")).to_have_text(payload)
+    alice.reload()
+    expect(alice.locator("#conversations li.current .title")).to_have_text(payload)
+    assert alice.evaluate("window.__pwned") is None
+    assert alice.locator("#conversations img").count() == 0
+
+
+def test_vote_on_a_reply_deleted_in_another_tab(alice):
+    other = alice.context.new_page()
+    other.goto(alice.url)
+    other.once("dialog", lambda dialog: dialog.accept())
+    other.locator("#conversations li.current .delete").click()
+    expect(other).to_have_url(alice.url.split("/c/")[0] + "/")
+    other.close()
+
+    alice.locator(REPLIES).last.locator(".vote.up").click()
+    status = alice.locator(REPLIES).last.locator(".vote-status")
+    expect(status).to_contain_text("This reply no longer exists")
+    expect(status).to_have_class(re.compile("error"))
+
+
+def test_scroll_back_through_120_messages(alice, server):
+    store = server.store_for("alice")
+    conv = store.conversations.create(metadata={"title": "A long chat"})
+    for start in range(0, 120, 20):
+        store.items.add(
+            conv.id,
+            [
+                {"role": "user" if n % 2 else "assistant", "content": f"message {n}"}
+                for n in range(start + 1, start + 21)
+            ],
+        )
+    pages = []
+    alice.on("request", lambda request: pages.append(request.url) if "/items?" in request.url else None)
+    alice.goto(f"{server.url}/c/{conv.id}")
+    expect(alice.locator(".message .text").last).to_have_text("message 120")
+    start = alice.locator("#log-start")
+    for _ in range(20):
+        if start.inner_text() == "This is the beginning of this chat.":
+            break
+        shown = alice.locator(".message").count()
+        alice.locator("#log").evaluate("log => { log.scrollTop = 0; }")
+        expect(alice.locator(".message")).not_to_have_count(shown)
+    expect(start).to_have_text("This is the beginning of this chat.")
+    texts = alice.locator(".message .text").all_inner_texts()
+    assert texts == [f"message {n}" for n in range(1, 121)]
+    assert len(pages) == 6 and sum("after=" in url for url in pages) == 5
+
+
+def test_feedback_page(alice, server):
+    alice.click("text=Feedback")
+    expect(alice.locator("#count-total")).to_have_text("2")
+    expect(alice.locator("#count-positive")).to_have_text("1")
+    expect(alice.locator("#count-negative")).to_have_text("1")
+    expect(alice.locator("svg.chart")).to_have_count(2)
+    expect(alice.locator("#comments")).to_contain_text("Clear and friendly")
+    save_screenshot(alice, "feedback.png", server.instance_path.parent, full_page=True)
+
+
+def test_restart_keeps_everything(alice, server, state):
+    assert server.app.extensions["smg_history"].backend.name == "sqlite"
+    server.restart()
+    alice.goto(state["chat_url"])
+    expect(alice.locator("#user-name")).to_have_text("alice")
+    expect(alice.locator("#conversations .title")).to_have_text(["A long chat", "Trying the example app"])
+    replies = alice.locator(REPLIES)
+    expect(replies).to_have_count(3)
+    expect(alice.locator(".message.user .text").first).to_have_text("Hello <b>there</b>, what can you do?")
+    expect(replies.nth(0).locator(".vote.up")).to_have_attribute("aria-pressed", "true")
+    expect(replies.nth(0).locator(".comment")).to_have_value("Clear and friendly")
+    expect(replies.nth(1).locator(".vote.down")).to_have_attribute("aria-pressed", "true")
+
+
+def test_second_user_sees_none_of_the_first_users_chats(browser, server, state):
+    context = browser.new_context()
+    bob = context.new_page()
+    try:
+        sign_in(bob, server, "bob")
+        expect(bob.locator("#no-conversations")).to_be_visible()
+        expect(bob.locator("#conversations li")).to_have_count(0)
+        bob.goto(state["chat_url"])
+        expect(bob.locator("#notice")).to_have_text("This chat does not exist, or it belongs to another user.")
+        expect(bob.locator(".message")).to_have_count(0)
+        assert "Trying the example app" not in bob.content()
+        bob.click("text=Feedback")
+        expect(bob.locator("#count-total")).to_have_text("0")
+    finally:
+        context.close()
+
+
+def test_sidebar_pages_through_many_chats(browser, server):
+    store = server.store_for("dora")
+    for n in range(55):
+        store.conversations.create(metadata={"title": f"chat {n:02d}"})
+    context = browser.new_context()
+    dora = context.new_page()
+    try:
+        sign_in(dora, server, "dora")
+        titles = dora.locator("#conversations .title")
+        expect(titles).to_have_count(50)
+        expect(titles.first).to_have_text("chat 54")
+        dora.click("#older-chats")
+        expect(titles).to_have_count(55)
+        expect(titles.last).to_have_text("chat 00")
+        expect(dora.locator("#older-chats")).to_be_hidden()
+    finally:
+        context.close()

@@ -1,0 +1,48 @@
+"""The URL forms SMG accepts (``redis://`` with a password, ``unix://``) and
+the ones it refuses at start-up, each against a throwaway server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flask_smg_history import ConfigError
+
+from ..conftest import build_app
+from ..redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def _roundtrip(url: str) -> None:
+    app = build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_URL": url})
+    try:
+        store = app.extensions["smg_history"].extension.store_for("alice", app)
+        conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
+        assert [i.payload["content"][0]["text"] for i in store.items.recent(conv.id)] == ["hi"]
+    finally:
+        app.extensions["smg_history"].backend.close()
+
+
+def test_unix_socket_and_password(tmp_path: Path):
+    socket = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, None, "--unixsocket", str(socket), "--requirepass", "s3cret").start()
+    try:
+        _roundtrip(f"redis://:s3cret@127.0.0.1:{server.port}/0")
+        _roundtrip(f"unix://:s3cret@{socket}?db=1")
+        app = build_app(
+            {"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_URL": f"redis://:wrong@127.0.0.1:{server.port}"}
+        )
+        resp = app.test_client().get("/v1/history/health")
+        assert resp.status_code == 503 and resp.get_json()["error"]["type"] == "server_error"
+        assert "wrong" not in resp.get_data(as_text=True)  # never echo the URL's secrets
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "localhost:6379"])
+def test_bad_url_is_a_config_error(url):
+    with pytest.raises(ConfigError) as info:
+        build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_URL": url})
+    assert info.value.param == "SMG_HISTORY_REDIS_URL"

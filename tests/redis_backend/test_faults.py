@@ -1,0 +1,146 @@
+"""Faults, through the HTTP API: Redis down at start-up, gone mid-run, hung,
+or the pool exhausted each give a 503 in the error envelope within the
+configured timeout, and the app recovers by itself when Redis is back.
+
+Each test runs its own throwaway ``redis-server`` (never the shared one)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import build_app
+from ..redis_servers import Cluster, RedisServer, free_port
+
+pytestmark = pytest.mark.redis
+
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    node = RedisServer(tmp_path / "redis")
+    yield node
+    node.stop()
+
+
+def _app(server: RedisServer, **extra):
+    return build_app(
+        {
+            "SMG_HISTORY_BACKEND": "redis",
+            "SMG_HISTORY_REDIS_URL": server.url,
+            "SMG_HISTORY_REDIS_SOCKET_TIMEOUT": TIMEOUT,
+            "SMG_HISTORY_ALLOW_ANONYMOUS": True,
+            **extra,
+        }
+    )
+
+
+def _unavailable(resp, started: float, within: float) -> None:
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 503, resp.get_json()
+    error = resp.get_json()["error"]
+    assert error["type"] == "server_error"
+    assert "history backend (redis) is unavailable" in error["message"]
+    assert elapsed < within, elapsed
+
+
+def _create(client) -> str:
+    resp = client.post("/v1/conversations", json={"items": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["id"]
+
+
+def test_down_at_start_up_then_recovers(server):
+    app = _app(server)  # nothing listens yet: start-up does not need Redis
+    client = app.test_client()
+    started = time.monotonic()
+    _unavailable(client.post("/v1/conversations", json={}), started, TIMEOUT + 0.5)
+    assert client.get("/v1/history/health").status_code == 503
+    server.start()
+    conv = _create(client)
+    assert client.get(f"/v1/conversations/{conv}/items").status_code == 200
+
+
+def test_killed_mid_run_then_restarted(server):
+    server.start()
+    client = _app(server).test_client()
+    conv = _create(client)
+    server.stop()
+    for _ in range(2):  # the app keeps answering, with 503s
+        started = time.monotonic()
+        _unavailable(client.get(f"/v1/conversations/{conv}"), started, TIMEOUT + 0.5)
+    server.start()  # empty again (no persistence): the scripts must be loaded anew
+    assert client.get(f"/v1/conversations/{conv}").status_code == 404
+    _create(client)
+
+
+def test_hung_server_times_out_within_the_socket_timeout(server):
+    server.start()
+    client = _app(server).test_client()
+    conv = _create(client)
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        _unavailable(client.get(f"/v1/conversations/{conv}/items"), started, TIMEOUT + 0.5)
+        assert time.monotonic() - started >= TIMEOUT * 0.9  # it did wait for the socket timeout
+        started = time.monotonic()
+        _unavailable(
+            client.post(f"/v1/conversations/{conv}/items", json={"items": [{"role": "user", "content": "x"}]}),
+            started,
+            TIMEOUT + 0.5,
+        )
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    assert client.get(f"/v1/conversations/{conv}/items").status_code == 200
+
+
+def test_full_pool_waits_then_503(server):
+    server.start()
+    app = _app(server, SMG_HISTORY_REDIS_POOL_MAX_SIZE=1, SMG_HISTORY_REDIS_POOL_TIMEOUT=0.3)
+    client = app.test_client()
+    conv = _create(client)
+    pool = app.extensions["smg_history"].backend.client.connection_pool
+    held = pool.get_connection()
+    assert app.extensions["smg_history"].backend.pool_stats() == {"in_use": 1, "idle": 0}
+    try:
+        started = time.monotonic()
+        _unavailable(client.get(f"/v1/conversations/{conv}"), started, 0.3 + 0.5)
+        assert time.monotonic() - started >= 0.3  # it waited for a connection first
+    finally:
+        pool.release(held)
+    assert client.get(f"/v1/conversations/{conv}").status_code == 200
+    assert app.extensions["smg_history"].backend.pool_stats() == {"in_use": 0, "idle": 1}
+
+
+def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):
+    ports = [free_port(with_bus=True) for _ in range(3)]
+    cluster = Cluster(tmp_path / "cluster", ports)
+    node = RedisServer(tmp_path, ports[0])  # only for its URL: nothing runs yet
+    client = _app(node, SMG_HISTORY_REDIS_CLUSTER=True).test_client()
+    started = time.monotonic()
+    _unavailable(client.post("/v1/conversations", json={}), started, TIMEOUT + 0.5)
+    cluster.start()
+    try:
+        convs = [_create(client) for _ in range(30)]  # on every master, but for a chance of 1e-5
+        lost = cluster.nodes[1]
+        lost.stop()
+        statuses = []
+        for conv in convs:
+            started = time.monotonic()
+            resp = client.get(f"/v1/conversations/{conv}")
+            if resp.status_code != 200:
+                _unavailable(resp, started, TIMEOUT + 0.5)
+            statuses.append(resp.status_code)
+        assert 503 in statuses and 200 in statuses  # the other masters keep serving
+        lost.start()  # same port and node ID, no data: the cluster heals
+        cluster.wait_until_ok()
+        for _ in range(10):
+            _create(client)
+        survivors = [c for c, status in zip(convs, statuses) if status == 200]
+        assert all(client.get(f"/v1/conversations/{c}").status_code == 200 for c in survivors)
+    finally:
+        cluster.stop()

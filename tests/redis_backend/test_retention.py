@@ -1,0 +1,91 @@
+"""Retention on Redis: every key of a conversation carries the TTL, a write
+refreshes all of them together, and an idle conversation leaves nothing behind
+(checked with SCAN over the app's prefix)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flask_smg_history import ConfigError
+
+from ..conftest import build_app
+from .conftest import backend_of, keys_under, store_of
+
+pytestmark = pytest.mark.redis
+
+SECONDS = 1.5 / 86400  # fractional days: a retention of 1.5 s
+
+
+def _ttls(app, keys):
+    client = backend_of(app).client
+    return {key: client.pttl(key) for key in keys}
+
+
+def test_idle_conversation_vanishes_whole_while_active_one_stays_whole(make_app):
+    app = make_app(SMG_HISTORY_REDIS_RETENTION_DAYS=SECONDS)
+    alice = store_of(app)
+    idle = alice.conversations.create(items=[{"role": "user", "content": "idle"}])
+    active = alice.conversations.create(items=[{"role": "user", "content": "0"}])
+    response = alice.responses.store({"model": "m", "input": "hi", "output": []})
+    alice.feedback.submit(response.id, "positive")
+
+    ttls = _ttls(app, keys_under(app))
+    assert len(ttls) >= 10 and all(0 < ttl <= 1500 for ttl in ttls.values()), ttls
+
+    for n in range(1, 4):  # keep writing to one conversation past its first deadline
+        time.sleep(0.6)
+        alice.items.add(active.id, [{"role": "user", "content": str(n)}])
+    time.sleep(0.3)  # 2.1 s after the idle records were last written
+
+    left = keys_under(app)
+    assert not [k for k in left if idle.id in k or response.id in k], left
+    assert {k for k in left if active.id in k} == set(backend_of(app)._conv_keys(active.id))  # whole
+    assert [i.payload["content"][0]["text"] for i in alice.items.list(active.id, order="asc").data] == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]
+    assert [c.id for c in alice.conversations.list().data] == [active.id]
+    assert alice.feedback.list().data == []
+
+    time.sleep(1.6)
+    assert keys_under(app) == set()  # owner indexes included
+
+
+def test_keep_forever_sets_no_ttl(make_app):
+    app = make_app(SMG_HISTORY_REDIS_RETENTION_DAYS=-1)
+    alice = store_of(app)
+    conv = alice.conversations.create(items=[{"role": "user", "content": "x"}])
+    alice.items.add(conv.id, [{"role": "user", "content": "y"}])
+    alice.feedback.submit(alice.responses.store({"model": "m", "input": "hi"}).id, "negative")
+    ttls = _ttls(app, keys_under(app))
+    assert len(ttls) >= 7 and set(ttls.values()) == {-1}
+    assert alice.conversations.get(conv.id).expires_at is None
+
+
+def test_general_retention_and_redis_retention_the_shorter_wins(make_app):
+    app = make_app(SMG_HISTORY_REDIS_RETENTION_DAYS=1, SMG_HISTORY_RETENTION_DAYS=2 / 86400)
+    conv = store_of(app).conversations.create()
+    assert 0 < max(_ttls(app, keys_under(app)).values()) <= 2000
+    assert conv.expires_at is not None and conv.expires_at - conv.created_at == pytest.approx(2, abs=0.01)
+    app = make_app(SMG_HISTORY_REDIS_RETENTION_DAYS=3 / 86400, SMG_HISTORY_RETENTION_DAYS=1)
+    conv = store_of(app).conversations.create()
+    assert store_of(app).conversations.get(conv.id).expires_at - conv.created_at == pytest.approx(3, abs=0.01)
+
+
+@pytest.mark.parametrize("days", [0, -2, -0.5, "x"])
+def test_bad_redis_retention_is_a_config_error(days):
+    with pytest.raises(ConfigError) as info:
+        build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_RETENTION_DAYS": days})
+    assert info.value.param == "SMG_HISTORY_REDIS_RETENTION_DAYS"
+    if days == 0:
+        assert "-1 to keep data forever" in info.value.message
+
+
+def test_prefix_with_braces_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_KEY_PREFIX": "app{1}:"})
+    assert info.value.param == "SMG_HISTORY_REDIS_KEY_PREFIX"

@@ -1,0 +1,124 @@
+"""What the contract suite does not reach: configuration forms, the host's own
+database, both append paths on PostgreSQL, and the query plan of ``recent``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_smg_history import ConfigError, InvalidRequest, SmgHistory
+from flask_smg_history.backends.sql_engine import postgres_url
+
+from .backends_sql import POSTGRES_URL, postgres_schema
+
+
+def test_postgres_url_forms():
+    url = postgres_url("postgres://app:pw@db:5433/history?sslmode=require")
+    assert (url.drivername, url.host, url.port, url.database) == ("postgresql+psycopg2", "db", 5433, "history")
+    assert url.query == {"sslmode": "require", "connect_timeout": "10"}
+    assert postgres_url("postgresql://db/h?connect_timeout=3").query["connect_timeout"] == "3"
+    with pytest.raises(ConfigError) as info:
+        postgres_url("mysql://db/h")
+    assert info.value.param == "SMG_HISTORY_POSTGRES_DB_URL"
+
+
+def test_missing_postgres_url_says_how_to_give_one():
+    app = Flask("no_url")
+    app.config["SMG_HISTORY_BACKEND"] = "postgres"
+    with pytest.raises(ConfigError) as info:
+        SmgHistory(app)
+    assert "SMG_HISTORY_POSTGRES_DB_URL" in info.value.message and "SQL_USE_APP_DB" in info.value.message
+
+
+def test_sqlite_defaults_to_the_instance_folder(tmp_path: Path):
+    app = Flask("inst", instance_path=str(tmp_path / "instance"))
+    app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    backend = app.extensions["smg_history"].backend
+    assert backend.engine.url.database == str(tmp_path / "instance" / "smg_history.sqlite3")
+    with backend.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    backend.close()
+
+
+def test_tables_in_the_hosts_database_leave_its_session_alone(tmp_path: Path):
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = Flask("host")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}",
+        SMG_HISTORY_BACKEND="sqlite",
+        SMG_HISTORY_SQL_USE_APP_DB=True,
+        SMG_HISTORY_CREATE_TABLES=True,
+    )
+    db = SQLAlchemy(app)
+
+    class Note(db.Model):
+        id = db.Column(db.Integer, primary_key=True)
+
+    SmgHistory(app)
+    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    with app.app_context():
+        assert app.extensions["smg_history"].backend.engine is db.engine
+        db.create_all()
+        db.session.add(Note(id=1))  # pending in the host's session
+        conv = store.conversations.create(items=[{"role": "user", "content": "x"}])
+        db.session.rollback()  # the host changes its mind: our write stays
+        assert store.conversations.get(conv.id).id == conv.id
+        assert db.session.get(Note, 1) is None
+
+
+@pytest.fixture(params=["one-statement", "core"])
+def pg_store(request):
+    """A PostgreSQL store on its hot path, or forced onto the Core path that
+    SQLite and Oracle use."""
+    with postgres_schema() as schema:
+        app = Flask("pg")
+        app.config.update(
+            SMG_HISTORY_BACKEND="postgres",
+            SMG_HISTORY_POSTGRES_DB_URL=POSTGRES_URL,
+            SMG_HISTORY_SQL_SCHEMA=schema,
+            SMG_HISTORY_CREATE_TABLES=True,
+        )
+        SmgHistory(app)
+        backend = app.extensions["smg_history"].backend
+        if request.param == "core":
+            backend._append_one_sql = None
+        yield app.extensions["smg_history"].extension.store_for("alice", app)
+        backend.close()
+
+
+def test_single_item_appends_on_both_paths(pg_store):
+    conv = pg_store.conversations.create(items=[{"role": "user", "content": "0"}])
+    for n in range(1, 4):
+        (added,) = pg_store.items.add(conv.id, [{"id": f"msg_{n}", "role": "user", "content": str(n)}])
+        assert (added.position, added.conversation_id) == (n, conv.id)
+    with pytest.raises(InvalidRequest) as info:
+        pg_store.items.add(conv.id, [{"id": "msg_2", "role": "user", "content": "again"}])
+    assert info.value.code == "item_already_in_conversation" and "msg_2" in info.value.message
+    listed = pg_store.items.list(conv.id, order="asc").data
+    assert [i.position for i in listed] == [0, 1, 2, 3]
+    assert pg_store.conversations.get(conv.id).updated_at >= listed[-1].created_at
+
+
+def test_recent_is_an_index_range_scan_on_postgres(pg_store):
+    conv = pg_store.conversations.create()
+    for start in range(0, 2000, 20):
+        pg_store.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(start, start + 20)])
+    backend = pg_store.backend
+    statements = []
+
+    @sa.event.listens_for(backend.engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    assert len(pg_store.items.recent(conv.id, 20)) == 20
+    statement, parameters = statements[-1]
+    with backend.engine.connect() as conn:
+        conn.exec_driver_sql(f"ANALYZE {backend.tables.items.fullname}")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    assert "Index Scan Backward using smg_history_items_pos" in plan, plan
+    assert "Sort" not in plan, plan
