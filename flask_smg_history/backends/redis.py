@@ -1,31 +1,32 @@
-"""Redis storage: retention by key TTL, atomic appends by Lua, Redis Cluster.
+"""Redis storage: retention by key TTL, atomic writes by Lua, Redis Cluster.
 
 Why it is shaped this way (the layout is in ``redis_scripts``; the reasoning
 and benchmark figures in ``docs/backends/redis.md``):
 
-- Every write to one conversation is one Lua script over keys sharing the hash
-  tag ``{c:<id>}``, so it is atomic, ordered and one round trip, and it
-  refreshes the TTL of all of the conversation's keys together: a
-  conversation never expires piecemeal.
+- Every key of one owner shares one hash tag, so every write is one Lua script
+  over one cluster slot: atomic, ordered and one round trip, including writes
+  that span conversations (an item linked into several by ``item_reference``,
+  deleting a conversation whose items others still link) and the owner's
+  indexes. A cluster spreads owners over its nodes; one owner's history lives
+  on one node.
 - Items sit in a sorted set scored by position, so a page or ``recent(n)`` is
   one script run whatever the length.
-- Per-owner indexes (conversation list, feedback list) cannot share a slot
-  with the conversations they list on a cluster. They are written *before* a
-  record appears and cleaned *after* it goes, so the only inconsistency a
-  failure can leave is an index entry without its record, which readers skip
-  and remove (repair on read). Their TTL only ever grows.
+- Each write refreshes the TTL of all of the conversation's keys together, so
+  a conversation never expires piecemeal; an index entry whose record expired
+  is skipped and removed by readers (repair on read).
 - Connections come from a blocking pool: a caller waits up to
   ``SMG_HISTORY_REDIS_POOL_TIMEOUT`` for a free one, then gets a 503. Nothing
   is retried by redis-py, because a script that timed out may have run.
 - A value that is not what this backend wrote is reported for that record
   (``CorruptRecord``) by a direct read, and skipped with a logged error by
   pages, so one bad record cannot take down a listing.
+
+Erasure, export, import and purge are in ``redis_ops``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -35,59 +36,36 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import ConfigError, HistoryError, InvalidRequest, NotFound
-from ..records import Conversation, Feedback, Item, Page, Response, is_live, now
-from .base import Backend
+from ..errors import ConfigError, InvalidRequest, NotFound
+from ..records import Feedback, Item, Page, is_live, now
+from . import redis_codec as codec
+from .base import Backend, already_exists, already_in_conversation
+from .redis_codec import CorruptRecord, log
+from .redis_ops import RedisOperations
 from .redis_scripts import SCRIPTS
 
-log = logging.getLogger("flask_smg_history")
+__all__ = ["CorruptRecord", "RedisBackend"]
 
 #: Walking an owner index fetches this many records per round trip at least.
 _INDEX_CHUNK = 32
 
-
-class CorruptRecord(HistoryError):
-    """A value under one of our keys is not what this backend wrote."""
-
-    status = 500
-    type = "server_error"
-
-    @classmethod
-    def of(cls, what: str, reason: str = "") -> CorruptRecord:
-        detail = f" ({reason})" if reason else ""
-        return cls(f"{what} is stored in a form this backend cannot read{detail}.")
+#: What a key prefix may hold: it is matched with SCAN patterns and shown in
+#: tools, so no glob or hash-tag characters, spaces or control characters.
+_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{0,64}")
 
 
-def _is_corruption(exc: rex.ResponseError) -> bool:
-    """WRONGTYPE, or a script that failed on a value it could not read. Any
-    other reply error (CROSSSLOT, a bad command) is a bug, not bad data."""
-    message = str(exc)
-    return message.startswith("WRONGTYPE") or "user_script" in message
+def _check_prefix(prefix: str) -> str:
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"SMG_HISTORY_REDIS_KEY_PREFIX={prefix!r} is not accepted: use at most 64 of A-Z a-z 0-9 _ : . - "
+            "(the backend puts its own hash tags, in braces, after it, and finds an owner's keys with "
+            "SCAN patterns, where * ? [ ] are special).",
+            param="SMG_HISTORY_REDIS_KEY_PREFIX",
+        )
+    return prefix
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _ms(deadline: float | None) -> str:
-    """A deadline as a PEXPIREAT argument; empty means keep forever."""
-    return "" if deadline is None else str(int(deadline * 1000))
-
-
-def _stamp(value: float | None) -> str:
-    """A float for the store, exactly (``repr``); empty means none."""
-    return "" if value is None else repr(value)
-
-
-def _optional_float(value: str) -> float | None:
-    return float(value) if value else None
-
-
-class RedisBackend(Backend):
+class RedisBackend(RedisOperations, Backend):
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (
         rex.ConnectionError,  # includes a full pool ("No connection available") and BusyLoadingError
         rex.TimeoutError,
@@ -99,23 +77,19 @@ class RedisBackend(Backend):
         rex.OutOfMemoryError,
         rex.SlotNotCoveredError,
     )
+    #: Expired records are removed by key TTL, not by ``purge``.
+    expires_by_ttl: ClassVar[bool] = True
 
     def __init__(self, name, settings, app) -> None:
         super().__init__(name, settings, app)
-        prefix = settings.redis_key_prefix
-        if "{" in prefix or "}" in prefix:
-            raise ConfigError(
-                "SMG_HISTORY_REDIS_KEY_PREFIX must not contain '{' or '}': the backend puts its own hash tags "
-                "in every key so that one conversation's keys share a cluster slot.",
-                param="SMG_HISTORY_REDIS_KEY_PREFIX",
-            )
-        self.prefix = prefix
+        self.prefix = _check_prefix(settings.redis_key_prefix)
         days = settings.redis_retention_days
         self.retention: float | None = None if days == -1 else days * 86400
         self.cluster = settings.redis_cluster
         self._client: Any = None
         self._connect_lock = threading.Lock()
         self._shas: dict[str, str] = {}
+        self._import_owners: dict[str, str] = {}
         try:
             redis.connection.parse_url(settings.redis_url)
         except ValueError as exc:
@@ -132,21 +106,28 @@ class RedisBackend(Backend):
                     self._client = _connect(self.settings)
         return self._client
 
-    # -- plumbing ------------------------------------------------------------
-    def _conv_keys(self, conversation_id: str) -> list[str]:
-        tag = f"{self.prefix}{{c:{conversation_id}}}"
-        return [f"{tag}:meta", f"{tag}:items", f"{tag}:data"]
+    # -- keys ----------------------------------------------------------------
+    def _tag(self, owner: str) -> str:
+        """The owner's key prefix; the length keeps any owner unambiguous."""
+        return f"{self.prefix}{{o:{len(owner)}:{owner}}}"
 
     def _owner_key(self, owner: str, kind: str) -> str:
-        return f"{self.prefix}{{o:{owner}}}:{kind}"
+        return f"{self._tag(owner)}:{kind}"
 
-    def _resp_keys(self, response_id: str) -> list[str]:
-        tag = f"{self.prefix}{{r:{response_id}}}"
-        return [f"{tag}:resp", f"{tag}:fb"]
+    def _conv_keys(self, owner: str, conversation_id: str) -> list[str]:
+        base = f"{self._tag(owner)}:c:{conversation_id}"
+        return [f"{base}:meta", f"{base}:items", f"{base}:data", f"{base}:shared"]
 
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
-        """Run a script by SHA, loading it once per server. A Redis error that
-        is not an outage means our keys hold something we did not write."""
+    def _resp_keys(self, owner: str, response_id: str) -> list[str]:
+        base = f"{self._tag(owner)}:r:{response_id}"
+        return [f"{base}:resp", f"{base}:fb"]
+
+    # -- plumbing ------------------------------------------------------------
+    def _run(self, name: str, owner: str, args: Sequence[Any], what: str, index: str | None = None) -> Any:
+        """Run a script on the owner's slot by SHA, loading it once per server.
+        A Redis error that is not an outage means our keys hold something we
+        did not write."""
+        keys = [self._owner_key(owner, "convs")] + ([index] if index else [])
         sha = self._shas.get(name)
         try:
             if sha is not None:
@@ -159,7 +140,7 @@ class RedisBackend(Backend):
         except self.unavailable_errors:
             raise
         except rex.ResponseError as exc:
-            if not _is_corruption(exc):
+            if not codec.is_corruption(exc):
                 raise
             raise CorruptRecord.of(what, str(exc).split(" script: ")[0][:200]) from exc
 
@@ -170,101 +151,107 @@ class RedisBackend(Backend):
         limits = [x for x in (expires_at, None if self.retention is None else at + self.retention) if x is not None]
         return min(limits) if limits else None
 
-    def _owner_index_key(self, owner: str) -> list[str]:
-        """On a standalone server the conversation scripts update the owner's
-        index in the same run; on a cluster it is another slot."""
-        return [] if self.cluster else [self._owner_key(owner, "convs")]
-
-    def _touch_owner_index(self, owner: str, member: str, score: float | None, deadline: float | None) -> None:
-        if self.cluster:
-            key = self._owner_key(owner, "convs")
-            self._run("index", [key], [member, "" if score is None else repr(score), _ms(deadline)], "An owner index")
-
     @staticmethod
     def _status(result: list[Any]) -> str:
-        return _text(result[0])
+        return codec.text(result[0])
+
+    def _raise_batch(self, result: list[Any], conversation_id: str) -> None:
+        """The errors of the batch check in the append scripts."""
+        status = self._status(result)
+        if status == "dup":
+            raise already_in_conversation(codec.text(result[1]), conversation_id)
+        if status == "exists":
+            raise already_exists(codec.text(result[1]))
+        if status == "nf_item":
+            raise NotFound.item(codec.text(result[1]))
+
+    @staticmethod
+    def _positioned(conversation_id: str, items: list[Item], result: list[Any]) -> list[Item]:
+        """Give appended items their positions; a reference gets the stored
+        item in its place (the script returns their JSON)."""
+        first, referenced = int(result[1]), iter(result[2])
+        out = []
+        for offset, item in enumerate(items):
+            if item.type == "item_reference":
+                stored = codec.item(conversation_id, item.id, first + offset, next(referenced))
+                if stored is None:
+                    raise CorruptRecord.of(f"Item '{item.id}'")
+                item = stored
+            item.conversation_id, item.position = conversation_id, first + offset
+            out.append(item)
+        return out
 
     # -- conversations -------------------------------------------------------
     def create_conversation(self, conversation, items):
         deadline = self._deadline(conversation.created_at, conversation.expires_at)
         conversation.expires_at = deadline
-        self._touch_owner_index(conversation.owner, conversation.id, conversation.created_at, deadline)
         result = self._run(
             "create",
-            self._conv_keys(conversation.id) + self._owner_index_key(conversation.owner),
+            conversation.owner,
             [
                 conversation.owner,
                 repr(conversation.created_at),
                 repr(conversation.updated_at),
-                _dumps(conversation.metadata),
-                _stamp(deadline),
-                _ms(deadline),
+                codec.dumps(conversation.metadata),
+                codec.stamp(deadline),
+                codec.ms(deadline),
                 conversation.id,
-                *_item_args(items),
+                repr(now()),
+                *codec.item_args(items),
             ],
             f"Conversation '{conversation.id}'",
         )
-        status = self._status(result)
-        if status == "exists":
+        if self._status(result) == "exists":
             raise InvalidRequest(f"Conversation id '{conversation.id}' is not available.", param="id")
-        self._raise_duplicate(result, conversation.id)
-        return _positioned(conversation.id, items, int(result[1]))
-
-    def _raise_duplicate(self, result: list[Any], conversation_id: str) -> None:
-        if self._status(result) == "dup":
-            raise InvalidRequest(
-                f"Item with id '{_text(result[1])}' is already in conversation '{conversation_id}'.",
-                param="items",
-                code="item_already_in_conversation",
-            )
+        self._raise_batch(result, conversation.id)
+        return self._positioned(conversation.id, items, result)
 
     def get_conversation(self, owner, conversation_id):
-        fields = self._hgetall(self._conv_keys(conversation_id)[0], f"Conversation '{conversation_id}'")
-        conv = _conversation(conversation_id, fields)
+        fields = self._hgetall(self._conv_keys(owner, conversation_id)[0], f"Conversation '{conversation_id}'")
+        conv = codec.conversation(conversation_id, fields)
         if conv is None or conv.owner != owner or not is_live(conv.expires_at, now()):
             raise NotFound.conversation(conversation_id)
         return conv
 
     def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
         deadline = self._deadline(updated_at, expires_at)
-        self._touch_owner_index(owner, conversation_id, None, deadline)
         result = self._run(
             "update",
-            self._conv_keys(conversation_id) + self._owner_index_key(owner),
-            [owner, repr(now()), _dumps(metadata), repr(updated_at), _stamp(deadline), _ms(deadline)],
+            owner,
+            [
+                conversation_id,
+                repr(now()),
+                codec.dumps(metadata),
+                repr(updated_at),
+                codec.stamp(deadline),
+                codec.ms(deadline),
+            ],
             f"Conversation '{conversation_id}'",
         )
         if self._status(result) == "nf":
             raise NotFound.conversation(conversation_id)
         flat = result[1]
-        conv = _conversation(conversation_id, dict(zip(flat[::2], flat[1::2])))
+        conv = codec.conversation(conversation_id, dict(zip(flat[::2], flat[1::2])))
         if conv is None:
             raise CorruptRecord.of(f"Conversation '{conversation_id}'")
         return conv
 
     def delete_conversation(self, owner, conversation_id):
-        result = self._run(
-            "delete",
-            self._conv_keys(conversation_id) + self._owner_index_key(owner),
-            [owner, repr(now()), conversation_id],
-            f"Conversation '{conversation_id}'",
-        )
+        result = self._run("delete", owner, [conversation_id, repr(now())], f"Conversation '{conversation_id}'")
         if self._status(result) == "nf":
             raise NotFound.conversation(conversation_id)
-        if self.cluster:  # if this fails, readers remove the stale entry
-            self.client.zrem(self._owner_key(owner, "convs"), conversation_id)
 
     def list_conversations(self, owner, *, after, limit, order):
         at = now()
 
         def fetch(members: list[str]) -> list[Any]:
-            replies = self._pipelined([("hgetall", self._conv_keys(cid)[0]) for cid in members])
+            replies = self._pipelined([("hgetall", self._conv_keys(owner, cid)[0]) for cid in members])
             out: list[Any] = []
             for cid, reply in zip(members, replies):
                 try:
                     if isinstance(reply, Exception):
                         raise reply
-                    conv = _conversation(cid, reply)
+                    conv = codec.conversation(cid, reply)
                 except (rex.ResponseError, CorruptRecord) as exc:
                     log.error("Redis history: conversation '%s' is unreadable (%s); skipped", cid, exc)
                     out.append(_SKIP)
@@ -277,12 +264,12 @@ class RedisBackend(Backend):
                     out.append(conv)
             return out
 
-        return self._walk_index(self._owner_key(owner, "convs"), None, after, limit, order, fetch)
+        return self._walk_index(owner, "convs", None, after, limit, order, fetch)
 
     # -- owner indexes -------------------------------------------------------
     def _pipelined(self, commands: list[tuple[str, str]]) -> list[Any]:
-        """Run read commands in one pipeline (per node on a cluster); errors
-        come back in place, so one bad key does not fail the batch."""
+        """Run read commands in one pipeline; errors come back in place, so
+        one bad key does not fail the batch."""
         if not commands:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -294,9 +281,20 @@ class RedisBackend(Backend):
                 raise reply
         return replies
 
+    def _index_window(self, owner: str, kind: str, after: str | None, skip: int, count: int, order: str):
+        """Members and scores of one window of an owner index."""
+        result = self._run(
+            "index_page", owner, [after or "", skip, count, order], "An owner index", self._owner_key(owner, kind)
+        )
+        if self._status(result) == "after":
+            raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+        flat = result[1]
+        return [codec.text(m) for m in flat[::2]], [float(s) for s in flat[1::2]]
+
     def _walk_index(
         self,
-        key: str,
+        owner: str,
+        kind: str,
         side: str | None,
         after: str | None,
         limit: int,
@@ -313,16 +311,11 @@ class RedisBackend(Backend):
         exhausted = False
         while len(found) <= limit and not exhausted:
             count = max(limit + 1 - len(found), _INDEX_CHUNK)
-            result = self._run("index_page", [key], [after or "", skip, count, order], "An owner index")
-            if self._status(result) == "after":
-                raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
-            flat = result[1]
-            members = [_text(m) for m in flat[::2]]
-            scores = [float(s) for s in flat[1::2]]
+            members, scores = self._index_window(owner, kind, after, skip, count, order)
             if stop_below is not None and any(s < stop_below for s in scores):
                 cut = next(i for i, s in enumerate(scores) if s < stop_below)
                 members, exhausted = members[:cut], True
-            exhausted = exhausted or len(flat) // 2 < count
+            exhausted = exhausted or len(scores) < count
             skip += count
             for member, record in zip(members, fetch(members)):
                 if record is None:
@@ -330,11 +323,11 @@ class RedisBackend(Backend):
                 elif record is not _SKIP:
                     found.append(record)
         if stale:
-            self._repair(key, side, stale)
+            self._repair(self._owner_key(owner, kind), side, stale)
         return Page(data=found[:limit], has_more=len(found) > limit)
 
     def _repair(self, key: str, side: str | None, members: list[str]) -> None:
-        """Remove index entries whose record is gone (see the module doc)."""
+        """Remove index entries whose record expired by TTL."""
         log.info("Redis history: removing %d stale entries from %s", len(members), key)
         pipe = self.client.pipeline(transaction=False)
         pipe.zrem(key, *members)
@@ -345,23 +338,29 @@ class RedisBackend(Backend):
     # -- items ---------------------------------------------------------------
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
         deadline = self._deadline(updated_at, expires_at)
-        self._touch_owner_index(owner, conversation_id, None, deadline)
         result = self._run(
             "add",
-            self._conv_keys(conversation_id) + self._owner_index_key(owner),
-            [owner, repr(now()), repr(updated_at), _stamp(deadline), _ms(deadline), *_item_args(items)],
+            owner,
+            [
+                conversation_id,
+                repr(now()),
+                repr(updated_at),
+                codec.stamp(deadline),
+                codec.ms(deadline),
+                *codec.item_args(items),
+            ],
             f"Conversation '{conversation_id}'",
         )
         if self._status(result) == "nf":
             raise NotFound.conversation(conversation_id)
-        self._raise_duplicate(result, conversation_id)
-        return _positioned(conversation_id, items, int(result[1]))
+        self._raise_batch(result, conversation_id)
+        return self._positioned(conversation_id, items, result)
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
         result = self._run(
             "page",
-            self._conv_keys(conversation_id),
-            [owner, repr(now()), after or "", limit + 1, order],
+            owner,
+            [conversation_id, repr(now()), after or "", limit + 1, order],
             f"Conversation '{conversation_id}'",
         )
         status = self._status(result)
@@ -371,14 +370,12 @@ class RedisBackend(Backend):
             raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
         scored, values = result[1], result[2]
         has_more = len(values) > limit
-        return Page(data=_items(conversation_id, scored, values)[:limit], has_more=has_more)
+        return Page(data=codec.items(conversation_id, scored, values)[:limit], has_more=has_more)
 
     def get_item(self, owner, conversation_id, item_id):
-        result = self._run(
-            "get_item", self._conv_keys(conversation_id), [owner, repr(now()), item_id], f"Item '{item_id}'"
-        )
+        result = self._run("get_item", owner, [conversation_id, repr(now()), item_id], f"Item '{item_id}'")
         self._item_status(result, conversation_id, item_id)
-        item = _item(conversation_id, item_id, result[1], result[2])
+        item = codec.item(conversation_id, item_id, result[1], result[2])
         if item is None:
             raise CorruptRecord.of(f"Item '{item_id}'")
         return item
@@ -391,41 +388,39 @@ class RedisBackend(Backend):
             raise NotFound.item(item_id)
 
     def delete_item(self, owner, conversation_id, item_id):
-        result = self._run(
-            "delete_item", self._conv_keys(conversation_id), [owner, repr(now()), item_id], f"Item '{item_id}'"
-        )
+        result = self._run("delete_item", owner, [conversation_id, repr(now()), item_id], f"Item '{item_id}'")
         self._item_status(result, conversation_id, item_id)
 
     def recent_items(self, owner, conversation_id, limit):
-        result = self._run(
-            "recent", self._conv_keys(conversation_id), [owner, repr(now()), limit], f"Conversation '{conversation_id}'"
-        )
+        result = self._run("recent", owner, [conversation_id, repr(now()), limit], f"Conversation '{conversation_id}'")
         if self._status(result) == "nf":
             raise NotFound.conversation(conversation_id)
-        return list(reversed(_items(conversation_id, result[1], result[2])))
+        return list(reversed(codec.items(conversation_id, result[1], result[2])))
 
     # -- responses -----------------------------------------------------------
     def store_response(self, response):
         deadline = self._deadline(response.created_at, response.expires_at)
         response.expires_at = deadline
-        doc = {k: v for k, v in vars(response).items() if k not in ("id", "owner")}
-        result = self._run(
+        self._run(
             "store_response",
-            self._resp_keys(response.id),
-            [response.owner, _stamp(deadline), _dumps(doc), _ms(deadline)],
+            response.owner,
+            [
+                response.id,
+                response.owner,
+                repr(response.created_at),
+                codec.stamp(deadline),
+                codec.response_doc(response),
+                codec.ms(deadline),
+            ],
             f"Response '{response.id}'",
         )
-        if self._status(result) == "taken":
-            raise InvalidRequest(f"Response id '{response.id}' is not available.", param="id")
 
     def get_response(self, owner, response_id):
-        fields = self._hgetall(self._resp_keys(response_id)[0], f"Response '{response_id}'")
-        if _text(fields.get(b"o", b"")) != owner or not is_live(_optional_float(_text(fields.get(b"e", b""))), now()):
+        fields = self._hgetall(self._resp_keys(owner, response_id)[0], f"Response '{response_id}'")
+        expires = codec.optional_float(codec.text(fields.get(b"e", b"")))
+        if codec.text(fields.get(b"o", b"")) != owner or not is_live(expires, now()):
             raise NotFound.response(response_id)
-        try:
-            return Response(id=response_id, owner=owner, **json.loads(fields[b"d"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptRecord.of(f"Response '{response_id}'") from exc
+        return codec.response(response_id, owner, fields)
 
     def _hgetall(self, key: str, what: str) -> dict[bytes, bytes]:
         try:
@@ -433,42 +428,65 @@ class RedisBackend(Backend):
         except self.unavailable_errors:
             raise
         except rex.ResponseError as exc:
-            if not _is_corruption(exc):
+            if not codec.is_corruption(exc):
                 raise
             raise CorruptRecord.of(what, "WRONGTYPE") from exc
 
     def delete_response(self, owner, response_id):
-        result = self._run(
-            "delete_response", self._resp_keys(response_id), [owner, repr(now())], f"Response '{response_id}'"
-        )
+        result = self._run("delete_response", owner, [response_id, repr(now())], f"Response '{response_id}'")
         if self._status(result) == "nf":
             raise NotFound.response(response_id)
-        if result[1]:  # if this fails, readers remove the stale entry
-            self._repair(self._owner_key(owner, "fb"), self._owner_key(owner, "fbref"), [_text(result[1])])
+
+    def list_responses(self, owner, *, model, conversation_id, since, after, limit):
+        at = now()
+
+        def fetch(members: list[str]) -> list[Any]:
+            replies = self._pipelined([("hgetall", self._resp_keys(owner, rid)[0]) for rid in members])
+            out: list[Any] = []
+            for rid, reply in zip(members, replies):
+                if not isinstance(reply, Exception) and not reply:
+                    out.append(None)
+                    continue
+                try:
+                    if isinstance(reply, Exception):
+                        raise reply
+                    resp = codec.response(rid, owner, reply)
+                except (rex.ResponseError, CorruptRecord) as exc:
+                    log.error("Redis history: response '%s' is unreadable (%s); skipped", rid, exc)
+                    out.append(_SKIP)
+                    continue
+                keep = (
+                    is_live(resp.expires_at, at)
+                    and (model is None or resp.model == model)
+                    and (conversation_id is None or resp.conversation_id == conversation_id)
+                )
+                out.append(resp if keep else _SKIP)
+            return out
+
+        return self._walk_index(owner, "resps", None, after, limit, "desc", fetch, since)
 
     # -- feedback ------------------------------------------------------------
     def submit_feedback(self, feedback):
-        doc = {k: v for k, v in vars(feedback).items() if k not in ("id", "response_id")}
         result = self._run(
             "submit_feedback",
-            self._resp_keys(feedback.response_id),
-            [feedback.owner, repr(now()), feedback.id, _dumps(doc)],
+            feedback.owner,
+            [
+                feedback.response_id,
+                repr(now()),
+                feedback.id,
+                codec.feedback_doc(feedback),
+                repr(feedback.created_at),
+                "",
+            ],
             f"Feedback on response '{feedback.response_id}'",
         )
         if self._status(result) == "nf":
             raise NotFound.response(feedback.response_id)
-        stored = Feedback(**{**vars(feedback), "id": _text(result[1])})
-        self._run(
-            "index",
-            [self._owner_key(feedback.owner, "fb"), self._owner_key(feedback.owner, "fbref")],
-            [stored.id, repr(stored.created_at), _ms(stored.expires_at), feedback.response_id],
-            "A feedback index",
-        )
-        return stored
+        return Feedback(**{**vars(feedback), "id": codec.text(result[1])})
 
     def get_feedback(self, owner, response_id):
-        fields = self._hgetall(self._resp_keys(response_id)[1], f"Feedback on response '{response_id}'")
-        fb = _feedback(response_id, fields) if fields else None
+        fields = self._hgetall(self._resp_keys(owner, response_id)[1], f"Feedback on response '{response_id}'")
+        fb = codec.feedback(response_id, fields) if fields else None
         if fields and fb is None:
             raise CorruptRecord.of(f"Feedback on response '{response_id}'")
         if fb is None or fb.owner != owner or not is_live(fb.expires_at, now()):
@@ -483,12 +501,14 @@ class RedisBackend(Backend):
             if not members:
                 return []
             refs = self.client.hmget(ref_key, members)
-            replies = self._pipelined([("hgetall", self._resp_keys(_text(r))[1]) for r in refs if r is not None])
+            replies = self._pipelined(
+                [("hgetall", self._resp_keys(owner, codec.text(r))[1]) for r in refs if r is not None]
+            )
             by_ref = iter(replies)
             out: list[Any] = []
             for member, ref in zip(members, refs):
                 reply = next(by_ref) if ref is not None else {}
-                fb = None if isinstance(reply, Exception) or not reply else _feedback(_text(ref), reply)
+                fb = None if isinstance(reply, Exception) or not reply else codec.feedback(codec.text(ref), reply)
                 if isinstance(reply, Exception) or (reply and fb is None):
                     log.error("Redis history: feedback '%s' is unreadable; skipped", member)
                     out.append(_SKIP)
@@ -505,7 +525,7 @@ class RedisBackend(Backend):
                     out.append(fb)
             return out
 
-        return self._walk_index(self._owner_key(owner, "fb"), ref_key, after, limit, "desc", fetch, since)
+        return self._walk_index(owner, "fb", ref_key, after, limit, "desc", fetch, since)
 
     # -- operations ----------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -560,79 +580,3 @@ def _connect(settings: Any) -> Any:
         )
     except rex.RedisClusterException as exc:  # no node answered: an outage, not a bug
         raise rex.ConnectionError("Redis Cluster cannot be reached.") from exc
-
-
-def _item_args(items: list[Item]) -> list[str]:
-    out = []
-    for item in items:
-        out.append(item.id)
-        out.append(_dumps({"p": item.payload, "t": item.type, "r": item.role, "s": item.status, "c": item.created_at}))
-    return out
-
-
-def _positioned(conversation_id: str, items: list[Item], first: int) -> list[Item]:
-    for offset, item in enumerate(items):
-        item.conversation_id = conversation_id
-        item.position = first + offset
-    return items
-
-
-def _item(conversation_id: str, item_id: str, score: Any, raw: Any) -> Item | None:
-    try:
-        doc = json.loads(raw)
-        if not isinstance(doc["p"], dict):
-            raise TypeError("payload is not an object")
-        return Item(
-            id=item_id,
-            conversation_id=conversation_id,
-            type=doc["t"],
-            payload=doc["p"],
-            created_at=float(doc["c"]),
-            role=doc["r"],
-            status=doc["s"],
-            position=int(float(score)),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _items(conversation_id: str, scored: list[Any], values: list[Any]) -> list[Item]:
-    out = []
-    for item_id, score, raw in zip(scored[::2], scored[1::2], values):
-        item = _item(conversation_id, _text(item_id), score, raw)
-        if item is None:
-            log.error(
-                "Redis history: item '%s' of conversation '%s' is unreadable; skipped", _text(item_id), conversation_id
-            )
-            continue
-        out.append(item)
-    return out
-
-
-def _conversation(conversation_id: str, fields: dict[Any, Any]) -> Conversation | None:
-    """A conversation from its meta hash; None when there is none, and
-    ``CorruptRecord`` when the hash is not one this backend wrote."""
-    if not fields:
-        return None
-    get = {_text(k): _text(v) for k, v in fields.items()}.get
-    try:
-        metadata = json.loads(get("m") or "")
-        if not isinstance(metadata, dict):
-            raise TypeError("metadata is not an object")
-        return Conversation(
-            id=conversation_id,
-            owner=get("o") or "",
-            created_at=float(get("c") or ""),
-            updated_at=float(get("u") or ""),
-            metadata=metadata,
-            expires_at=_optional_float(get("e") or ""),
-        )
-    except (TypeError, ValueError) as exc:
-        raise CorruptRecord.of(f"Conversation '{conversation_id}'") from exc
-
-
-def _feedback(response_id: str, fields: dict[Any, Any]) -> Feedback | None:
-    try:
-        return Feedback(id=_text(fields[b"i"]), response_id=response_id, **json.loads(fields[b"d"]))
-    except (KeyError, TypeError, ValueError):
-        return None

@@ -1,31 +1,56 @@
 """Lua scripts of the Redis backend, and the key layout they work on.
 
-Every write to one conversation (or one response) is one script run over keys
-that share a hash tag, so it is atomic on a standalone server and on a cluster
-alike. Each script returns a status word first (``ok``, ``nf``, ``dup``...), so
-the Python side turns outcomes into the same errors the memory backend raises.
+Every key of one owner shares the hash tag ``{o:<length>:<owner>}`` (the
+length makes the owner part unambiguous whatever it contains), so every key an
+operation touches is in one cluster slot and every write is one script:
+atomic on a standalone server and on a cluster alike. That includes what spans
+conversations: an item linked into several of them (``item_reference``), the
+owner's indexes, erasure. Each script returns a status word first (``ok``,
+``nf``, ``dup``...), so the Python side raises the memory backend's errors.
 
-Conversation keys, tagged ``{c:<conversation id>}``:
+``T`` below is ``<prefix>{o:<length>:<owner>}``. Every script gets ``T:convs``
+as ``KEYS[1]`` (it routes the call to the owner's slot) and derives the other
+key names from it: which conversations an item lives in is only known inside
+the script.
 
-- ``meta``: hash ``o`` owner, ``c`` created_at, ``u`` updated_at, ``m``
-  metadata JSON, ``e`` expires_at (empty: never), ``n`` next item position.
-- ``items``: sorted set of item IDs scored by position (pages and ``recent``
-  are one range read, whatever the length).
-- ``data``: hash item ID -> item JSON (payload, type, role, status, created_at).
+- ``T:c:<cid>:meta``: hash ``o`` owner, ``c`` created_at, ``u`` updated_at,
+  ``m`` metadata JSON, ``e`` expires_at (empty: never), ``n`` next position.
+- ``T:c:<cid>:items``: sorted set of the linked item IDs scored by position.
+- ``T:c:<cid>:data``: hash item ID -> item JSON, for the items this
+  conversation alone links (its own).
+- ``T:c:<cid>:shared``: set of the linked item IDs stored as shared items.
+- ``T:s:<item id>``: a shared item, linked by more than one conversation:
+  hash ``d`` item JSON and one field ``l:<cid>`` per linking conversation.
+- ``T:items``: hash item ID -> the conversation holding it in ``data``; it
+  finds an owner's item for a reference without scanning conversations.
+- ``T:convs`` / ``T:resps``: sorted sets of conversation / response IDs
+  scored by created_at; ``T:fb`` feedback IDs scored by created_at, and
+  ``T:fbref`` feedback ID -> response ID.
+- ``T:r:<rid>:resp``: hash ``o`` owner, ``e`` expires_at, ``d`` JSON;
+  ``T:r:<rid>:fb``: hash ``i`` feedback ID, ``d`` JSON.
 
-The owner's conversation index (tag ``{o:<owner>}``) may live in another slot;
-on a standalone server the scripts update it in the same run (``KEYS[4]``), on
-a cluster the backend updates it in a separate call (see ``INDEX``).
+An item is stored once. It starts in its conversation's ``data``; the first
+reference from another conversation moves it to ``T:s:<id>`` (one script, so
+no reader sees it in neither place). Every write to a conversation refreshes
+the TTL of its four keys and extends (never shortens) the TTL of each shared
+item it links and of the owner's indexes, so a shared item lives as long as
+the longest-lived conversation linking it.
 """
 
 from __future__ import annotations
 
 # Shared helpers, prepended to every script.
 _PRELUDE = r"""
-local function live(meta, owner, now)
-  local f = redis.call('HMGET', meta, 'o', 'e')
-  if f[1] ~= owner then return false end
-  if f[2] and f[2] ~= '' and tonumber(f[2]) <= tonumber(now) then return false end
+local T = string.sub(KEYS[1], 1, -7)
+local DIR = T .. ':items'
+local function ck(cid, kind) return T .. ':c:' .. cid .. ':' .. kind end
+local function sk(id) return T .. ':s:' .. id end
+local function rk(rid, kind) return T .. ':r:' .. rid .. ':' .. kind end
+local function conv_keys(cid) return {ck(cid, 'meta'), ck(cid, 'items'), ck(cid, 'data'), ck(cid, 'shared')} end
+local function live(meta, now)
+  local e = redis.call('HGET', meta, 'e')
+  if not e then return false end
+  if e ~= '' and tonumber(e) <= tonumber(now) then return false end
   return true
 end
 local function expire(deadline, keys)
@@ -33,193 +58,354 @@ local function expire(deadline, keys)
     if deadline == '' then redis.call('PERSIST', key) else redis.call('PEXPIREAT', key, deadline) end
   end
 end
--- An index serves many conversations: its TTL may grow, never shrink.
+-- A key that serves several records: its TTL may grow, never shrink.
 local function extend(key, deadline)
   if deadline == '' then redis.call('PERSIST', key) return end
   local t = redis.call('PEXPIRETIME', key)
   if t == -1 or (t >= 0 and t < tonumber(deadline)) then redis.call('PEXPIREAT', key, deadline) end
 end
-local function duplicate(data, from)
+-- Give a conversation's keys one deadline and extend what it shares.
+local function touch(cid, deadline)
+  expire(deadline, conv_keys(cid))
+  for _, id in ipairs(redis.call('SMEMBERS', ck(cid, 'shared'))) do extend(sk(id), deadline) end
+  extend(KEYS[1], deadline)
+  extend(DIR, deadline)
+end
+-- The conversation's own deadline, as an argument for touch.
+local function deadline_of(cid)
+  local t = redis.call('PEXPIRETIME', ck(cid, 'meta'))
+  if t < 0 then return '' end
+  return tostring(t)
+end
+-- Where the owner's item is stored: 'shared', the conversation holding it,
+-- or nil. A directory entry whose conversation is gone is removed here.
+local function locate(id, now)
+  if redis.call('EXISTS', sk(id)) == 1 then return 'shared' end
+  local home = redis.call('HGET', DIR, id)
+  if not home then return nil end
+  if live(ck(home, 'meta'), now) and redis.call('HEXISTS', ck(home, 'data'), id) == 1 then return home end
+  redis.call('HDEL', DIR, id)
+  return nil
+end
+-- Check a whole batch of (id, JSON) pairs from ARGV[from]; an empty JSON is
+-- a reference. Returns an error reply, or nil when all of it may be written.
+local function check(cid, from, now)
   local seen = {}
   for i = from, #ARGV, 2 do
     local id = ARGV[i]
-    if seen[id] or redis.call('HEXISTS', data, id) == 1 then return id end
+    if seen[id] or redis.call('ZSCORE', ck(cid, 'items'), id) then return {'dup', id} end
     seen[id] = true
+    local where = locate(id, now)
+    if ARGV[i + 1] == '' then
+      if not where then return {'nf_item', id} end
+    elseif where then
+      return {'exists', id}
+    end
   end
   return nil
 end
--- Item IDs with their positions, then their JSON: one page's reply.
-local function with_values(data, scored)
-  if #scored == 0 then return {'ok', scored, {}} end
-  local ids = {}
-  for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
-  return {'ok', scored, redis.call('HMGET', data, unpack(ids))}
-end
-local function append(meta, items, data, from)
-  local count = (#ARGV - from + 1) / 2
-  if count == 0 then return tonumber(redis.call('HGET', meta, 'n')) end
-  local first = redis.call('HINCRBY', meta, 'n', count) - count
-  local scored, fields = {}, {}
-  for i = 0, count - 1 do
-    local id = ARGV[from + 2 * i]
-    scored[#scored + 1] = first + i
-    scored[#scored + 1] = id
-    fields[#fields + 1] = id
-    fields[#fields + 1] = ARGV[from + 2 * i + 1]
+-- Link one item at a position: a new one into ``data``, a reference by
+-- moving the item to its shared key (the first time) and adding this link.
+local function link(cid, id, json, pos, now)
+  redis.call('ZADD', ck(cid, 'items'), pos, id)
+  if json ~= '' then
+    redis.call('HSET', ck(cid, 'data'), id, json)
+    redis.call('HSET', DIR, id, cid)
+    return
   end
-  redis.call('ZADD', items, unpack(scored))
-  redis.call('HSET', data, unpack(fields))
+  local where = locate(id, now)
+  local s = sk(id)
+  if where ~= 'shared' then
+    redis.call('HSET', s, 'd', redis.call('HGET', ck(where, 'data'), id), 'l:' .. where, 1)
+    redis.call('HDEL', ck(where, 'data'), id)
+    redis.call('HDEL', DIR, id)
+    redis.call('SADD', ck(where, 'shared'), id)
+    extend(s, deadline_of(where))
+  end
+  redis.call('HSET', s, 'l:' .. cid, 1)
+  redis.call('SADD', ck(cid, 'shared'), id)
+end
+-- The JSON of the referenced items of a batch just linked (all shared now).
+local function referenced(from)
+  local out = {}
+  for i = from, #ARGV, 2 do
+    if ARGV[i + 1] == '' then out[#out + 1] = redis.call('HGET', sk(ARGV[i]), 'd') end
+  end
+  return out
+end
+local function append(cid, from, now)
+  local count = (#ARGV - from + 1) / 2
+  if count == 0 then return tonumber(redis.call('HGET', ck(cid, 'meta'), 'n')) end
+  local first = redis.call('HINCRBY', ck(cid, 'meta'), 'n', count) - count
+  for i = 0, count - 1 do link(cid, ARGV[from + 2 * i], ARGV[from + 2 * i + 1], first + i, now) end
   return first
 end
-"""
-
-#: KEYS meta, items, data[, index]; ARGV owner, created, updated, metadata,
-#: expires, deadline_ms, conversation id, then (item id, item JSON) pairs.
-CREATE = r"""
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
-local dup = duplicate(KEYS[3], 8)
-if dup then return {'dup', dup} end
-redis.call('HSET', KEYS[1], 'o', ARGV[1], 'c', ARGV[2], 'u', ARGV[3], 'm', ARGV[4], 'e', ARGV[5], 'n', 0)
-local first = append(KEYS[1], KEYS[2], KEYS[3], 8)
-expire(ARGV[6], {KEYS[1], KEYS[2], KEYS[3]})
-if KEYS[4] then
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[7])
-  extend(KEYS[4], ARGV[6])
+-- Drop one conversation's link to an item (already out of its ``items``).
+-- Returns 1 when the item itself went. Links of conversations that expired
+-- by TTL are dropped on the way.
+local function unlink(cid, id)
+  if redis.call('HDEL', ck(cid, 'data'), id) == 1 then
+    if redis.call('HGET', DIR, id) == cid then redis.call('HDEL', DIR, id) end
+    return 1
+  end
+  if redis.call('SREM', ck(cid, 'shared'), id) == 0 then return 0 end
+  local s = sk(id)
+  redis.call('HDEL', s, 'l:' .. cid)
+  for _, f in ipairs(redis.call('HKEYS', s)) do
+    if f ~= 'd' and not redis.call('ZSCORE', ck(string.sub(f, 3), 'items'), id) then redis.call('HDEL', s, f) end
+  end
+  if redis.call('HLEN', s) <= 1 then
+    redis.call('DEL', s)
+    return 1
+  end
+  return 0
 end
-return {'ok', first}
+-- Remove a conversation with its links. Returns the items that went.
+local function drop(cid)
+  local removed = 0
+  for _, id in ipairs(redis.call('ZRANGE', ck(cid, 'items'), 0, -1)) do removed = removed + unlink(cid, id) end
+  redis.call('DEL', unpack(conv_keys(cid)))
+  redis.call('ZREM', KEYS[1], cid)
+  return removed
+end
+-- The JSON of items linked by a conversation, in the order of ``ids``.
+local function values(cid, ids)
+  if #ids == 0 then return {} end
+  local out = redis.call('HMGET', ck(cid, 'data'), unpack(ids))
+  for i = 1, #ids do
+    if not out[i] then out[i] = redis.call('HGET', sk(ids[i]), 'd') end
+  end
+  return out
+end
+-- Item IDs with their positions, then their JSON: one page's reply.
+local function with_values(cid, scored)
+  local ids = {}
+  for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
+  return {'ok', scored, values(cid, ids)}
+end
+local function drop_response(rid)
+  local feedback = redis.call('HGET', rk(rid, 'fb'), 'i')
+  local found = redis.call('DEL', rk(rid, 'resp'))
+  redis.call('DEL', rk(rid, 'fb'))
+  redis.call('ZREM', T .. ':resps', rid)
+  if feedback then
+    redis.call('ZREM', T .. ':fb', feedback)
+    redis.call('HDEL', T .. ':fbref', feedback)
+  end
+  return found, feedback
+end
 """
 
-#: KEYS meta, items, data[, index]; ARGV owner, now, updated, expires,
-#: deadline_ms, then (item id, item JSON) pairs.
+#: ARGV owner, created, updated, metadata, expires, deadline_ms, conversation
+#: id, now, then (item id, item JSON or '' for a reference) pairs. Returns
+#: the first position and the JSON of the referenced items.
+CREATE = r"""
+local cid = ARGV[7]
+if redis.call('EXISTS', ck(cid, 'meta')) == 1 then return {'exists'} end
+local bad = check(cid, 9, ARGV[8])
+if bad then return bad end
+redis.call('HSET', ck(cid, 'meta'), 'o', ARGV[1], 'c', ARGV[2], 'u', ARGV[3], 'm', ARGV[4], 'e', ARGV[5], 'n', 0)
+redis.call('ZADD', KEYS[1], ARGV[2], cid)
+local first = append(cid, 9, ARGV[8])
+touch(cid, ARGV[6])
+return {'ok', first, referenced(9)}
+"""
+
+#: ARGV conversation id, now, updated, expires, deadline_ms, then (item id,
+#: item JSON or '') pairs.
 ADD = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-local dup = duplicate(KEYS[3], 6)
-if dup then return {'dup', dup} end
-local first = append(KEYS[1], KEYS[2], KEYS[3], 6)
-redis.call('HSET', KEYS[1], 'u', ARGV[3], 'e', ARGV[4])
-expire(ARGV[5], {KEYS[1], KEYS[2], KEYS[3]})
-if KEYS[4] then extend(KEYS[4], ARGV[5]) end
-return {'ok', first}
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+local bad = check(cid, 6, ARGV[2])
+if bad then return bad end
+local first = append(cid, 6, ARGV[2])
+redis.call('HSET', ck(cid, 'meta'), 'u', ARGV[3], 'e', ARGV[4])
+touch(cid, ARGV[5])
+return {'ok', first, referenced(6)}
 """
 
-#: KEYS meta, items, data[, index]; ARGV owner, now, metadata, updated,
-#: expires, deadline_ms. Returns the meta hash as a flat list.
+#: ARGV conversation id, now, metadata, updated, expires, deadline_ms.
+#: Returns the meta hash as a flat list.
 UPDATE = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-redis.call('HSET', KEYS[1], 'm', ARGV[3], 'u', ARGV[4], 'e', ARGV[5])
-expire(ARGV[6], {KEYS[1], KEYS[2], KEYS[3]})
-if KEYS[4] then extend(KEYS[4], ARGV[6]) end
-return {'ok', redis.call('HGETALL', KEYS[1])}
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+redis.call('HSET', ck(cid, 'meta'), 'm', ARGV[3], 'u', ARGV[4], 'e', ARGV[5])
+touch(cid, ARGV[6])
+return {'ok', redis.call('HGETALL', ck(cid, 'meta'))}
 """
 
-#: KEYS meta, items, data[, index]; ARGV owner, now, conversation id.
+#: ARGV conversation id, now. Returns the number of items that went.
 DELETE = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if KEYS[4] then redis.call('ZREM', KEYS[4], ARGV[3]) end
-return {'ok'}
+if not live(ck(ARGV[1], 'meta'), ARGV[2]) then return {'nf'} end
+return {'ok', drop(ARGV[1])}
 """
 
-#: KEYS meta, items, data; ARGV owner, now, after (empty: none), count, order.
+#: ARGV conversation id, now, after (empty: none), count, order.
 #: Returns item IDs with their positions, then their JSON.
 PAGE = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+local items = ck(cid, 'items')
 local asc = ARGV[5] == 'asc'
 local bound = asc and '-inf' or '+inf'
 if ARGV[3] ~= '' then
-  local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+  local score = redis.call('ZSCORE', items, ARGV[3])
   if not score then return {'after'} end
   bound = '(' .. score
 end
 local scored
 if asc then
-  scored = redis.call('ZRANGE', KEYS[2], bound, '+inf', 'BYSCORE', 'LIMIT', 0, ARGV[4], 'WITHSCORES')
+  scored = redis.call('ZRANGE', items, bound, '+inf', 'BYSCORE', 'LIMIT', 0, ARGV[4], 'WITHSCORES')
 else
-  scored = redis.call('ZRANGE', KEYS[2], bound, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, ARGV[4], 'WITHSCORES')
+  scored = redis.call('ZRANGE', items, bound, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, ARGV[4], 'WITHSCORES')
 end
-return with_values(KEYS[3], scored)
+return with_values(cid, scored)
 """
 
-#: KEYS meta, items, data; ARGV owner, now, count. The last ``count`` items,
-#: newest first.
+#: ARGV conversation id, now, count. The last ``count`` items, newest first.
 RECENT = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-return with_values(KEYS[3], redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1, 'REV', 'WITHSCORES'))
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+return with_values(cid, redis.call('ZRANGE', ck(cid, 'items'), 0, tonumber(ARGV[3]) - 1, 'REV', 'WITHSCORES'))
 """
 
-#: KEYS meta, items, data; ARGV owner, now, item id.
+#: ARGV conversation id, now, item id.
 GET_ITEM = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+local score = redis.call('ZSCORE', ck(cid, 'items'), ARGV[3])
 if not score then return {'nf_item'} end
-return {'ok', score, redis.call('HGET', KEYS[3], ARGV[3])}
+return {'ok', score, values(cid, {ARGV[3]})[1]}
 """
 
-#: KEYS meta, items, data; ARGV owner, now, item id.
+#: ARGV conversation id, now, item id.
 DELETE_ITEM = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 then return {'nf_item'} end
-redis.call('HDEL', KEYS[3], ARGV[3])
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+if redis.call('ZREM', ck(cid, 'items'), ARGV[3]) == 0 then return {'nf_item'} end
+unlink(cid, ARGV[3])
 return {'ok'}
 """
 
-#: Owner indexes (one slot of their own). KEYS index[, side hash]; ARGV
-#: member, score (empty: only extend the TTL), deadline_ms[, side value].
-#: The side hash maps a feedback ID to its response ID.
-INDEX = r"""
-if ARGV[2] ~= '' then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
-extend(KEYS[1], ARGV[3])
-if KEYS[2] then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-  extend(KEYS[2], ARGV[3])
-end
-return {'ok'}
-"""
-
-#: KEYS index; ARGV after (empty: from the start), skip, count, order.
-#: A window of members with scores, counted from the cursor.
+#: KEYS owner's ``convs`` (routing only), index; ARGV after (empty: from the
+#: start), skip, count, order. A window of members with scores.
 INDEX_PAGE = r"""
+local index = KEYS[2]
 local start = tonumber(ARGV[2])
 local asc = ARGV[4] == 'asc'
 if ARGV[1] ~= '' then
   local rank
-  if asc then rank = redis.call('ZRANK', KEYS[1], ARGV[1]) else rank = redis.call('ZREVRANK', KEYS[1], ARGV[1]) end
+  if asc then rank = redis.call('ZRANK', index, ARGV[1]) else rank = redis.call('ZREVRANK', index, ARGV[1]) end
   if not rank then return {'after'} end
   start = start + rank + 1
 end
 local stop = start + tonumber(ARGV[3]) - 1
-if asc then return {'ok', redis.call('ZRANGE', KEYS[1], start, stop, 'WITHSCORES')} end
-return {'ok', redis.call('ZRANGE', KEYS[1], start, stop, 'REV', 'WITHSCORES')}
+if asc then return {'ok', redis.call('ZRANGE', index, start, stop, 'WITHSCORES')} end
+return {'ok', redis.call('ZRANGE', index, start, stop, 'REV', 'WITHSCORES')}
 """
 
-#: Response keys, tagged ``{r:<response id>}``: ``resp`` hash (``o`` owner,
-#: ``e`` expires_at, ``d`` JSON) and ``fb`` hash (``i`` feedback ID, ``d``
-#: JSON). KEYS resp, fb; ARGV owner, expires, JSON, deadline_ms.
+#: ARGV response id, owner, created, expires, JSON, deadline_ms.
 STORE_RESPONSE = r"""
-local owner = redis.call('HGET', KEYS[1], 'o')
-if owner and owner ~= ARGV[1] then return {'taken'} end
-redis.call('HSET', KEYS[1], 'o', ARGV[1], 'e', ARGV[2], 'd', ARGV[3])
-expire(ARGV[4], {KEYS[1], KEYS[2]})
+local rid = ARGV[1]
+redis.call('HSET', rk(rid, 'resp'), 'o', ARGV[2], 'e', ARGV[4], 'd', ARGV[5])
+expire(ARGV[6], {rk(rid, 'resp'), rk(rid, 'fb')})
+redis.call('ZADD', T .. ':resps', ARGV[3], rid)
+extend(T .. ':resps', ARGV[6])
 return {'ok'}
 """
 
-#: KEYS resp, fb; ARGV owner, now. Returns the deleted feedback's ID, if any.
+#: ARGV response id, now. Returns the deleted feedback's ID, if any.
 DELETE_RESPONSE = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-local feedback = redis.call('HGET', KEYS[2], 'i')
-redis.call('DEL', KEYS[1], KEYS[2])
+if not live(rk(ARGV[1], 'resp'), ARGV[2]) then return {'nf'} end
+local _, feedback = drop_response(ARGV[1])
 return {'ok', feedback}
 """
 
-#: KEYS resp, fb; ARGV owner, now, new feedback ID, JSON. Keeps the ID of an
-#: earlier feedback and gives the feedback the response's expiry.
+#: ARGV response id, now (empty: do not check the response), feedback ID,
+#: JSON, created, deadline_ms without a response. Keeps the ID of an earlier
+#: feedback unless importing (no ``now``) and gives the feedback the
+#: response's expiry.
 SUBMIT_FEEDBACK = r"""
-if not live(KEYS[1], ARGV[1], ARGV[2]) then return {'nf'} end
-local id = redis.call('HGET', KEYS[2], 'i') or ARGV[3]
-redis.call('HSET', KEYS[2], 'i', id, 'd', ARGV[4])
-local t = redis.call('PEXPIRETIME', KEYS[1])
-if t > 0 then redis.call('PEXPIREAT', KEYS[2], t) else redis.call('PERSIST', KEYS[2]) end
+local rid = ARGV[1]
+if ARGV[2] ~= '' and not live(rk(rid, 'resp'), ARGV[2]) then return {'nf'} end
+local fb = rk(rid, 'fb')
+local old = redis.call('HGET', fb, 'i')
+local id = ARGV[3]
+if old and ARGV[2] ~= '' then id = old end
+if old and old ~= id then
+  redis.call('ZREM', T .. ':fb', old)
+  redis.call('HDEL', T .. ':fbref', old)
+end
+redis.call('HSET', fb, 'i', id, 'd', ARGV[4])
+local t = redis.call('PEXPIRETIME', rk(rid, 'resp'))
+local deadline = ARGV[6]
+if t > 0 then deadline = tostring(t) elseif t == -1 then deadline = '' end
+expire(deadline, {fb})
+redis.call('ZADD', T .. ':fb', ARGV[5], id)
+redis.call('HSET', T .. ':fbref', id, rid)
+extend(T .. ':fb', deadline)
+extend(T .. ':fbref', deadline)
 return {'ok', id}
+"""
+
+#: ARGV count. Removes up to ``count`` conversations, then responses, then
+#: the owner's remaining keys. Returns ``done`` or ``more``, then counts of
+#: conversations, items, responses and feedback removed.
+ERASE = r"""
+local limit = tonumber(ARGV[1])
+local counts = {0, 0, 0, 0}
+local convs = redis.call('ZRANGE', KEYS[1], 0, limit - 1)
+for _, cid in ipairs(convs) do
+  counts[1] = counts[1] + redis.call('EXISTS', ck(cid, 'meta'))
+  counts[2] = counts[2] + drop(cid)
+end
+local resps = {}
+if #convs < limit then resps = redis.call('ZRANGE', T .. ':resps', 0, limit - #convs - 1) end
+for _, rid in ipairs(resps) do
+  local found, feedback = drop_response(rid)
+  counts[3] = counts[3] + found
+  if feedback then counts[4] = counts[4] + 1 end
+end
+if #convs + #resps < limit then
+  redis.call('DEL', KEYS[1], DIR, T .. ':resps', T .. ':fb', T .. ':fbref')
+  return {'done', counts}
+end
+return {'more', counts}
+"""
+
+#: ARGV conversation id, owner, created, updated, metadata, expires,
+#: deadline_ms. Creates or overwrites a conversation as exported.
+IMPORT_CONVERSATION = r"""
+local meta = ck(ARGV[1], 'meta')
+local n = redis.call('HGET', meta, 'n') or 0
+redis.call('HSET', meta, 'o', ARGV[2], 'c', ARGV[3], 'u', ARGV[4], 'm', ARGV[5], 'e', ARGV[6], 'n', n)
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+touch(ARGV[1], ARGV[7])
+return {'ok'}
+"""
+
+#: ARGV conversation id, now, then (item id, position, item JSON) triples.
+#: Links each item at its exported position (by reference when the owner
+#: already has it elsewhere) and keeps the next position above them.
+IMPORT_ITEMS = r"""
+local cid = ARGV[1]
+if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
+local nxt = tonumber(redis.call('HGET', ck(cid, 'meta'), 'n'))
+for i = 3, #ARGV, 3 do
+  local id, pos, json = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  if not redis.call('ZSCORE', ck(cid, 'items'), id) then
+    if locate(id, ARGV[2]) then link(cid, id, '', pos, ARGV[2]) else link(cid, id, json, pos, ARGV[2]) end
+  end
+  if redis.call('HEXISTS', ck(cid, 'data'), id) == 1 then
+    redis.call('HSET', ck(cid, 'data'), id, json)
+  else
+    redis.call('HSET', sk(id), 'd', json)
+  end
+  if pos + 1 > nxt then nxt = pos + 1 end
+end
+redis.call('HSET', ck(cid, 'meta'), 'n', nxt)
+touch(cid, deadline_of(cid))
+return {'ok'}
 """
 
 SCRIPTS: dict[str, str] = {
@@ -233,10 +419,12 @@ SCRIPTS: dict[str, str] = {
         "recent": RECENT,
         "get_item": GET_ITEM,
         "delete_item": DELETE_ITEM,
-        "index": INDEX,
         "index_page": INDEX_PAGE,
         "store_response": STORE_RESPONSE,
         "delete_response": DELETE_RESPONSE,
         "submit_feedback": SUBMIT_FEEDBACK,
+        "erase": ERASE,
+        "import_conversation": IMPORT_CONVERSATION,
+        "import_items": IMPORT_ITEMS,
     }.items()
 }

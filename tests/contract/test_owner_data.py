@@ -114,6 +114,10 @@ def test_purge_removes_old_and_expired(make_app):
     store = app.extensions["smg_history"].extension.store_for("alice", app)
     _fill(store, n_conv=2)
     time.sleep(1.2)
+    if getattr(backend, "expires_by_ttl", False):  # Redis: the keys expired on their own, nothing is left to purge
+        assert backend.purge(before=None, dry_run=False)["conversations"] == 0
+        assert backend.stats(None)["conversations"] == 0 and list(backend.owners()) == []
+        return
     preview = backend.purge(before=None, dry_run=True)
     assert preview["conversations"] == 2 and preview["responses"] == 2
     assert backend.purge(before=None, dry_run=False)["conversations"] == 2

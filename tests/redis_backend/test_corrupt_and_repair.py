@@ -1,7 +1,7 @@
 """Values this backend did not write give a clear error for that record and
 leave the rest readable; owner-index entries without their record (what a
-failure between two slots can leave on a cluster) are skipped and removed on
-read."""
+record that expired by TTL before the longer-lived index leaves) are skipped
+and removed on read."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_corrupt_item_json_is_one_clear_error_and_pages_still_work(app):
     conv = alice.conversations.create(items=[{"role": "user", "content": str(n)} for n in range(5)])
     bad = alice.items.list(conv.id, order="asc").data[2]
     backend = backend_of(app)
-    backend.client.hset(backend._conv_keys(conv.id)[2], bad.id, "{not json")
+    backend.client.hset(backend._conv_keys("alice", conv.id)[2], bad.id, "{not json")
     with pytest.raises(CorruptRecord) as info:
         alice.items.get(conv.id, bad.id)
     assert info.value.status == 500 and f"Item '{bad.id}'" in info.value.message
@@ -43,7 +43,7 @@ def test_wrong_type_under_a_conversation_key(anonymous_app):
     good = alice.conversations.create(metadata={"n": "good"})
     broken = alice.conversations.create(metadata={"n": "broken"})
     backend = backend_of(app)
-    meta = backend._conv_keys(broken.id)[0]
+    meta = backend._conv_keys("anonymous", broken.id)[0]
     backend.client.delete(meta)
     backend.client.set(meta, "a string where a hash belongs")
     for resp in (
@@ -66,7 +66,7 @@ def test_corrupt_response_and_feedback(app):
     alice.feedback.submit(resp.id, "positive")
     alice.feedback.submit(other.id, "negative")
     backend = backend_of(app)
-    resp_key, fb_key = backend._resp_keys(resp.id)
+    resp_key, fb_key = backend._resp_keys("alice", resp.id)
     backend.client.hset(fb_key, "d", "[]")
     with pytest.raises(CorruptRecord):
         alice.feedback.get(resp.id)
@@ -100,7 +100,7 @@ def test_dangling_feedback_index_entry_is_removed(app):
     alice.feedback.submit(kept.id, "positive")
     alice.feedback.submit(dropped.id, "negative")
     backend = backend_of(app)
-    backend.client.delete(backend._resp_keys(dropped.id)[1])  # as if the index cleanup had failed
+    backend.client.delete(backend._resp_keys("alice", dropped.id)[1])  # as if it had expired before the index
     assert [f.response_id for f in alice.feedback.list().data] == [kept.id]
     assert backend.client.zcard(backend._owner_key("alice", "fb")) == 1
     assert backend.client.hlen(backend._owner_key("alice", "fbref")) == 1

@@ -48,8 +48,8 @@ def _unavailable(resp, started: float, within: float) -> None:
     assert elapsed < within, elapsed
 
 
-def _create(client) -> str:
-    resp = client.post("/v1/conversations", json={"items": [{"role": "user", "content": "hi"}]})
+def _create(client, headers=None) -> str:
+    resp = client.post("/v1/conversations", json={"items": [{"role": "user", "content": "hi"}]}, headers=headers)
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()["id"]
 
@@ -120,18 +120,21 @@ def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):
     ports = [free_port(with_bus=True) for _ in range(3)]
     cluster = Cluster(tmp_path / "cluster", ports)
     node = RedisServer(tmp_path, ports[0])  # only for its URL: nothing runs yet
-    client = _app(node, SMG_HISTORY_REDIS_CLUSTER=True).test_client()
+    # A cluster spreads owners (each owner's keys share a slot): 30 owners.
+    users = [{"Authorization": f"Bearer sk-{n}"} for n in range(30)]
+    keys = {f"sk-{n}": f"user-{n}" for n in range(30)}
+    client = _app(node, SMG_HISTORY_REDIS_CLUSTER=True, SMG_HISTORY_API_KEYS=keys).test_client()
     started = time.monotonic()
     _unavailable(client.post("/v1/conversations", json={}), started, TIMEOUT + 0.5)
     cluster.start()
     try:
-        convs = [_create(client) for _ in range(30)]  # on every master, but for a chance of 1e-5
+        convs = [_create(client, user) for user in users]  # on every master, but for a chance of 1e-5
         lost = cluster.nodes[1]
         lost.stop()
         statuses = []
-        for conv in convs:
+        for conv, user in zip(convs, users):
             started = time.monotonic()
-            resp = client.get(f"/v1/conversations/{conv}")
+            resp = client.get(f"/v1/conversations/{conv}", headers=user)
             if resp.status_code != 200:
                 _unavailable(resp, started, TIMEOUT + 0.5)
             statuses.append(resp.status_code)
@@ -140,7 +143,7 @@ def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):
         cluster.wait_until_ok()
         for _ in range(10):
             _create(client)
-        survivors = [c for c, status in zip(convs, statuses) if status == 200]
-        assert all(client.get(f"/v1/conversations/{c}").status_code == 200 for c in survivors)
+        survivors = [(c, u) for c, u, status in zip(convs, users, statuses) if status == 200]
+        assert all(client.get(f"/v1/conversations/{c}", headers=u).status_code == 200 for c, u in survivors)
     finally:
         cluster.stop()
