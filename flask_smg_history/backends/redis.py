@@ -51,13 +51,13 @@ _INDEX_CHUNK = 32
 
 #: What a key prefix may hold: it is matched with SCAN patterns and shown in
 #: tools, so no glob or hash-tag characters, spaces or control characters.
-_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{0,64}")
+_PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,64}")
 
 
 def _check_prefix(prefix: str) -> str:
     if not _PREFIX.fullmatch(prefix):
         raise ConfigError(
-            f"SMG_HISTORY_REDIS_KEY_PREFIX={prefix!r} is not accepted: use at most 64 of A-Z a-z 0-9 _ : . - "
+            f"SMG_HISTORY_REDIS_KEY_PREFIX={prefix!r} is not accepted: use 1 to 64 of A-Z a-z 0-9 _ : . - "
             "(the backend puts its own hash tags, in braces, after it, and finds an owner's keys with "
             "SCAN patterns, where * ? [ ] are special).",
             param="SMG_HISTORY_REDIS_KEY_PREFIX",

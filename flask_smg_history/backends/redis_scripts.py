@@ -120,6 +120,7 @@ local function link(cid, id, json, pos, now)
     redis.call('HDEL', ck(where, 'data'), id)
     redis.call('HDEL', DIR, id)
     redis.call('SADD', ck(where, 'shared'), id)
+    expire(deadline_of(where), {ck(where, 'shared')})
     extend(s, deadline_of(where))
   end
   redis.call('HSET', s, 'l:' .. cid, 1)

@@ -89,3 +89,23 @@ def test_prefix_with_braces_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_KEY_PREFIX": "app{1}:"})
     assert info.value.param == "SMG_HISTORY_REDIS_KEY_PREFIX"
+
+
+def test_a_shared_item_lives_as_long_as_the_longest_lived_conversation_linking_it(make_app):
+    app = make_app(SMG_HISTORY_REDIS_RETENTION_DAYS=SECONDS)
+    alice = store_of(app)
+    home = alice.conversations.create(items=[{"role": "user", "content": "shared"}])
+    item = alice.items.list(home.id).data[0]
+    active = alice.conversations.create(items=[{"type": "item_reference", "id": item.id}])
+    for n in range(4):  # the home conversation goes idle; the other keeps being written
+        time.sleep(0.6)
+        alice.items.add(active.id, [{"role": "user", "content": str(n)}])
+    left = keys_under(app)
+    assert not [k for k in left if home.id in k], left  # the home conversation expired whole
+    assert alice.items.get(active.id, item.id).payload == item.payload
+    ttl = backend_of(app).client.pttl(f"{backend_of(app)._tag('alice')}:s:{item.id}")
+    assert 1000 < ttl <= 1500  # extended by the last write to the active conversation
+    alice.items.delete(active.id, item.id)  # the last live link: the item goes now, not at its TTL
+    assert not [k for k in keys_under(app) if item.id in k]
+    time.sleep(1.6)
+    assert keys_under(app) == set()
