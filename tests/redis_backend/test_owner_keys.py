@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from flask_smg_history import ConfigError
+from flask_smg_history import ConfigError, InvalidRequest, NotFound
 
 from ..conftest import build_app
 from ..contract.test_owner_data import _fill
@@ -85,7 +85,7 @@ def test_a_failed_batch_writes_nothing(app):
         ],
         [{"type": "item_reference", "id": item.id}, {"id": item.id, "role": "user", "content": "again"}],
     ):
-        with pytest.raises(Exception):
+        with pytest.raises((NotFound, InvalidRequest)):
             alice.items.add(other.id, batch)
     assert _snapshot(app, keys_under(app)) == before
 
