@@ -22,7 +22,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from .backends.base import Backend, load_backend_class
-from .config import load_settings
+from .config import KEYS_BY_NAME, load_settings
 from .records import Record
 from .store import guarded
 
@@ -202,12 +202,14 @@ def _target_backend(name: str, url: str | None, settings: tuple[str, ...]) -> Ba
         if name not in URL_KEYS:
             raise click.BadParameter(f"--to-url does not apply to backend {name!r}", param_hint="--to-url")
         config[URL_KEYS[name]] = url
+    given: dict[str, str] = {}  # read as environment values are: "true", "30" convert to their types
     for pair in settings:
         key, sep, value = pair.partition("=")
-        if not sep or not key.startswith("SMG_HISTORY_"):
+        if not sep or key not in KEYS_BY_NAME:
             raise click.BadParameter(f"expected SMG_HISTORY_KEY=VALUE, got {pair!r}", param_hint="--set")
-        config[key] = value
-    target_settings = load_settings(config, environ={})
+        config.pop(key, None)
+        given[key] = value
+    target_settings = load_settings(config, environ=given)
     return load_backend_class(name)(name, target_settings, current_app)
 
 

@@ -9,6 +9,7 @@ owner's slot, and finding owners is one ``SCAN`` for that tag.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -270,6 +271,10 @@ class RedisOperations:
         return None
 
     def _import_feedback(self, fb: Feedback) -> None:
+        """Feedback takes its response's expiry here, as when submitted."""
+        expires = self.client.hget(self._resp_keys(fb.owner, fb.response_id)[0], "e")
+        if expires is not None:
+            fb = dataclasses.replace(fb, expires_at=codec.optional_float(codec.text(expires)))
         self._run(
             "submit_feedback",
             fb.owner,
