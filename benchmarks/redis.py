@@ -83,7 +83,8 @@ def main() -> None:
     client = backend.client
     try:
         conv = store.conversations.create()
-        meta, items_key, data_key = backend._conv_keys("conv_bare")
+        meta, items_key, data_key, _ = backend._conv_keys("bench", "conv_bare")
+        directory, index = backend._owner_key("bench", "items"), backend._owner_key("bench", "convs")
         ttl_ms = int(backend.retention * 1000)
 
         def ours_one(n: int) -> None:
@@ -102,8 +103,9 @@ def main() -> None:
             pipe = client.pipeline(transaction=False)
             pipe.zadd(items_key, {item.id: n})
             pipe.hset(data_key, item.id, json.dumps(doc, separators=(",", ":")))
+            pipe.hset(directory, item.id, "conv_bare")
             pipe.hset(meta, mapping={"u": repr(now()), "e": "", "n": n + 1})
-            for key in (meta, items_key, data_key):
+            for key in (meta, items_key, data_key, directory, index):
                 pipe.pexpire(key, ttl_ms)
             pipe.execute()
 
