@@ -118,7 +118,10 @@ def test_recent_is_an_index_range_scan_on_postgres(pg_store):
     assert len(pg_store.items.recent(conv.id, 20)) == 20
     statement, parameters = statements[-1]
     with backend.engine.connect() as conn:
-        conn.exec_driver_sql(f"ANALYZE {backend.tables.items.fullname}")
+        for table in (backend.tables.items, backend.tables.links):
+            conn.exec_driver_sql(f"ANALYZE {table.fullname}")
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
-    assert "Index Scan Backward using smg_history_items_pos" in plan, plan
+    # a backward range scan of the links by position, each item by primary key
+    assert "Index Scan Backward using smg_history_citems_pos" in plan, plan
+    assert "Index Scan using smg_history_items_pk" in plan, plan
     assert "Sort" not in plan, plan

@@ -44,10 +44,11 @@ from sqlalchemy import exc as sa_exc
 
 from ..errors import HistoryUnavailable, InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Page, Response, now
-from . import sql_migrate
-from .base import Backend
+from . import sql_items, sql_migrate
+from .base import Backend, already_exists
+from .sql_admin import SqlOperations
 from .sql_engine import SQLITE_BEGIN, build_engine
-from .sql_tables import build_tables
+from .sql_tables import build_tables, live
 
 T = TypeVar("T")
 log = logging.getLogger("flask_smg_history")
@@ -58,19 +59,7 @@ class SqlUnavailable(Exception):
     time, or the connection was lost. The driver's error is the cause."""
 
 
-def _live(table: sa.Table, at: float) -> sa.ColumnElement[bool]:
-    return sa.or_(table.c.expires_at.is_(None), table.c.expires_at > at)
-
-
-def _duplicate(item_id: str, conversation_id: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Item with id '{item_id}' is already in conversation '{conversation_id}'.",
-        param="items",
-        code="item_already_in_conversation",
-    )
-
-
-class SqlBackend(Backend):
+class SqlBackend(SqlOperations, Backend):
     unavailable_errors = (
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
@@ -90,7 +79,6 @@ class SqlBackend(Backend):
         self.write_options = {SQLITE_BEGIN: "IMMEDIATE"} if sqlite else {}
         self._read_options = {SQLITE_BEGIN: "DEFERRED"} if sqlite else {}
         self._reserve_positions = self._reserve_statement()
-        self._insert_item = self.tables.items.insert()
         one_statement = self.engine.dialect.name == "postgresql" and self.engine.dialect.paramstyle == "pyformat"
         self._append_one_sql = self._append_one_statement() if one_statement else None
         self._schema_ok = False
@@ -168,7 +156,7 @@ class SqlBackend(Backend):
         t = self.tables.conversations
         row = conn.execute(
             sa.select(t.c.id, t.c.owner, t.c.created_at, t.c.updated_at, t.c["metadata"], t.c.expires_at).where(
-                t.c.id == conversation_id, t.c.owner == owner, _live(t, now())
+                t.c.id == conversation_id, t.c.owner == owner, live(t, now())
             )
         ).first()
         if row is None:
@@ -180,32 +168,7 @@ class SqlBackend(Backend):
         cid, owner, created_at, updated_at, metadata, expires_at = row
         return Conversation(cid, owner, created_at, updated_at, metadata or {}, expires_at)
 
-    def _insert_items(self, conn: sa.Connection, conversation_id: str, items: list[Item], base: int) -> list[Item]:
-        """Insert ``items`` at positions ``base``, ``base + 1``... in one
-        multi-row INSERT."""
-        out = [
-            replace(item, conversation_id=conversation_id, position=base + offset) for offset, item in enumerate(items)
-        ]
-        rows = [
-            {
-                "conversation_id": conversation_id,
-                "id": i.id,
-                "position": i.position,
-                "type": i.type,
-                "role": i.role,
-                "status": i.status,
-                "payload": i.payload,
-                "created_at": i.created_at,
-            }
-            for i in out
-        ]
-        if rows:  # one row: a plain INSERT; more: one multi-row INSERT ("insertmanyvalues")
-            conn.execute(self._insert_item, rows if len(rows) > 1 else rows[0])
-        return out
-
     def create_conversation(self, conversation, items):
-        _check_unique(conversation.id, items)
-
         def tx(conn: sa.Connection) -> list[Item]:
             conn.execute(
                 self.tables.conversations.insert().values(
@@ -218,9 +181,29 @@ class SqlBackend(Backend):
                     next_position=len(items),
                 )
             )
-            return self._insert_items(conn, conversation.id, items, 0)
+            return self._link(conn, conversation.owner, conversation.id, items, 0)
 
         return self._run(tx)
+
+    def _link(self, conn: sa.Connection, owner: str, conversation_id: str, items: list[Item], base: int) -> list[Item]:
+        """Check and link a batch at ``base``. A batch of new items only skips
+        the check: the primary keys refuse a duplicate, and only then is the
+        batch checked (after a rollback) to name the offending item."""
+        existing: dict = {}
+        if any(i.type == "item_reference" for i in items):
+            existing = sql_items.check_batch(conn, self.tables, owner, conversation_id, items)
+        try:
+            return sql_items.link_batch(conn, self.tables, owner, conversation_id, items, base, existing)
+        except sa_exc.IntegrityError:
+            conn.rollback()
+            raise self._diagnose(conn, owner, conversation_id, items) from None
+
+    def _diagnose(self, conn: sa.Connection, owner: str, conversation_id: str, items: list[Item]) -> InvalidRequest:
+        """The error a refused batch deserves, found after its rollback. If
+        the check finds nothing (a concurrent writer's item went meanwhile),
+        the first new item is reported as existing."""
+        sql_items.check_batch(conn, self.tables, owner, conversation_id, items)
+        return already_exists(next((i.id for i in items if i.type != "item_reference"), items[0].id))
 
     def get_conversation(self, owner, conversation_id):
         return self._run(
@@ -233,7 +216,7 @@ class SqlBackend(Backend):
         def tx(conn: sa.Connection) -> Conversation:
             done = conn.execute(
                 t.update()
-                .where(t.c.id == conversation_id, t.c.owner == owner, _live(t, now()))
+                .where(t.c.id == conversation_id, t.c.owner == owner, live(t, now()))
                 .values(metadata=metadata, updated_at=updated_at, expires_at=expires_at)
             )
             if done.rowcount == 0:
@@ -242,17 +225,25 @@ class SqlBackend(Backend):
 
         return self._run(tx)
 
+    def _lock_conversation(self, conn: sa.Connection, owner: str, conversation_id: str) -> None:
+        """Row-lock a live conversation of the owner (a no-op UPDATE), as an
+        append does, or raise ``NotFound``."""
+        t = self.tables.conversations
+        done = conn.execute(
+            t.update()
+            .where(t.c.id == conversation_id, t.c.owner == owner, live(t, now()))
+            .values(next_position=t.c.next_position)
+        )
+        if done.rowcount == 0:
+            raise NotFound.conversation(conversation_id)
+
     def delete_conversation(self, owner, conversation_id):
         t = self.tables.conversations
 
         def tx(conn: sa.Connection) -> None:
-            done = conn.execute(t.delete().where(t.c.id == conversation_id, t.c.owner == owner, _live(t, now())))
-            if done.rowcount == 0:
-                raise NotFound.conversation(conversation_id)
-            # The foreign key cascades; this also covers a host's SQLite engine
-            # without ``PRAGMA foreign_keys`` (SQL_USE_APP_DB).
-            items = self.tables.items
-            conn.execute(items.delete().where(items.c.conversation_id == conversation_id))
+            self._lock_conversation(conn, owner, conversation_id)
+            sql_items.unlink_conversation(conn, self.tables, owner, conversation_id)
+            conn.execute(t.delete().where(t.c.id == conversation_id))
 
         self._run(tx)
 
@@ -262,10 +253,10 @@ class SqlBackend(Backend):
         def tx(conn: sa.Connection) -> Page[Conversation]:
             at = now()
             query = sa.select(t.c.id, t.c.owner, t.c.created_at, t.c.updated_at, t.c["metadata"], t.c.expires_at)
-            query = query.where(t.c.owner == owner, _live(t, at))
+            query = query.where(t.c.owner == owner, live(t, at))
             if after is not None:
                 cursor = conn.execute(
-                    sa.select(t.c.created_at).where(t.c.id == after, t.c.owner == owner, _live(t, at))
+                    sa.select(t.c.created_at).where(t.c.id == after, t.c.owner == owner, live(t, at))
                 ).first()
                 if cursor is None:
                     raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
@@ -277,7 +268,6 @@ class SqlBackend(Backend):
 
     # -- items ---------------------------------------------------------------
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
-        _check_unique(conversation_id, items)
         params = {
             "cid": conversation_id,
             "b_owner": owner,
@@ -286,18 +276,19 @@ class SqlBackend(Backend):
             "new_updated_at": updated_at,
             "new_expires_at": expires_at,
         }
+        one = self._append_one_sql is not None and len(items) == 1 and items[0].type != "item_reference"
 
         def tx(conn: sa.Connection) -> list[Item]:
-            try:
-                if self._append_one_sql is not None and len(items) == 1:
+            if one:
+                try:
                     return self._append_one(conn, params, items[0])
-                base = conn.execute(self._reserve_positions, params).scalar()
-                if base is None:
-                    raise NotFound.conversation(conversation_id)
-                return self._insert_items(conn, conversation_id, items, base)
-            except sa_exc.IntegrityError:
-                conn.rollback()
-                raise self._which_duplicate(conn, conversation_id, items) from None
+                except sa_exc.IntegrityError:
+                    conn.rollback()
+                    raise self._diagnose(conn, owner, conversation_id, items) from None
+            base = conn.execute(self._reserve_positions, params).scalar()
+            if base is None:
+                raise NotFound.conversation(conversation_id)
+            return self._link(conn, owner, conversation_id, items, base)
 
         return self._run(tx)
 
@@ -323,21 +314,25 @@ class SqlBackend(Backend):
         )
 
     def _append_one_statement(self) -> str:
-        """PostgreSQL's hot path, appending one item, as one statement: the
-        same reservation as ``_reserve_statement`` in a CTE feeding the INSERT.
-        An append then costs the round trips of a bare INSERT + COMMIT, and
-        as driver SQL it skips SQLAlchemy's per-call statement handling (a
-        sizeable share of a loopback round trip)."""
+        """PostgreSQL's hot path, appending one new item, as one statement: the
+        same reservation as ``_reserve_statement`` in a CTE feeding the item's
+        INSERT and its link's. An append then costs the round trips of a bare
+        INSERT + COMMIT, and as driver SQL it skips SQLAlchemy's per-call
+        statement handling (a sizeable share of a loopback round trip). The
+        link's foreign key is checked at the end of the statement, when the
+        item row exists."""
         quote = self.engine.dialect.identifier_preparer.format_table
         return (
             f"WITH reserved AS (UPDATE {quote(self.tables.conversations)} SET next_position = next_position + 1, "
             "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
             "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
-            "RETURNING next_position - 1 AS base) "
-            f"INSERT INTO {quote(self.tables.items)} "
-            "(conversation_id, id, position, type, role, status, payload, created_at) "
-            "SELECT %(cid)s, %(id)s, base, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
-            "FROM reserved RETURNING position"
+            "RETURNING next_position - 1 AS base), "
+            f"stored AS (INSERT INTO {quote(self.tables.items)} "
+            "(owner, id, type, role, status, payload, created_at) "
+            "SELECT %(b_owner)s, %(id)s, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
+            "FROM reserved RETURNING id) "
+            f"INSERT INTO {quote(self.tables.links)} (conversation_id, position, owner, item_id) "
+            "SELECT %(cid)s, base, %(b_owner)s, stored.id FROM reserved, stored RETURNING position"
         )
 
     def _append_one(self, conn: sa.Connection, params: dict[str, Any], item: Item) -> list[Item]:
@@ -355,63 +350,52 @@ class SqlBackend(Backend):
             raise NotFound.conversation(params["cid"])
         return [replace(item, conversation_id=params["cid"], position=position)]
 
-    def _which_duplicate(self, conn: sa.Connection, conversation_id: str, items: list[Item]) -> InvalidRequest:
-        t = self.tables.items
-        ids = [i.id for i in items]
-        present = set(
-            conn.execute(sa.select(t.c.id).where(t.c.conversation_id == conversation_id, t.c.id.in_(ids))).scalars()
-        )
-        return _duplicate(next((i for i in ids if i in present), ids[0]), conversation_id)
-
-    def _item_columns(self) -> list[sa.Column[Any]]:
-        t = self.tables.items
-        return [t.c.id, t.c.conversation_id, t.c.type, t.c.payload, t.c.created_at, t.c.role, t.c.status, t.c.position]
-
-    @staticmethod
-    def _item(row: Sequence[Any]) -> Item:
-        return Item(*row)
-
     def list_items(self, owner, conversation_id, *, after, limit, order):
-        t = self.tables.items
+        link = self.tables.links
 
         def tx(conn: sa.Connection) -> Page[Item]:
             self._conversation_row(conn, owner, conversation_id)
-            query = sa.select(*self._item_columns()).where(t.c.conversation_id == conversation_id)
+            query = sql_items.linked_items(self.tables).where(link.c.conversation_id == conversation_id)
             if after is not None:
                 position = conn.execute(
-                    sa.select(t.c.position).where(t.c.conversation_id == conversation_id, t.c.id == after)
+                    sa.select(link.c.position).where(link.c.conversation_id == conversation_id, link.c.item_id == after)
                 ).scalar()
                 if position is None:
                     raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
-                query = query.where(t.c.position > position if order == "asc" else t.c.position < position)
-            position_order = t.c.position.asc() if order == "asc" else t.c.position.desc()
+                query = query.where(link.c.position > position if order == "asc" else link.c.position < position)
+            position_order = link.c.position.asc() if order == "asc" else link.c.position.desc()
             rows = conn.execute(query.order_by(position_order).limit(limit + 1)).all()
-            return Page([self._item(r) for r in rows[:limit]], has_more=len(rows) > limit)
+            return Page([sql_items.item(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
         return self._run(tx, write=False)
 
     def get_item(self, owner, conversation_id, item_id):
-        t = self.tables.items
+        link = self.tables.links
 
         def tx(conn: sa.Connection) -> Item:
             self._conversation_row(conn, owner, conversation_id)
             row = conn.execute(
-                sa.select(*self._item_columns()).where(t.c.conversation_id == conversation_id, t.c.id == item_id)
+                sql_items.linked_items(self.tables).where(
+                    link.c.conversation_id == conversation_id, link.c.item_id == item_id
+                )
             ).first()
             if row is None:
                 raise NotFound.item(item_id)
-            return self._item(row)
+            return sql_items.item(row)
 
         return self._run(tx, write=False)
 
     def delete_item(self, owner, conversation_id, item_id):
-        t = self.tables.items
+        link = self.tables.links
 
         def tx(conn: sa.Connection) -> None:
             self._conversation_row(conn, owner, conversation_id)
-            done = conn.execute(t.delete().where(t.c.conversation_id == conversation_id, t.c.id == item_id))
+            done = conn.execute(
+                link.delete().where(link.c.conversation_id == conversation_id, link.c.item_id == item_id)
+            )
             if done.rowcount == 0:
                 raise NotFound.item(item_id)
+            sql_items.drop_orphans(conn, self.tables, owner, [item_id])
 
         self._run(tx)
 
@@ -419,19 +403,19 @@ class SqlBackend(Backend):
         """One query: the newest ``limit`` items of a live conversation of the
         owner; only an empty answer costs a second query (to tell an empty
         conversation from a missing one)."""
-        t, c = self.tables.items, self.tables.conversations
+        link, c = self.tables.links, self.tables.conversations
 
         def tx(conn: sa.Connection) -> list[Item]:
-            owned = sa.exists().where(c.c.id == conversation_id, c.c.owner == owner, _live(c, now()))
+            owned = sa.exists().where(c.c.id == conversation_id, c.c.owner == owner, live(c, now()))
             rows = conn.execute(
-                sa.select(*self._item_columns())
-                .where(t.c.conversation_id == conversation_id, owned)
-                .order_by(t.c.position.desc())
+                sql_items.linked_items(self.tables)
+                .where(link.c.conversation_id == conversation_id, owned)
+                .order_by(link.c.position.desc())
                 .limit(limit)
             ).all()
             if not rows:
                 self._conversation_row(conn, owner, conversation_id)
-            return [self._item(r) for r in reversed(rows)]
+            return [sql_items.item(r) for r in reversed(rows)]
 
         return self._run(tx, write=False)
 
@@ -453,45 +437,72 @@ class SqlBackend(Backend):
             "expires_at": r.expires_at,
         }
 
-    def store_response(self, response):
+    def _upsert_response(self, conn: sa.Connection, response: Response) -> None:
         t = self.tables.responses
         values = self._response_values(response)
+        done = conn.execute(t.update().where(t.c.id == response.id, t.c.owner == response.owner).values(values))
+        if done.rowcount:
+            return
+        try:
+            conn.execute(t.insert().values(id=response.id, **values))
+        except sa_exc.IntegrityError:
+            raise InvalidRequest(f"Response id '{response.id}' is not available.", param="id") from None
 
-        def tx(conn: sa.Connection) -> None:
-            done = conn.execute(t.update().where(t.c.id == response.id, t.c.owner == response.owner).values(values))
-            if done.rowcount:
-                return
-            try:
-                conn.execute(t.insert().values(id=response.id, **values))
-            except sa_exc.IntegrityError:
-                raise InvalidRequest(f"Response id '{response.id}' is not available.", param="id") from None
+    def store_response(self, response):
+        self._run(lambda conn: self._upsert_response(conn, response))
 
-        self._run(tx)
+    @staticmethod
+    def _response(row: sa.Row[Any]) -> Response:
+        m = row._mapping
+        return Response(
+            id=m["id"],
+            owner=m["owner"],
+            created_at=m["created_at"],
+            model=m["model"] or "",  # Oracle stores '' as NULL
+            status=m["status"] or "",
+            conversation_id=m["conversation_id"],
+            previous_response_id=m["previous_response_id"],
+            input=m["input"] or [],
+            output=m["output"] or [],
+            usage=m["usage"],
+            metadata=m["metadata"] or {},
+            extra=m["extra"] or {},
+            safety_identifier=m["safety_identifier"],
+            expires_at=m["expires_at"],
+        )
 
     def get_response(self, owner, response_id):
         t = self.tables.responses
 
         def tx(conn: sa.Connection) -> Response:
-            row = conn.execute(sa.select(t).where(t.c.id == response_id, t.c.owner == owner, _live(t, now()))).first()
+            row = conn.execute(sa.select(t).where(t.c.id == response_id, t.c.owner == owner, live(t, now()))).first()
             if row is None:
                 raise NotFound.response(response_id)
-            m = row._mapping
-            return Response(
-                id=m["id"],
-                owner=m["owner"],
-                created_at=m["created_at"],
-                model=m["model"] or "",  # Oracle stores '' as NULL
-                status=m["status"] or "",
-                conversation_id=m["conversation_id"],
-                previous_response_id=m["previous_response_id"],
-                input=m["input"] or [],
-                output=m["output"] or [],
-                usage=m["usage"],
-                metadata=m["metadata"] or {},
-                extra=m["extra"] or {},
-                safety_identifier=m["safety_identifier"],
-                expires_at=m["expires_at"],
-            )
+            return self._response(row)
+
+        return self._run(tx, write=False)
+
+    def list_responses(self, owner, *, model, conversation_id, since, after, limit):
+        """Newest first, as a keyset range of the (owner, created_at, id)
+        index; the filters narrow that range's rows."""
+        t = self.tables.responses
+
+        def tx(conn: sa.Connection) -> Page[Response]:
+            conditions = [t.c.owner == owner, live(t, now())]
+            if model is not None:
+                conditions.append(t.c.model == model)
+            if conversation_id is not None:
+                conditions.append(t.c.conversation_id == conversation_id)
+            if since is not None:
+                conditions.append(t.c.created_at >= since)
+            query = sa.select(t).where(*conditions)
+            if after is not None:
+                cursor = conn.execute(sa.select(t.c.created_at).where(t.c.id == after, *conditions)).first()
+                if cursor is None:
+                    raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+                query = query.where(_beyond(t.c.created_at, t.c.id, cursor[0], after, "desc"))
+            rows = conn.execute(_ordered(query, "desc", t.c.created_at, t.c.id).limit(limit + 1)).all()
+            return Page([self._response(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
         return self._run(tx, write=False)
 
@@ -499,7 +510,7 @@ class SqlBackend(Backend):
         t, f = self.tables.responses, self.tables.feedback
 
         def tx(conn: sa.Connection) -> None:
-            done = conn.execute(t.delete().where(t.c.id == response_id, t.c.owner == owner, _live(t, now())))
+            done = conn.execute(t.delete().where(t.c.id == response_id, t.c.owner == owner, live(t, now())))
             if done.rowcount == 0:
                 raise NotFound.response(response_id)
             conn.execute(f.delete().where(f.c.response_id == response_id))
@@ -558,7 +569,7 @@ class SqlBackend(Backend):
         def tx(conn: sa.Connection) -> Feedback:
             row = conn.execute(
                 sa.select(*self._feedback_columns()).where(
-                    f.c.response_id == response_id, f.c.owner == owner, _live(f, now())
+                    f.c.response_id == response_id, f.c.owner == owner, live(f, now())
                 )
             ).first()
             if row is None:
@@ -572,7 +583,7 @@ class SqlBackend(Backend):
 
         def tx(conn: sa.Connection) -> Page[Feedback]:
             at = now()
-            conditions = [f.c.owner == owner, _live(f, at)]
+            conditions = [f.c.owner == owner, live(f, at)]
             if rating is not None:
                 conditions.append(f.c.rating == rating)
             if model is not None:
@@ -610,14 +621,6 @@ class SqlBackend(Backend):
             self.engine.dispose()
         if self._closer is not None:
             self._closer()
-
-
-def _check_unique(conversation_id: str, items: list[Item]) -> None:
-    seen: set[str] = set()
-    for item in items:
-        if item.id in seen:
-            raise _duplicate(item.id, conversation_id)
-        seen.add(item.id)
 
 
 def _beyond(

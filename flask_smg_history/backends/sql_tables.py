@@ -18,6 +18,7 @@ with the default prefix (Oracle before 12.2); timestamps are float Unix seconds
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from ..errors import ConfigError
 
 ID = sa.String(128)
 OWNER = sa.String(255)
@@ -57,13 +60,45 @@ class JsonDocument(TypeDecorator):
         return value
 
 
+#: Oracle's identifier limit before 12.2 (later versions allow 128): every
+#: name we create must fit, so one schema works on all three dialects.
+MAX_IDENTIFIER = 30
+#: The longest name built from the prefix is ``<prefix>alembic_version``.
+MAX_PREFIX = MAX_IDENTIFIER - len("alembic_version")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
+
+
+def check_names(prefix: str, schema: str | None) -> None:
+    """Reject a table prefix or schema that is not a plain identifier or would
+    make a name longer than Oracle allows. The names go into DDL and into the
+    PostgreSQL hot path's SQL text, so only ``[A-Za-z0-9_]`` is accepted."""
+    if not _IDENTIFIER.fullmatch(prefix) or len(prefix) > MAX_PREFIX:
+        raise ConfigError(
+            f"SMG_HISTORY_TABLE_PREFIX={prefix!r} is not valid: use letters, digits and _ only, "
+            f"at most {MAX_PREFIX} characters (table names must fit Oracle's {MAX_IDENTIFIER}).",
+            param="SMG_HISTORY_TABLE_PREFIX",
+        )
+    if schema is not None and (not _IDENTIFIER.fullmatch(schema) or len(schema) > MAX_IDENTIFIER):
+        raise ConfigError(
+            f"SMG_HISTORY_SQL_SCHEMA={schema!r} is not valid: use letters, digits and _ only, "
+            f"at most {MAX_IDENTIFIER} characters.",
+            param="SMG_HISTORY_SQL_SCHEMA",
+        )
+
+
+def live(table: sa.Table, at: float) -> sa.ColumnElement[bool]:
+    """Rows of ``table`` not expired at ``at``."""
+    return sa.or_(table.c.expires_at.is_(None), table.c.expires_at > at)
+
+
 @dataclass(frozen=True)
 class Tables:
-    """The four history tables of one app (one prefix and schema)."""
+    """The history tables of one app (one prefix and schema)."""
 
     metadata: sa.MetaData
     conversations: sa.Table
     items: sa.Table
+    links: sa.Table
     responses: sa.Table
     feedback: sa.Table
 
@@ -72,6 +107,7 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
     """Define the tables under ``prefix`` in ``schema``. Must describe exactly
     what the migrations in ``flask_smg_history/migrations/versions`` create;
     ``tests/test_sql_migrations.py`` compares the two."""
+    check_names(prefix, schema)
     md = sa.MetaData(schema=schema)
     p = prefix
     conversations = sa.Table(
@@ -89,22 +125,36 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.PrimaryKeyConstraint("id", name=f"{p}conv_pk"),
         sa.Index(f"{p}conv_owner", "owner", "created_at", "id"),
     )
+    # An item is stored once per owner; conversations hold it through links,
+    # so an ``item_reference`` adds a link and copies nothing.
     items = sa.Table(
         f"{p}items",
         md,
-        sa.Column("conversation_id", ID, nullable=False),
+        sa.Column("owner", OWNER, nullable=False),
         sa.Column("id", ID, nullable=False),
-        sa.Column("position", sa.BigInteger, nullable=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("role", sa.String(32), nullable=True),
         sa.Column("status", sa.String(32), nullable=True),
         sa.Column("payload", JsonDocument(), nullable=False),
         sa.Column("created_at", SECONDS, nullable=False),
-        sa.PrimaryKeyConstraint("conversation_id", "id", name=f"{p}items_pk"),
+        sa.PrimaryKeyConstraint("owner", "id", name=f"{p}items_pk"),
+    )
+    links = sa.Table(
+        f"{p}conv_items",
+        md,
+        sa.Column("conversation_id", ID, nullable=False),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("owner", OWNER, nullable=False),
+        sa.Column("item_id", ID, nullable=False),
+        sa.PrimaryKeyConstraint("conversation_id", "item_id", name=f"{p}citems_pk"),
         sa.ForeignKeyConstraint(
-            ["conversation_id"], [conversations.c.id], name=f"{p}items_conv_fk", ondelete="CASCADE"
+            ["conversation_id"], [conversations.c.id], name=f"{p}citems_conv_fk", ondelete="CASCADE"
         ),
-        sa.Index(f"{p}items_pos", "conversation_id", "position", unique=True),
+        sa.ForeignKeyConstraint(["owner", "item_id"], [items.c.owner, items.c.id], name=f"{p}citems_item_fk"),
+        # Pages and recent(): one range scan of this index per call.
+        sa.Index(f"{p}citems_pos", "conversation_id", "position", unique=True),
+        # "Is this item still linked anywhere?" and erasure by owner.
+        sa.Index(f"{p}citems_item", "owner", "item_id"),
     )
     responses = sa.Table(
         f"{p}responses",
@@ -125,6 +175,7 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.Column("expires_at", SECONDS, nullable=True),
         sa.PrimaryKeyConstraint("id", name=f"{p}resp_pk"),
         sa.Index(f"{p}resp_prev", "previous_response_id"),
+        sa.Index(f"{p}resp_owner", "owner", "created_at", "id"),
     )
     feedback = sa.Table(
         f"{p}feedback",
@@ -142,4 +193,4 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.UniqueConstraint("response_id", "owner", name=f"{p}fb_resp_owner"),
         sa.Index(f"{p}fb_owner", "owner", "created_at", "id"),
     )
-    return Tables(md, conversations, items, responses, feedback)
+    return Tables(md, conversations, items, links, responses, feedback)

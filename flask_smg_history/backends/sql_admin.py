@@ -1,0 +1,344 @@
+"""The SQL backend's whole-database operations: erasure of one owner, the list
+of owners, purge, export, import and stats (what the CLI and
+``history.erase_owner`` run). A mixin of ``SqlBackend``, kept apart from the
+per-request calls in ``sql.py``.
+
+- **Erasure** is one transaction of set-based DELETEs by owner, each an index
+  range (links and items lead with owner), so it never loads the owner's rows.
+- **Export** streams: three queries (conversations left-joined to their items
+  by position, then responses, then feedback), each read with a server-side
+  cursor on PostgreSQL and in ``EXPORT_BATCH`` rows at a time everywhere, so
+  memory stays flat however many records there are. It reads live records
+  statement by statement, not in one snapshot.
+- **Import** upserts one batch per transaction, keeps IDs, owners, timestamps
+  and positions, and raises each conversation's ``next_position`` above its
+  imported positions so later appends go after them.
+- **Purge** deletes in batches of ``PURGE_BATCH`` conversations or responses,
+  one transaction each, so a large purge never holds locks for long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..errors import InvalidRequest, NotFound
+from ..records import Conversation, Feedback, Item, Record, Response, now
+from . import sql_items
+from .sql_tables import live
+
+if TYPE_CHECKING:
+    from .sql import SqlBackend
+
+#: Rows fetched from the server at a time while exporting.
+EXPORT_BATCH = 1000
+#: Conversations or responses removed per purge transaction.
+PURGE_BATCH = 500
+#: Owners read per query by ``owners()``.
+OWNERS_BATCH = 1000
+
+KINDS = ("conversations", "items", "responses", "feedback")
+
+
+class SqlOperations:
+    # -- erasure -------------------------------------------------------------
+    def erase_owner(self: SqlBackend, owner: str) -> dict[str, int]:
+        t = self.tables
+
+        def tx(conn: sa.Connection) -> dict[str, int]:
+            conn.execute(t.links.delete().where(t.links.c.owner == owner))
+            items = conn.execute(t.items.delete().where(t.items.c.owner == owner)).rowcount
+            conversations = conn.execute(t.conversations.delete().where(t.conversations.c.owner == owner)).rowcount
+            theirs = sa.select(t.responses.c.id).where(t.responses.c.owner == owner).scalar_subquery()
+            feedback = conn.execute(t.feedback.delete().where(t.feedback.c.response_id.in_(theirs))).rowcount
+            feedback += conn.execute(t.feedback.delete().where(t.feedback.c.owner == owner)).rowcount
+            responses = conn.execute(t.responses.delete().where(t.responses.c.owner == owner)).rowcount
+            return {"conversations": conversations, "items": items, "responses": responses, "feedback": feedback}
+
+        return self._run(tx)
+
+    def owners(self: SqlBackend) -> Iterator[str]:
+        t = self.tables
+        everyone = sa.union(
+            sa.select(t.conversations.c.owner), sa.select(t.responses.c.owner), sa.select(t.feedback.c.owner)
+        ).subquery()
+        last: str | None = None
+        while True:
+            query = sa.select(everyone.c.owner).order_by(everyone.c.owner).limit(OWNERS_BATCH)
+            if last is not None:
+                query = query.where(everyone.c.owner > last)
+            batch = self._run(lambda conn, q=query: conn.execute(q).scalars().all(), write=False)
+            yield from batch
+            if len(batch) < OWNERS_BATCH:
+                return
+            last = batch[-1]
+
+    # -- purge ---------------------------------------------------------------
+    def purge(self: SqlBackend, *, before: float | None, dry_run: bool) -> dict[str, Any]:
+        c, r = self.tables.conversations, self.tables.responses
+        at = now()
+        old_conv = ~live(c, at) if before is None else sa.or_(~live(c, at), c.c.updated_at < before)
+        old_resp = ~live(r, at) if before is None else sa.or_(~live(r, at), r.c.created_at < before)
+        if dry_run:
+            return self._run(lambda conn: self._purge_preview(conn, old_conv, old_resp), write=False)
+        counts = dict.fromkeys(KINDS, 0)
+        while True:
+            done = self._run(lambda conn: self._purge_conversations(conn, old_conv))
+            counts["conversations"] += done[0]
+            counts["items"] += done[1]
+            if done[0] < PURGE_BATCH:
+                break
+        while True:
+            done = self._run(lambda conn: self._purge_responses(conn, old_resp))
+            counts["responses"] += done[0]
+            counts["feedback"] += done[1]
+            if done[0] < PURGE_BATCH:
+                break
+        return counts
+
+    def _purge_conversations(self: SqlBackend, conn: sa.Connection, old: sa.ColumnElement[bool]) -> tuple[int, int]:
+        c = self.tables.conversations
+        rows = conn.execute(sa.select(c.c.id, c.c.owner).where(old).limit(PURGE_BATCH)).all()
+        items = sum(sql_items.unlink_conversation(conn, self.tables, owner, cid) for cid, owner in rows)
+        if rows:
+            conn.execute(c.delete().where(c.c.id.in_([cid for cid, _ in rows])))
+        return len(rows), items
+
+    def _purge_responses(self: SqlBackend, conn: sa.Connection, old: sa.ColumnElement[bool]) -> tuple[int, int]:
+        r, f = self.tables.responses, self.tables.feedback
+        ids = conn.execute(sa.select(r.c.id).where(old).limit(PURGE_BATCH)).scalars().all()
+        if not ids:
+            return 0, 0
+        feedback = conn.execute(f.delete().where(f.c.response_id.in_(ids))).rowcount
+        conn.execute(r.delete().where(r.c.id.in_(ids)))
+        return len(ids), feedback
+
+    def _purge_preview(
+        self: SqlBackend, conn: sa.Connection, old_conv: sa.ColumnElement[bool], old_resp: sa.ColumnElement[bool]
+    ) -> dict[str, int]:
+        """What a purge would remove: items count once, and only those linked
+        from no conversation that stays."""
+        c, link, r, f = self.tables.conversations, self.tables.links, self.tables.responses, self.tables.feedback
+        kept_link = link.alias("kept_link")
+        linked_elsewhere = sa.exists().where(
+            kept_link.c.owner == link.c.owner,
+            kept_link.c.item_id == link.c.item_id,
+            kept_link.c.conversation_id.in_(sa.select(c.c.id).where(~old_conv).correlate(None)),
+        )
+        doomed = (
+            sa.select(link.c.owner, link.c.item_id)
+            .join_from(link, c, c.c.id == link.c.conversation_id)
+            .where(old_conv, ~linked_elsewhere)
+            .distinct()
+            .subquery()
+        )
+        count = sa.func.count()
+        return {
+            "conversations": conn.execute(sa.select(count).select_from(c).where(old_conv)).scalar(),
+            "items": conn.execute(sa.select(count).select_from(doomed)).scalar(),
+            "responses": conn.execute(sa.select(count).select_from(r).where(old_resp)).scalar(),
+            "feedback": conn.execute(
+                sa.select(count).select_from(f).where(f.c.response_id.in_(sa.select(r.c.id).where(old_resp)))
+            ).scalar(),
+        }
+
+    # -- export --------------------------------------------------------------
+    def export(self: SqlBackend, owner: str | None, since: float | None) -> Iterator[Record]:
+        self._check_schema()
+        with self._connect(self._read_options) as conn:
+            yield from self._export_conversations(conn, owner, since)
+            yield from self._export_responses(conn, owner, since)
+            yield from self._export_feedback(conn, owner, since)
+
+    @staticmethod
+    def _stream(conn: sa.Connection, query: sa.Select[Any]) -> sa.Result[Any]:
+        return conn.execute(query.execution_options(yield_per=EXPORT_BATCH))
+
+    def _export_conversations(
+        self: SqlBackend, conn: sa.Connection, owner: str | None, since: float | None
+    ) -> Iterator[Record]:
+        c, link, i = self.tables.conversations, self.tables.links, self.tables.items
+        conditions = [live(c, now())]
+        if owner is not None:
+            conditions.append(c.c.owner == owner)
+        if since is not None:
+            conditions.append(c.c.updated_at >= since)
+        query = (
+            sa.select(
+                c.c.id,
+                c.c.owner,
+                c.c.created_at,
+                c.c.updated_at,
+                c.c["metadata"],
+                c.c.expires_at,
+                *sql_items.item_columns(self.tables),
+            )
+            .select_from(
+                c.outerjoin(link, link.c.conversation_id == c.c.id).outerjoin(
+                    i, sa.and_(i.c.owner == link.c.owner, i.c.id == link.c.item_id)
+                )
+            )
+            .where(*conditions)
+            .order_by(c.c.created_at, c.c.id, link.c.position)
+        )
+        current = None
+        for row in self._stream(conn, query):
+            if row[0] != current:
+                current = row[0]
+                yield self._conversation(row[:6])
+            if row[6] is not None:
+                yield sql_items.item(row[6:])
+
+    def _export_responses(
+        self: SqlBackend, conn: sa.Connection, owner: str | None, since: float | None
+    ) -> Iterator[Response]:
+        r = self.tables.responses
+        conditions = [live(r, now())]
+        if owner is not None:
+            conditions.append(r.c.owner == owner)
+        if since is not None:
+            conditions.append(r.c.created_at >= since)
+        query = sa.select(r).where(*conditions).order_by(r.c.created_at, r.c.id)
+        for row in self._stream(conn, query):
+            yield self._response(row)
+
+    def _export_feedback(
+        self: SqlBackend, conn: sa.Connection, owner: str | None, since: float | None
+    ) -> Iterator[Feedback]:
+        f = self.tables.feedback
+        conditions = [live(f, now())]
+        if owner is not None:
+            conditions.append(f.c.owner == owner)
+        if since is not None:
+            conditions.append(f.c.created_at >= since)
+        query = sa.select(*self._feedback_columns()).where(*conditions).order_by(f.c.created_at, f.c.id)
+        for row in self._stream(conn, query):
+            yield self._feedback(row)
+
+    # -- import --------------------------------------------------------------
+    def import_records(self: SqlBackend, records) -> dict[str, int]:
+        batch = list(records)  # a retry on a fresh connection must see the batch again
+
+        def tx(conn: sa.Connection) -> dict[str, int]:
+            counts = dict.fromkeys(KINDS, 0)
+            owners: dict[str, str] = {}  # conversation ID -> owner, for its items
+            tops: dict[str, int] = {}  # conversation ID -> the next_position its items need
+            for record in batch:
+                if isinstance(record, Conversation):
+                    self._import_conversation(conn, record)
+                    owners[record.id] = record.owner
+                    counts["conversations"] += 1
+                elif isinstance(record, Item):
+                    self._import_item(conn, record, owners)
+                    cid = record.conversation_id
+                    tops[cid] = max(tops.get(cid, 0), record.position + 1)
+                    counts["items"] += 1
+                elif isinstance(record, Response):
+                    self._upsert_response(conn, record)
+                    counts["responses"] += 1
+                elif isinstance(record, Feedback):
+                    self._import_feedback(conn, record)
+                    counts["feedback"] += 1
+            c = self.tables.conversations
+            for cid, top in tops.items():
+                conn.execute(c.update().where(c.c.id == cid, c.c.next_position < top).values(next_position=top))
+            return counts
+
+        return self._run(tx)
+
+    def _import_conversation(self: SqlBackend, conn: sa.Connection, record: Conversation) -> None:
+        c = self.tables.conversations
+        values = {
+            "owner": record.owner,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "metadata": record.metadata,
+            "expires_at": record.expires_at,
+        }
+        existing = conn.execute(sa.select(c.c.owner).where(c.c.id == record.id)).scalar()
+        if existing is None:
+            conn.execute(c.insert().values(id=record.id, next_position=0, **values))
+        elif existing != record.owner:
+            raise InvalidRequest(f"Conversation '{record.id}' belongs to another owner.", param="id")
+        else:
+            conn.execute(c.update().where(c.c.id == record.id).values(values))
+
+    def _import_item(self: SqlBackend, conn: sa.Connection, record: Item, owners: dict[str, str]) -> None:
+        c, link, i = self.tables.conversations, self.tables.links, self.tables.items
+        cid = record.conversation_id
+        owner = owners.get(cid)
+        if owner is None:
+            owner = conn.execute(sa.select(c.c.owner).where(c.c.id == cid)).scalar()
+            if owner is None:
+                raise NotFound.conversation(cid)
+            owners[cid] = owner
+        values = {
+            "type": record.type,
+            "role": record.role,
+            "status": record.status,
+            "payload": record.payload,
+            "created_at": record.created_at,
+        }
+        if not conn.execute(i.update().where(i.c.owner == owner, i.c.id == record.id).values(values)).rowcount:
+            conn.execute(i.insert().values(owner=owner, id=record.id, **values))
+        linked = conn.execute(
+            sa.select(link.c.position).where(link.c.conversation_id == cid, link.c.item_id == record.id)
+        ).first()
+        if linked is None:
+            conn.execute(
+                link.insert().values(conversation_id=cid, position=record.position, owner=owner, item_id=record.id)
+            )
+
+    def _import_feedback(self: SqlBackend, conn: sa.Connection, record: Feedback) -> None:
+        """Replace the owner's feedback on that response (and any row with the
+        record's ID), as resubmitting does, but keeping the record's ID."""
+        f = self.tables.feedback
+        conn.execute(
+            f.delete().where(
+                sa.or_(sa.and_(f.c.response_id == record.response_id, f.c.owner == record.owner), f.c.id == record.id)
+            )
+        )
+        conn.execute(
+            f.insert().values(
+                id=record.id,
+                response_id=record.response_id,
+                owner=record.owner,
+                rating=record.rating,
+                comment=record.comment,
+                metadata=record.metadata,
+                model=record.model,
+                created_at=record.created_at,
+                expires_at=record.expires_at,
+            )
+        )
+
+    # -- stats ---------------------------------------------------------------
+    def stats(self: SqlBackend, owner: str | None) -> dict[str, Any]:
+        """Counts of live records by aggregate queries (one per table)."""
+        c, link, r, f = self.tables.conversations, self.tables.links, self.tables.responses, self.tables.feedback
+
+        def mine(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+            return [live(table, now())] + ([table.c.owner == owner] if owner is not None else [])
+
+        def tx(conn: sa.Connection) -> dict[str, Any]:
+            count = sa.func.count()
+            conversations, oldest, newest = conn.execute(
+                sa.select(count, sa.func.min(c.c.created_at), sa.func.max(c.c.created_at)).where(*mine(c))
+            ).one()
+            items = conn.execute(
+                sa.select(count).select_from(link).join(c, c.c.id == link.c.conversation_id).where(*mine(c))
+            ).scalar()
+            responses = conn.execute(sa.select(count).select_from(r).where(*mine(r))).scalar()
+            ratings = dict(conn.execute(sa.select(f.c.rating, count).where(*mine(f)).group_by(f.c.rating)).all())
+            return {
+                "conversations": conversations,
+                "items": items,
+                "responses": responses,
+                "feedback": {"positive": ratings.get("positive", 0), "negative": ratings.get("negative", 0)},
+                "oldest": oldest,
+                "newest": newest,
+            }
+
+        return self._run(tx, write=False)
