@@ -13,7 +13,7 @@ import dataclasses
 import re
 from collections import Counter
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Any
 
 from ..errors import NotFound
@@ -155,9 +155,33 @@ class RedisOperations:
                     counts["feedback"] += self._purge_response(owner, resp.id, dry_run)
                 elif resp.expires_at is not None:
                     deadlines.append(resp.expires_at)
+            if not dry_run:
+                counts["stale_entries"] = counts.get("stale_entries", 0) + self._compact(owner)
         counts["ttl_first_ends"] = codec.when(min(deadlines)) if deadlines else "-"
         counts["ttl_last_ends"] = codec.when(max(deadlines)) if deadlines else "-"
         return counts
+
+    def _compact(self, owner: str) -> int:
+        """Remove what TTL expiry left in the owner's indexes and item
+        directory (readers skip it; this bounds it for an owner who stays
+        active for years). One script per window, each entry rechecked there."""
+        removed = 0
+        for kind in ("convs", "resps", "fb"):
+            index, skip = self._owner_key(owner, kind), 0
+            while True:
+                members, _ = self._index_window(owner, kind, None, skip, _WINDOW, "asc")
+                if members:
+                    result = self._run("compact", owner, [repr(now()), kind, *members], "An owner index", index)
+                    removed += int(result[1])
+                    skip += len(members) - int(result[1])
+                if len(members) < _WINDOW:
+                    break
+        directory = self._owner_key(owner, "items")
+        ids = (item_id for item_id, _ in self.client.hscan_iter(directory, count=_WINDOW))
+        for chunk in _chunks(ids, _WINDOW):
+            result = self._run("compact", owner, [repr(now()), "items", *chunk], "An item directory", directory)
+            removed += int(result[1])
+        return removed
 
     def _purge_conversation(self, owner: str, conversation_id: str, dry_run: bool) -> int:
         """Delete one conversation; returns the items that go (or would)."""
@@ -281,6 +305,11 @@ class RedisOperations:
             [fb.response_id, "", fb.id, codec.feedback_doc(fb), repr(fb.created_at), codec.ms(fb.expires_at)],
             f"Feedback on response '{fb.response_id}'",
         )
+
+
+def _chunks(values: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(islice(values, size)):
+        yield batch
 
 
 def _owner_of(key: str, start: int) -> str | None:

@@ -409,6 +409,32 @@ touch(cid, deadline_of(cid))
 return {'ok'}
 """
 
+#: KEYS owner's ``convs``, the index to clean; ARGV now, kind (``items``,
+#: ``convs``, ``resps``, ``fb``), then entries. Removes the entries whose
+#: record expired by TTL and returns how many went.
+COMPACT = r"""
+local kind, removed = ARGV[2], 0
+for i = 3, #ARGV do
+  local id, stale = ARGV[i], false
+  if kind == 'items' then
+    stale = redis.call('HEXISTS', DIR, id) == 1 and not locate(id, ARGV[1])
+  elseif kind == 'convs' then
+    stale = redis.call('EXISTS', ck(id, 'meta')) == 0
+  elseif kind == 'resps' then
+    stale = redis.call('EXISTS', rk(id, 'resp')) == 0
+  else
+    local rid = redis.call('HGET', T .. ':fbref', id)
+    stale = not rid or redis.call('HGET', rk(rid, 'fb'), 'i') ~= id
+    if stale then redis.call('HDEL', T .. ':fbref', id) end
+  end
+  if stale then
+    if kind ~= 'items' then redis.call('ZREM', KEYS[2], id) end
+    removed = removed + 1
+  end
+end
+return {'ok', removed}
+"""
+
 SCRIPTS: dict[str, str] = {
     name: _PRELUDE + body
     for name, body in {
@@ -427,5 +453,6 @@ SCRIPTS: dict[str, str] = {
         "erase": ERASE,
         "import_conversation": IMPORT_CONVERSATION,
         "import_items": IMPORT_ITEMS,
+        "compact": COMPACT,
     }.items()
 }

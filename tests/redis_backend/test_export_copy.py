@@ -10,12 +10,13 @@ import tracemalloc
 import pytest
 import redis.exceptions as rex
 
+from flask_smg_history import NotFound
 from flask_smg_history.backends.redis import RedisBackend
 from flask_smg_history.records import Conversation, Item, now
 
 from ..conftest import build_app
 from ..contract.test_owner_data import _fill
-from .conftest import backend_of, store_of
+from .conftest import backend_of, keys_under, store_of
 
 pytestmark = pytest.mark.redis
 
@@ -126,3 +127,36 @@ def test_copy_memory_to_redis_interrupted_resumed_and_verified(app, tmp_path, mo
     (shared,) = [r for r in exported if isinstance(r, Item) and r.id in ids[conv.id] & ids[later.id]][:1]
     alice.conversations.delete(conv.id)  # the copied reference still links the item elsewhere
     assert alice.items.get(later.id, shared.id).payload == shared.payload
+
+
+def test_import_finds_the_owner_of_a_conversation_imported_by_another_run(make_app):
+    app = make_app()
+    first, second = backend_of(app), backend_of(make_app())  # one Redis prefix, as two runs of the CLI
+    _load(first, "carol", 1, 3)
+    at = now()
+    payload = {"id": "msg_late", "type": "message", "role": "user", "content": []}
+    late = Item(
+        id="msg_late", conversation_id="conv_carol0", type="message", payload=payload, created_at=at, position=7
+    )
+    assert second._import_owners == {}
+    assert second.import_records([late]) == {"conversations": 0, "items": 1, "responses": 0, "feedback": 0}
+    listed = store_of(app, "carol").items.list("conv_carol0", order="asc").data
+    assert [i.position for i in listed] == [0, 1, 2, 7]
+    orphan = dataclasses.replace(late, conversation_id="conv_nowhere")
+    with pytest.raises(NotFound):
+        second.import_records([orphan])
+
+
+def test_importing_twice_leaves_the_same_keys(app):
+    backend = backend_of(app)
+    alice = store_of(app)
+    convs = _fill(alice, n_conv=2, n_items=3)
+    alice.items.add(convs[1].id, [{"type": "item_reference", "id": alice.items.list(convs[0].id).data[0].id}])
+    records = list(backend.export(None, None))
+    alice.erase_owner()
+    backend.import_records(records)
+    keys = keys_under(app)
+    once = {k: (backend.client.type(k), backend.client.dump(k)) for k in keys}
+    backend.import_records(records)
+    assert keys_under(app) == keys
+    assert {k: (backend.client.type(k), backend.client.dump(k)) for k in keys} == once

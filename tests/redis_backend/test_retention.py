@@ -9,6 +9,7 @@ import time
 import pytest
 
 from flask_smg_history import ConfigError
+from flask_smg_history.backends import redis_codec as codec
 
 from ..conftest import build_app
 from .conftest import backend_of, keys_under, store_of
@@ -109,3 +110,25 @@ def test_a_shared_item_lives_as_long_as_the_longest_lived_conversation_linking_i
     assert not [k for k in keys_under(app) if item.id in k]
     time.sleep(1.6)
     assert keys_under(app) == set()
+
+
+def test_purge_removes_nothing_live_reports_ttls_and_drops_what_expiry_left_in_the_indexes(make_app):
+    app = make_app(SMG_HISTORY_REDIS_RETENTION_DAYS=SECONDS)
+    alice, backend = store_of(app), backend_of(app)
+    alice.conversations.create(items=[{"role": "user", "content": str(n)} for n in range(2)])  # goes idle
+    active = alice.conversations.create()
+    for n in range(4):
+        time.sleep(0.6)
+        alice.items.add(active.id, [{"role": "user", "content": str(n)}])
+    directory, index = backend._owner_key("alice", "items"), backend._owner_key("alice", "convs")
+    assert (backend.client.hlen(directory), backend.client.zcard(index)) == (2 + 4, 2)  # the idle one's, expired
+
+    preview = backend.purge(before=None, dry_run=True)
+    assert (preview["conversations"], preview["items"]) == (0, 0) and "stale_entries" not in preview
+    assert backend.client.hlen(directory) == 6
+    done = backend.purge(before=None, dry_run=False)
+    assert done["conversations"] == 0 and done["stale_entries"] == 3
+    assert (backend.client.hlen(directory), backend.client.zcard(index)) == (4, 1)
+    deadline = alice.conversations.get(active.id).expires_at
+    assert done["ttl_first_ends"] == done["ttl_last_ends"] == codec.when(deadline)
+    assert len(alice.items.list(active.id).data) == 4
