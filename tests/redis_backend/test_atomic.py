@@ -1,14 +1,17 @@
 """Appends from several processes (each with threads) keep one total order
-with nothing lost or duplicated; a page and ``recent(n)`` are one round trip
-whatever the conversation's length."""
+with nothing lost or duplicated; links to one item from many threads keep its
+link record exact; a page and ``recent(n)`` are one round trip whatever the
+conversation's length."""
 
 from __future__ import annotations
 
 import multiprocessing
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import backend_of, store_of
+from .conftest import backend_of, keys_under, store_of
 from .writer import write
 
 pytestmark = pytest.mark.redis
@@ -66,3 +69,30 @@ def test_page_and_recent_are_one_round_trip_at_any_length(app, monkeypatch):
     middle = alice.items.list(conv.id, after=recent[0].id, limit=5, order="desc")
     assert [i.payload["content"][0]["text"] for i in middle.data] == ["1979", "1978", "1977", "1976", "1975"]
     assert sent == ["EVALSHA", "EVALSHA"]
+
+
+def test_concurrent_links_and_unlinks_of_one_item_stay_consistent(app):
+    alice, backend = store_of(app), backend_of(app)
+    home = alice.conversations.create(items=[{"role": "user", "content": "shared"}])
+    item = alice.items.list(home.id).data[0]
+    anchor = alice.conversations.create(items=[{"type": "item_reference", "id": item.id}])  # a link that stays
+    convs = [alice.conversations.create() for _ in range(8)]
+
+    def churn(conv) -> None:
+        for _ in range(15):
+            alice.items.add(conv.id, [{"type": "item_reference", "id": item.id}])
+            alice.items.delete(conv.id, item.id)
+        alice.items.add(conv.id, [{"type": "item_reference", "id": item.id}])
+
+    with ThreadPoolExecutor(9) as pool:
+        done = [pool.submit(churn, conv) for conv in convs]
+        time.sleep(0.05)
+        done.append(pool.submit(alice.conversations.delete, home.id))  # its item lives on in the others
+        for future in done:
+            future.result()
+    links = {k.decode() for k in backend.client.hkeys(f"{backend._tag('alice')}:s:{item.id}")}
+    assert links == {"d", *(f"l:{c.id}" for c in [anchor, *convs])}
+    for conv in [anchor, *convs]:
+        assert alice.items.get(conv.id, item.id).payload == item.payload
+        alice.items.delete(conv.id, item.id)
+    assert not [k for k in keys_under(app) if item.id in k]
