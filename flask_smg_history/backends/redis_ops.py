@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import NotFound
 from ..records import Conversation, Feedback, Item, Record, Response, is_live, now
 from . import redis_codec as codec
-from .redis_codec import CorruptRecord, log
+from .redis_codec import log
 
 #: Index entries read per round trip by the walks below.
 _WINDOW = 200
@@ -72,12 +72,14 @@ class RedisOperations:
         for members, _ in self._windows(owner, "resps"):
             replies = self._pipelined([("hgetall", self._resp_keys(owner, rid)[0]) for rid in members])
             for rid, reply in zip(members, replies):
-                if isinstance(reply, Exception) or not reply:
-                    continue
+                if not reply:
+                    continue  # expired: the index entry outlives it
                 try:
+                    if isinstance(reply, Exception):
+                        raise reply
                     yield codec.response(rid, owner, reply)
-                except CorruptRecord as exc:
-                    log.error("Redis history: %s; skipped", exc)
+                except Exception as exc:
+                    log.error("Redis history: response '%s' is unreadable (%s); skipped", rid, exc)
 
     def _feedback(self, owner: str) -> Iterator[Feedback]:
         ref_key = self._owner_key(owner, "fbref")

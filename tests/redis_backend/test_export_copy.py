@@ -160,3 +160,10 @@ def test_importing_twice_leaves_the_same_keys(app):
     backend.import_records(records)
     assert keys_under(app) == keys
     assert {k: (backend.client.type(k), backend.client.dump(k)) for k in keys} == once
+
+
+def test_copy_refuses_an_unknown_setting(app, tmp_path):
+    source = build_app({"SMG_HISTORY_BACKEND": "memory"}, tmp_path / "source")
+    args = ["smg-history", "copy", "--to-backend", "redis", "--set", "SMG_HISTORY_REDIS_NOPE=1"]
+    result = source.test_cli_runner().invoke(args=args)
+    assert result.exit_code != 0 and "expected SMG_HISTORY_KEY=VALUE" in result.output
