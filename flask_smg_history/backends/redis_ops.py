@@ -238,7 +238,8 @@ class RedisOperations:
         for is_item, run in groupby(records, key=lambda r: isinstance(r, Item)):
             if is_item:
                 for conversation_id, items in groupby(run, key=lambda i: i.conversation_id):
-                    counts["items"] += self._import_items(conversation_id, list(items))
+                    for chunk in _chunks(items, _ITEM_CHUNK):  # a long conversation is never held whole
+                        counts["items"] += self._import_items(conversation_id, chunk)
                 continue
             for record in run:
                 if isinstance(record, Conversation):
@@ -273,16 +274,16 @@ class RedisOperations:
         self._import_owners[conv.id] = conv.owner
 
     def _import_items(self, conversation_id: str, items: list[Item]) -> int:
+        """One script for up to ``_ITEM_CHUNK`` items of one conversation."""
         owner = self._import_owners.get(conversation_id) or self._find_owner(conversation_id)
         if owner is None:
             raise NotFound.conversation(conversation_id)
-        for start in range(0, len(items), _ITEM_CHUNK):
-            args: list[Any] = [conversation_id, repr(now())]
-            for item in items[start : start + _ITEM_CHUNK]:
-                args += [item.id, item.position, codec.item_json(item)]
-            result = self._run("import_items", owner, args, f"Conversation '{conversation_id}'")
-            if self._status(result) == "nf":
-                raise NotFound.conversation(conversation_id)
+        args: list[Any] = [conversation_id, repr(now())]
+        for item in items:
+            args += [item.id, item.position, codec.item_json(item)]
+        result = self._run("import_items", owner, args, f"Conversation '{conversation_id}'")
+        if self._status(result) == "nf":
+            raise NotFound.conversation(conversation_id)
         return len(items)
 
     def _find_owner(self, conversation_id: str) -> str | None:

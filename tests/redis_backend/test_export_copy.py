@@ -66,6 +66,34 @@ def _timeless(record):
     return record if isinstance(record, Item) else dataclasses.replace(record, expires_at=None)
 
 
+def _records(owner: str, items: int):
+    """One conversation with ``items`` items, generated as they are consumed."""
+    at = now()
+    yield Conversation(id=f"conv_{owner}", owner=owner, created_at=at, updated_at=at)
+    for i in range(items):
+        iid = f"msg_{owner}_{i}"
+        payload = {"id": iid, "type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 200}]}
+        yield Item(id=iid, conversation_id=f"conv_{owner}", type="message", payload=payload, created_at=at, position=i)
+
+
+def _import_peak(backend, owner: str, items: int) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        assert backend.import_records(_records(owner, items))["items"] == items
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_import_memory_stays_flat_for_a_long_conversation(app):
+    backend = backend_of(app)
+    small_peak = _import_peak(backend, "small", 2000)
+    large_peak = _import_peak(backend, "large", 16000)
+    assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
+    assert backend.stats("large")["items"] == 16000
+
+
 class _Interrupt:
     """Make the target's third import batch fail as a lost connection would."""
 
