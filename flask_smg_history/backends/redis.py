@@ -357,20 +357,22 @@ class RedisBackend(RedisOperations, Backend):
         return self._positioned(conversation_id, items, result)
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
-        result = self._run(
-            "page",
-            owner,
-            [conversation_id, repr(now()), after or "", limit + 1, order],
-            f"Conversation '{conversation_id}'",
-        )
+        return self._item_page(owner, conversation_id, [after or "", limit + 1, order], after, limit)[0]
+
+    def _item_page(
+        self, owner: str, conversation_id: str, args: list[Any], after: str | None, limit: int
+    ) -> tuple[Page[Item], int]:
+        """One page of items, and the position of the last one read (an
+        unreadable item is left out of the page but not out of the walk)."""
+        result = self._run("page", owner, [conversation_id, repr(now()), *args], f"Conversation '{conversation_id}'")
         status = self._status(result)
         if status == "nf":
             raise NotFound.conversation(conversation_id)
         if status == "after":
             raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
-        scored, values = result[1], result[2]
-        has_more = len(values) > limit
-        return Page(data=codec.items(conversation_id, scored, values)[:limit], has_more=has_more)
+        scored, values = result[1][: 2 * limit], result[2][:limit]
+        last = int(float(scored[-1])) if scored else -1
+        return Page(data=codec.items(conversation_id, scored, values), has_more=len(result[2]) > limit), last
 
     def get_item(self, owner, conversation_id, item_id):
         result = self._run("get_item", owner, [conversation_id, repr(now()), item_id], f"Item '{item_id}'")

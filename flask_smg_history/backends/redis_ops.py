@@ -222,16 +222,16 @@ class RedisOperations:
             if not is_live(conv.expires_at, now()) or (since is not None and conv.updated_at < since):
                 continue
             yield conv
-            after = None
+            position = -1  # a position cursor: deleting the last item exported does not lose the place
             while True:
                 try:
-                    page = self.list_items(owner, conv.id, after=after, limit=_ITEM_CHUNK, order="asc")
+                    args = ["", _ITEM_CHUNK + 1, "asc", position]
+                    page, position = self._item_page(owner, conv.id, args, None, _ITEM_CHUNK)
                 except NotFound:
                     break  # deleted while exporting
                 yield from page.data
                 if not page.has_more:
                     break
-                after = page.last_id
 
     def import_records(self, records):
         counts = {"conversations": 0, "items": 0, "responses": 0, "feedback": 0}

@@ -241,8 +241,10 @@ if not live(ck(ARGV[1], 'meta'), ARGV[2]) then return {'nf'} end
 return {'ok', drop(ARGV[1])}
 """
 
-#: ARGV conversation id, now, after (empty: none), count, order.
-#: Returns item IDs with their positions, then their JSON.
+#: ARGV conversation id, now, after (empty: none), count, order[, after
+#: this position instead: export's cursor, which survives the deletion of
+#: the item it stopped at]. Returns item IDs with their positions, then their
+#: JSON.
 PAGE = r"""
 local cid = ARGV[1]
 if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
@@ -253,6 +255,8 @@ if ARGV[3] ~= '' then
   local score = redis.call('ZSCORE', items, ARGV[3])
   if not score then return {'after'} end
   bound = '(' .. score
+elseif ARGV[6] then
+  bound = '(' .. ARGV[6]
 end
 local scored
 if asc then

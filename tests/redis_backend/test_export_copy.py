@@ -11,6 +11,7 @@ import pytest
 import redis.exceptions as rex
 
 from flask_smg_history import NotFound
+from flask_smg_history.backends import redis_ops
 from flask_smg_history.backends.redis import RedisBackend
 from flask_smg_history.records import Conversation, Item, now
 
@@ -195,3 +196,14 @@ def test_copy_refuses_an_unknown_setting(app, tmp_path):
     args = ["smg-history", "copy", "--to-backend", "redis", "--set", "SMG_HISTORY_REDIS_NOPE=1"]
     result = source.test_cli_runner().invoke(args=args)
     assert result.exit_code != 0 and "expected SMG_HISTORY_KEY=VALUE" in result.output
+
+
+def test_export_keeps_its_place_when_the_item_it_stopped_at_is_deleted(app, monkeypatch):
+    monkeypatch.setattr(redis_ops, "_ITEM_CHUNK", 2)
+    alice = store_of(app)
+    conv = alice.conversations.create(items=[{"role": "user", "content": str(n)} for n in range(6)])
+    records = backend_of(app).export("alice", None)
+    seen = [next(records), next(records), next(records)]  # the conversation and the first page of two
+    alice.items.delete(conv.id, seen[-1].id)  # the cursor's own item
+    seen += list(records)
+    assert [r.payload["content"][0]["text"] for r in seen[1:]] == ["0", "1", "2", "3", "4", "5"]
