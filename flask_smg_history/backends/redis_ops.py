@@ -140,27 +140,36 @@ class RedisOperations:
     def purge(self, *, before, dry_run):
         """Redis removes expired records itself (key TTL), so there is nothing
         expired to purge; with ``before``, conversations last written and
-        responses created before it go (with their items and feedback). The
+        responses created before it go (with their items and feedback).
+        Without ``dry_run``, what expiry left in the indexes goes too. The
         result also says when the earliest and latest remaining TTL ends."""
         counts: dict[str, Any] = {"conversations": 0, "items": 0, "responses": 0, "feedback": 0}
-        deadlines: list[float] = []
+        first = last = None
+
+        def remaining(deadline: float | None) -> None:
+            nonlocal first, last
+            if deadline is not None:
+                first = deadline if first is None else min(first, deadline)
+                last = deadline if last is None else max(last, deadline)
+
         for owner in list(self.owners()):
+            # Deleting while walking would shift the index windows: list them first.
             for conv in list(self._conversations(owner)) if before is not None else self._conversations(owner):
                 if before is not None and conv.updated_at < before:
                     counts["conversations"] += 1
                     counts["items"] += self._purge_conversation(owner, conv.id, dry_run)
-                elif conv.expires_at is not None:
-                    deadlines.append(conv.expires_at)
-            for resp in list(self._responses(owner)):
+                else:
+                    remaining(conv.expires_at)
+            for resp in list(self._responses(owner)) if before is not None else self._responses(owner):
                 if before is not None and resp.created_at < before:
                     counts["responses"] += 1
                     counts["feedback"] += self._purge_response(owner, resp.id, dry_run)
-                elif resp.expires_at is not None:
-                    deadlines.append(resp.expires_at)
+                else:
+                    remaining(resp.expires_at)
             if not dry_run:
                 counts["stale_entries"] = counts.get("stale_entries", 0) + self._compact(owner)
-        counts["ttl_first_ends"] = codec.when(min(deadlines)) if deadlines else "-"
-        counts["ttl_last_ends"] = codec.when(max(deadlines)) if deadlines else "-"
+        counts["ttl_first_ends"] = "-" if first is None else codec.when(first)
+        counts["ttl_last_ends"] = "-" if last is None else codec.when(last)
         return counts
 
     def _compact(self, owner: str) -> int:
