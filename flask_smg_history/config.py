@@ -193,7 +193,12 @@ KEYS: tuple[Key, ...] = (
         "Seconds a caller waits for a free Redis connection when the pool is full (then 503).",
         minimum=0,
     ),
-    _k("REDIS_KEY_PREFIX", "smg:", "str", "Prefix of every Redis key, so apps can share one Redis."),
+    _k(
+        "REDIS_KEY_PREFIX",
+        "smg:",
+        "str",
+        "Prefix of every Redis key, so apps can share one Redis: 1 to 64 of `A-Z a-z 0-9 _ : . -`.",
+    ),
     _k("REDIS_CLUSTER", False, "bool", "Connect with redis-py's RedisCluster."),
     _k(
         "REDIS_SOCKET_TIMEOUT",
