@@ -1,7 +1,8 @@
 """Benchmark of the Redis backend (the figures in docs/backends/redis.md).
 
 Prints items added per second (one item per call and 20 per call, through the
-backend and through the whole store), ``recent(20)`` at 100 and 100,000 items,
+backend and through the whole store; one per call to a conversation linking
+20 shared items), ``recent(20)`` at 100 and 100,000 items,
 and the ratio of our add-one-item to the bare redis-py commands that store the
 same data (position, item, conversation timestamps, TTLs) in one pipeline.
 
@@ -133,6 +134,17 @@ def main() -> None:
         recent_small = _median_ms(1000, lambda: store.items.recent(small.id, limit=20))
         recent_large = _median_ms(1000, lambda: store.items.recent(large.id, limit=20))
 
+        # An append also extends the TTL of every shared item the conversation links.
+        linking = store.conversations.create()
+        for item in store.items.list(small.id, limit=20).data:
+            backend.add_items(
+                "bench", linking.id, [Item(item.id, "", "item_reference", {}, 0)], updated_at=now(), expires_at=None
+            )
+        linked = _rate(
+            per_round,
+            lambda n: backend.add_items("bench", linking.id, [_item(str(n))], updated_at=now(), expires_at=None),
+        )
+
         print(
             f"redis at {args.url}{' (cluster)' if args.cluster else ''}, "
             f"{args.calls} calls per rate in {ROUNDS} interleaved rounds"
@@ -148,6 +160,7 @@ def main() -> None:
         print(f"ratio whole store / bare:            {bare_rate / via_store:9.2f}")
         print(f"recent(20) at 100 items:             {recent_small:9.3f} ms (median of 1000)")
         print(f"recent(20) at 100,000 items:         {recent_large:9.3f} ms (median of 1000)")
+        print(f"add 1 item, conversation linking 20 shared items: {linked:9.0f} items/s")
         print(f"filling 100,000 items, 20 per call:  {fill_s:9.1f} s")
     finally:
         for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
