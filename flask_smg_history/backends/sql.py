@@ -48,7 +48,7 @@ from . import sql_items, sql_migrate
 from .base import Backend, already_exists
 from .sql_admin import SqlOperations
 from .sql_engine import SQLITE_BEGIN, build_engine
-from .sql_tables import build_tables, live
+from .sql_tables import beyond, build_tables, live
 
 T = TypeVar("T")
 log = logging.getLogger("flask_smg_history")
@@ -260,7 +260,7 @@ class SqlBackend(SqlOperations, Backend):
                 ).first()
                 if cursor is None:
                     raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
-                query = query.where(_beyond(t.c.created_at, t.c.id, cursor[0], after, order))
+                query = query.where(beyond(t.c.created_at, t.c.id, cursor[0], after, order))
             rows = conn.execute(_ordered(query, order, t.c.created_at, t.c.id).limit(limit + 1)).all()
             return Page([self._conversation(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -500,7 +500,7 @@ class SqlBackend(SqlOperations, Backend):
                 cursor = conn.execute(sa.select(t.c.created_at).where(t.c.id == after, *conditions)).first()
                 if cursor is None:
                     raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
-                query = query.where(_beyond(t.c.created_at, t.c.id, cursor[0], after, "desc"))
+                query = query.where(beyond(t.c.created_at, t.c.id, cursor[0], after, "desc"))
             rows = conn.execute(_ordered(query, "desc", t.c.created_at, t.c.id).limit(limit + 1)).all()
             return Page([self._response(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -595,7 +595,7 @@ class SqlBackend(SqlOperations, Backend):
                 cursor = conn.execute(sa.select(f.c.created_at).where(f.c.id == after, *conditions)).first()
                 if cursor is None:
                     raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
-                query = query.where(_beyond(f.c.created_at, f.c.id, cursor[0], after, "desc"))
+                query = query.where(beyond(f.c.created_at, f.c.id, cursor[0], after, "desc"))
             rows = conn.execute(_ordered(query, "desc", f.c.created_at, f.c.id).limit(limit + 1)).all()
             return Page([self._feedback(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -621,16 +621,6 @@ class SqlBackend(SqlOperations, Backend):
             self.engine.dispose()
         if self._closer is not None:
             self._closer()
-
-
-def _beyond(
-    created: sa.Column[Any], ident: sa.Column[Any], at: float, after: str, order: str
-) -> sa.ColumnElement[bool]:
-    """Rows after the cursor (created_at, id) in ``order``, spelled without
-    row-value comparison, which Oracle lacks."""
-    if order == "asc":
-        return sa.or_(created > at, sa.and_(created == at, ident > after))
-    return sa.or_(created < at, sa.and_(created == at, ident < after))
 
 
 def _ordered(query: sa.Select[Any], order: str, *columns: sa.Column[Any]) -> sa.Select[Any]:

@@ -5,11 +5,12 @@ per-request calls in ``sql.py``.
 
 - **Erasure** is one transaction of set-based DELETEs by owner, each an index
   range (links and items lead with owner), so it never loads the owner's rows.
-- **Export** streams: three queries (conversations left-joined to their items
-  by position, then responses, then feedback), each read with a server-side
-  cursor on PostgreSQL and in ``EXPORT_BATCH`` rows at a time everywhere, so
-  memory stays flat however many records there are. It reads live records
-  statement by statement, not in one snapshot.
+- **Export** reads keyset batches, each one short transaction: conversations
+  by (created_at, id), each followed by its items by position, then responses
+  and feedback by (created_at, id), every batch an index range. Memory stays
+  flat however many records there are, and nothing is held between batches:
+  an export abandoned half-way (a crashed copy) keeps no transaction open. It
+  sees each batch as of its own moment, not one snapshot of the whole.
 - **Import** upserts one batch per transaction, keeps IDs, owners, timestamps
   and positions, and raises each conversation's ``next_position`` above its
   imported positions so later appends go after them.
@@ -27,13 +28,15 @@ import sqlalchemy as sa
 from ..errors import InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Record, Response, now
 from . import sql_items
-from .sql_tables import live
+from .sql_tables import beyond, live
 
 if TYPE_CHECKING:
     from .sql import SqlBackend
 
-#: Rows fetched from the server at a time while exporting.
-EXPORT_BATCH = 1000
+#: Items, responses or feedback read per export query.
+EXPORT_BATCH = 500
+#: Conversations read per export query (each is then followed by its items).
+CONVERSATION_BATCH = 100
 #: Conversations or responses removed per purge transaction.
 PURGE_BATCH = 500
 #: Owners read per query by ``owners()``.
@@ -146,76 +149,61 @@ class SqlOperations:
 
     # -- export --------------------------------------------------------------
     def export(self: SqlBackend, owner: str | None, since: float | None) -> Iterator[Record]:
-        self._check_schema()
-        with self._connect(self._read_options) as conn:
-            yield from self._export_conversations(conn, owner, since)
-            yield from self._export_responses(conn, owner, since)
-            yield from self._export_feedback(conn, owner, since)
-
-    @staticmethod
-    def _stream(conn: sa.Connection, query: sa.Select[Any]) -> sa.Result[Any]:
-        return conn.execute(query.execution_options(yield_per=EXPORT_BATCH))
-
-    def _export_conversations(
-        self: SqlBackend, conn: sa.Connection, owner: str | None, since: float | None
-    ) -> Iterator[Record]:
-        c, link, i = self.tables.conversations, self.tables.links, self.tables.items
-        conditions = [live(c, now())]
-        if owner is not None:
-            conditions.append(c.c.owner == owner)
-        if since is not None:
-            conditions.append(c.c.updated_at >= since)
-        query = (
-            sa.select(
-                c.c.id,
-                c.c.owner,
-                c.c.created_at,
-                c.c.updated_at,
-                c.c["metadata"],
-                c.c.expires_at,
-                *sql_items.item_columns(self.tables),
-            )
-            .select_from(
-                c.outerjoin(link, link.c.conversation_id == c.c.id).outerjoin(
-                    i, sa.and_(i.c.owner == link.c.owner, i.c.id == link.c.item_id)
-                )
-            )
-            .where(*conditions)
-            .order_by(c.c.created_at, c.c.id, link.c.position)
-        )
-        current = None
-        for row in self._stream(conn, query):
-            if row[0] != current:
-                current = row[0]
-                yield self._conversation(row[:6])
-            if row[6] is not None:
-                yield sql_items.item(row[6:])
-
-    def _export_responses(
-        self: SqlBackend, conn: sa.Connection, owner: str | None, since: float | None
-    ) -> Iterator[Response]:
-        r = self.tables.responses
-        conditions = [live(r, now())]
-        if owner is not None:
-            conditions.append(r.c.owner == owner)
-        if since is not None:
-            conditions.append(r.c.created_at >= since)
-        query = sa.select(r).where(*conditions).order_by(r.c.created_at, r.c.id)
-        for row in self._stream(conn, query):
+        c, r, f = self.tables.conversations, self.tables.responses, self.tables.feedback
+        conversations = [c.c.id, c.c.owner, c.c.created_at, c.c.updated_at, c.c["metadata"], c.c.expires_at]
+        for conv in self._keyset(c, conversations, owner, c.c.updated_at, since, CONVERSATION_BATCH):
+            yield self._conversation(conv)
+            yield from self._export_items(conv[0])
+        for row in self._keyset(r, list(r.columns), owner, r.c.created_at, since, EXPORT_BATCH):
             yield self._response(row)
-
-    def _export_feedback(
-        self: SqlBackend, conn: sa.Connection, owner: str | None, since: float | None
-    ) -> Iterator[Feedback]:
-        f = self.tables.feedback
-        conditions = [live(f, now())]
-        if owner is not None:
-            conditions.append(f.c.owner == owner)
-        if since is not None:
-            conditions.append(f.c.created_at >= since)
-        query = sa.select(*self._feedback_columns()).where(*conditions).order_by(f.c.created_at, f.c.id)
-        for row in self._stream(conn, query):
+        for row in self._keyset(f, self._feedback_columns(), owner, f.c.created_at, since, EXPORT_BATCH):
             yield self._feedback(row)
+
+    def _keyset(
+        self: SqlBackend,
+        table: sa.Table,
+        columns: list[sa.Column[Any]],
+        owner: str | None,
+        written: sa.Column[Any],
+        since: float | None,
+        batch: int,
+    ) -> Iterator[sa.Row[Any]]:
+        """Live rows of ``table`` by (created_at, id), ``batch`` rows per
+        query and transaction, each continuing after the last row seen (an
+        index range: ``<prefix>*_created``, or ``*_owner`` for one owner)."""
+        after: tuple[float, str] | None = None
+        while True:
+            conditions = [live(table, now())]
+            if owner is not None:
+                conditions.append(table.c.owner == owner)
+            if since is not None:
+                conditions.append(written >= since)
+            if after is not None:
+                conditions.append(beyond(table.c.created_at, table.c.id, after[0], after[1], "asc"))
+            query = sa.select(*columns).where(*conditions).order_by(table.c.created_at, table.c.id).limit(batch)
+            rows = self._run(lambda conn, q=query: conn.execute(q).all(), write=False)
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1]._mapping
+            after = (last["created_at"], last["id"])
+
+    def _export_items(self: SqlBackend, conversation_id: str) -> Iterator[Item]:
+        """A conversation's items by position, ``EXPORT_BATCH`` per query."""
+        link = self.tables.links
+        after = -1
+        while True:
+            query = (
+                sql_items.linked_items(self.tables)
+                .where(link.c.conversation_id == conversation_id, link.c.position > after)
+                .order_by(link.c.position)
+                .limit(EXPORT_BATCH)
+            )
+            rows = self._run(lambda conn, q=query: conn.execute(q).all(), write=False)
+            yield from (sql_items.item(row) for row in rows)
+            if len(rows) < EXPORT_BATCH:
+                return
+            after = rows[-1][-1]
 
     # -- import --------------------------------------------------------------
     def import_records(self: SqlBackend, records) -> dict[str, int]:

@@ -91,6 +91,14 @@ def live(table: sa.Table, at: float) -> sa.ColumnElement[bool]:
     return sa.or_(table.c.expires_at.is_(None), table.c.expires_at > at)
 
 
+def beyond(created: sa.Column[Any], ident: sa.Column[Any], at: float, after: str, order: str) -> sa.ColumnElement[bool]:
+    """Rows after the cursor (created_at, id) in ``order``, spelled without
+    row-value comparison, which Oracle lacks."""
+    if order == "asc":
+        return sa.or_(created > at, sa.and_(created == at, ident > after))
+    return sa.or_(created < at, sa.and_(created == at, ident < after))
+
+
 @dataclass(frozen=True)
 class Tables:
     """The history tables of one app (one prefix and schema)."""
@@ -124,6 +132,8 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.Column("next_position", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name=f"{p}conv_pk"),
         sa.Index(f"{p}conv_owner", "owner", "created_at", "id"),
+        # Export and copy walk every owner's conversations by creation.
+        sa.Index(f"{p}conv_created", "created_at", "id"),
     )
     # An item is stored once per owner; conversations hold it through links,
     # so an ``item_reference`` adds a link and copies nothing.
@@ -176,6 +186,7 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.PrimaryKeyConstraint("id", name=f"{p}resp_pk"),
         sa.Index(f"{p}resp_prev", "previous_response_id"),
         sa.Index(f"{p}resp_owner", "owner", "created_at", "id"),
+        sa.Index(f"{p}resp_created", "created_at", "id"),
     )
     feedback = sa.Table(
         f"{p}feedback",
@@ -192,5 +203,6 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.PrimaryKeyConstraint("id", name=f"{p}fb_pk"),
         sa.UniqueConstraint("response_id", "owner", name=f"{p}fb_resp_owner"),
         sa.Index(f"{p}fb_owner", "owner", "created_at", "id"),
+        sa.Index(f"{p}fb_created", "created_at", "id"),
     )
     return Tables(md, conversations, items, links, responses, feedback)

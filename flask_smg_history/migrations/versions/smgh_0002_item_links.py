@@ -17,7 +17,8 @@ conversations (possible before, when IDs were unique per conversation only)
 becomes one item, the oldest copy, linked into each of them.
 
 Also adds ``<prefix>resp_owner`` (owner, created_at, id) for listing an
-owner's responses newest first.
+owner's responses newest first, and (created_at, id) indexes on conversations,
+responses and feedback so export walks every owner's records in keyset batches.
 """
 
 import sqlalchemy as sa
@@ -31,6 +32,14 @@ branch_labels = None
 depends_on = None
 
 SECONDS = sa.Double(asdecimal=False)
+
+#: (name, table, columns) of the indexes this revision adds beside the links.
+NEW_INDEXES = (
+    ("resp_owner", "responses", ["owner", "created_at", "id"]),  # an owner's responses, newest first
+    ("conv_created", "conversations", ["created_at", "id"]),  # export and copy, in keyset batches
+    ("resp_created", "responses", ["created_at", "id"]),
+    ("fb_created", "feedback", ["created_at", "id"]),
+)
 
 
 def _names() -> tuple[str, str | None]:
@@ -150,14 +159,16 @@ def upgrade() -> None:
         )
     )
     op.drop_table(f"{p}items_v1", schema=schema)
-    op.create_index(f"{p}resp_owner", f"{p}responses", ["owner", "created_at", "id"], schema=schema)
+    for name, table, columns in NEW_INDEXES:
+        op.create_index(f"{p}{name}", f"{p}{table}", columns, schema=schema)
 
 
 def downgrade() -> None:
     """Back to one row per (conversation, item): each link becomes a copy."""
     p, schema = _names()
     ref = f"{schema}.{p}conversations.id" if schema else f"{p}conversations.id"
-    op.drop_index(f"{p}resp_owner", table_name=f"{p}responses", schema=schema)
+    for name, table, _ in NEW_INDEXES:
+        op.drop_index(f"{p}{name}", table_name=f"{p}{table}", schema=schema)
     md = sa.MetaData(schema=schema)
     items = sa.Table(
         f"{p}items", md, sa.Column("owner", sa.String(255)), sa.Column("id", sa.String(128)), *_item_columns()
