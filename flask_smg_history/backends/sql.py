@@ -96,7 +96,7 @@ class SqlBackend(Backend):
         self._schema_ok = False
         self._schema_lock = threading.Lock()
         self._create_tables = settings.create_tables
-        sql_migrate.install_flask_migrate_hook(app, self)
+        self._unhook = sql_migrate.install_flask_migrate_hook(app, self)
         self._start_up()
 
     # -- schema --------------------------------------------------------------
@@ -520,16 +520,25 @@ class SqlBackend(Backend):
 
         def tx(conn: sa.Connection) -> Feedback:
             mine = sa.and_(f.c.response_id == feedback.response_id, f.c.owner == feedback.owner)
-            existing = conn.execute(sa.select(f.c.id).where(mine)).scalar()
             stored = copy.deepcopy(feedback)
-            if existing is None:
-                conn.execute(
-                    f.insert().values(id=feedback.id, response_id=feedback.response_id, owner=feedback.owner, **values)
-                )
-            else:
-                conn.execute(f.update().where(f.c.id == existing).values(values))
-                stored.id = existing
-            return stored
+            for attempt in (1, 2):
+                existing = conn.execute(sa.select(f.c.id).where(mine)).scalar()
+                if existing is not None:
+                    conn.execute(f.update().where(f.c.id == existing).values(values))
+                    stored.id = existing
+                    return stored
+                try:
+                    conn.execute(
+                        f.insert().values(
+                            id=feedback.id, response_id=feedback.response_id, owner=feedback.owner, **values
+                        )
+                    )
+                    return stored
+                except sa_exc.IntegrityError:
+                    if attempt == 2:
+                        raise
+                    conn.rollback()  # a concurrent first submission won: replace it instead
+            raise AssertionError("unreachable")
 
         return self._run(tx)
 
@@ -606,6 +615,7 @@ class SqlBackend(Backend):
         return {"in_use": pool.checkedout(), "idle": pool.checkedin()}
 
     def close(self) -> None:
+        self._unhook()
         if self._owned:
             self.engine.dispose()
         if self._closer is not None:

@@ -104,20 +104,23 @@ def _run(backend: SqlBackend, fn: Callable[[Config], None], offline: bool) -> No
 
 
 # -- Flask-Migrate integration ---------------------------------------------------
-def install_flask_migrate_hook(app: Flask, backend: SqlBackend) -> None:
+def install_flask_migrate_hook(app: Flask, backend: SqlBackend) -> Callable[[], None]:
     """Make the app's ``flask db upgrade`` apply our chain, whether Migrate was
     initialised before or after SmgHistory: if it is not there yet, retry when
     the CLI pushes the app context (Flask loads the app and pushes its context
-    before it looks up the ``db`` command)."""
-    if _install(app, backend):
-        return
+    before it looks up the ``db`` command). Returns what stops retrying."""
     from flask import appcontext_pushed
+
+    def stop() -> None:
+        appcontext_pushed.disconnect(retry, app)
 
     def retry(sender: Flask, **extra: Any) -> None:
         if _install(app, backend):
-            appcontext_pushed.disconnect(retry, app)
+            stop()
 
-    appcontext_pushed.connect(retry, app, weak=False)
+    if not _install(app, backend):
+        appcontext_pushed.connect(retry, app, weak=False)
+    return stop
 
 
 def _install(app: Flask, backend: SqlBackend) -> bool:
