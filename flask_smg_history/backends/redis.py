@@ -10,10 +10,12 @@ and benchmark figures in ``docs/backends/redis.md``):
 - Items sit in a sorted set scored by position, so a page or ``recent(n)`` is
   one script run whatever the length.
 - Per-owner indexes (conversation list, feedback list) cannot share a slot
-  with the conversations they list on a cluster. They are written *before* a
-  record appears and cleaned *after* it goes, so the only inconsistency a
-  failure can leave is an index entry without its record, which readers skip
-  and remove (repair on read). Their TTL only ever grows.
+  with the records they list on a cluster. The conversation index is written
+  *before* a conversation appears or changes and cleaned *after* it goes, so
+  the only inconsistency a failure can leave is an entry without its record,
+  which readers skip and remove (repair on read). The feedback index can only
+  be written after the feedback (its ID is known then); a lost entry comes
+  back with the next submission. An index's TTL only ever grows.
 - Connections come from a blocking pool: a caller waits up to
   ``SMG_HISTORY_REDIS_POOL_TIMEOUT`` for a free one, then gets a 503. Nothing
   is retried by redis-py, because a script that timed out may have run.
