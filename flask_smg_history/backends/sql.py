@@ -120,18 +120,27 @@ class SqlBackend(Backend):
         if self._schema_ok:
             return
         with self._schema_lock:
-            if self._create_tables:
-                sql_migrate.upgrade(self)
-            with self._connect(self._read_options) as conn:
-                current = sql_migrate.current_revision(self, conn)
+            current = self._current_revision()
+            tables = f"The history tables ({self.settings.table_prefix}*)"
+            if current is not None and not sql_migrate.is_known(current):
+                raise HistoryUnavailable(
+                    f"{tables} were migrated by a newer flask-smg-history (revision {current}): "
+                    "install that version, or downgrade the tables with it first."
+                )
             head = sql_migrate.head_revision()
+            if current != head and self._create_tables:
+                sql_migrate.upgrade(self)
+                current = self._current_revision()
             if current != head:
                 state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
                 raise HistoryUnavailable(
-                    f"The history tables ({self.settings.table_prefix}*) {state}: run `flask db upgrade` "
-                    "(or `flask smg-history init-db` without Flask-Migrate)."
+                    f"{tables} {state}: run `flask db upgrade` (or `flask smg-history init-db` without Flask-Migrate)."
                 )
             self._schema_ok = True
+
+    def _current_revision(self) -> str | None:
+        with self._connect(self._read_options) as conn:
+            return sql_migrate.current_revision(self, conn)
 
     # -- transactions --------------------------------------------------------
     def _connect(self, options: dict[str, Any]) -> sa.Connection:

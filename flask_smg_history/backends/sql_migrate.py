@@ -59,13 +59,23 @@ def version_table(prefix: str) -> str:
 
 
 @functools.cache
-def head_revision() -> str:
-    """The newest revision this version of the package ships."""
+def _scripts() -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    """The newest revision this version of the package ships."""
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+def is_known(revision: str) -> bool:
+    """Whether this version of the package ships ``revision`` (a database
+    migrated by a newer version holds one it does not know)."""
+    return any(script.revision == revision for script in _scripts().walk_revisions())
 
 
 def current_revision(backend: SqlBackend, connection: sa.Connection) -> str | None:
