@@ -178,7 +178,7 @@ def _wrapped_upgrade(original: click.Command) -> click.Command:
         original.name,
         params=original.params,
         callback=with_appcontext(upgrade_both),
-        help=f"{original.help} Also upgrades the flask-smg-history tables (their own Alembic chain).",
+        help=f"{(original.help or '').rstrip('.')}; also the flask-smg-history tables (their own Alembic chain).",
     )
 
 
@@ -194,7 +194,8 @@ def _wrapped_downgrade(original: click.Command) -> click.Command:
         original.name,
         params=original.params,
         callback=with_appcontext(downgrade_either),
-        help=f"{original.help} '{BRANCH}@base' (or '{BRANCH}@-1') moves only the flask-smg-history tables.",
+        help=f"{(original.help or '').rstrip('.')}. '{BRANCH}@base' (or '{BRANCH}@-1') moves only the "
+        "flask-smg-history tables.",
     )
 
 
