@@ -11,8 +11,10 @@ come up, with the tail of its log in the message.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +27,15 @@ from redis.retry import Retry
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: the kernel kills the server when the test
+    process dies, even by a signal that skips ``atexit`` (Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _port_free(port: int) -> bool:
@@ -84,19 +95,23 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         client = redis.Redis(
             port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
         )
         deadline = time.monotonic() + 10
+        ready = False
         try:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"redis-server on port {self.port} exited: {self._log_tail()}")
                 try:
                     client.ping()
+                    ready = True
                     return self
                 except (redis.AuthenticationError, redis.ResponseError):
+                    ready = True
                     return self  # it answers, and wants a password
                 except redis.ConnectionError:
                     if time.monotonic() > deadline:
@@ -106,6 +121,8 @@ class RedisServer:
                     time.sleep(0.02)
         finally:
             client.close()
+            if not ready:
+                self.stop()  # never leave a half-started server behind
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

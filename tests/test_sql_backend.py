@@ -3,6 +3,7 @@ database, both append paths on PostgreSQL, and the query plan of ``recent``."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,25 @@ def test_recent_is_an_index_range_scan_on_postgres(pg_store):
     assert "Index Scan Backward using smg_history_citems_pos" in plan, plan
     assert "Index Scan using smg_history_items_pk" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def test_concurrent_first_feedback_submissions_end_in_one_record(pg_store):
+    response = pg_store.responses.store({"model": "m", "input": "hi", "output": []})
+    barrier = threading.Barrier(8)
+    results, errors = [], []
+
+    def submit(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(pg_store.feedback.submit(response.id, "positive" if n % 2 else "negative").id)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(pg_store.feedback.list(limit=100).data) == 1
+    assert set(results) == {pg_store.feedback.get(response.id).id}

@@ -242,3 +242,19 @@ def test_oracle_script_from_flask_db_upgrade_sql(tmp_path: Path):
     for foreign in ("JSONB", "LIMIT", "BOOLEAN", "TEXT"):
         assert foreign not in script
     app.extensions["smg_history"].backend.close()
+
+
+def test_tables_migrated_by_a_newer_version_are_reported(tmp_path: Path):
+    app = Flask("ahead")
+    app.config.update(
+        SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"), SMG_HISTORY_CREATE_TABLES=True
+    )
+    SmgHistory(app)
+    backend = app.extensions["smg_history"].backend
+    with backend.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE smg_history_alembic_version SET version_num = 'smgh_9999'")
+    backend.schema_changed()  # as if the app restarted (CREATE_TABLES still on)
+    with pytest.raises(HistoryUnavailable) as info:
+        app.extensions["smg_history"].extension.store_for("alice", app).conversations.list()
+    assert "newer flask-smg-history (revision smgh_9999)" in info.value.message
+    backend.close()

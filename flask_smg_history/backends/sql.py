@@ -84,7 +84,7 @@ class SqlBackend(SqlOperations, Backend):
         self._schema_ok = False
         self._schema_lock = threading.Lock()
         self._create_tables = settings.create_tables
-        sql_migrate.install_flask_migrate_hook(app, self)
+        self._unhook = sql_migrate.install_flask_migrate_hook(app, self)
         self._start_up()
 
     # -- schema --------------------------------------------------------------
@@ -108,18 +108,27 @@ class SqlBackend(SqlOperations, Backend):
         if self._schema_ok:
             return
         with self._schema_lock:
-            if self._create_tables:
-                sql_migrate.upgrade(self)
-            with self._connect(self._read_options) as conn:
-                current = sql_migrate.current_revision(self, conn)
+            current = self._current_revision()
+            tables = f"The history tables ({self.settings.table_prefix}*)"
+            if current is not None and not sql_migrate.is_known(current):
+                raise HistoryUnavailable(
+                    f"{tables} were migrated by a newer flask-smg-history (revision {current}): "
+                    "install that version, or downgrade the tables with it first."
+                )
             head = sql_migrate.head_revision()
+            if current != head and self._create_tables:
+                sql_migrate.upgrade(self)
+                current = self._current_revision()
             if current != head:
                 state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
                 raise HistoryUnavailable(
-                    f"The history tables ({self.settings.table_prefix}*) {state}: run `flask db upgrade` "
-                    "(or `flask smg-history init-db` without Flask-Migrate)."
+                    f"{tables} {state}: run `flask db upgrade` (or `flask smg-history init-db` without Flask-Migrate)."
                 )
             self._schema_ok = True
+
+    def _current_revision(self) -> str | None:
+        with self._connect(self._read_options) as conn:
+            return sql_migrate.current_revision(self, conn)
 
     # -- transactions --------------------------------------------------------
     def _connect(self, options: dict[str, Any]) -> sa.Connection:
@@ -531,16 +540,25 @@ class SqlBackend(SqlOperations, Backend):
 
         def tx(conn: sa.Connection) -> Feedback:
             mine = sa.and_(f.c.response_id == feedback.response_id, f.c.owner == feedback.owner)
-            existing = conn.execute(sa.select(f.c.id).where(mine)).scalar()
             stored = copy.deepcopy(feedback)
-            if existing is None:
-                conn.execute(
-                    f.insert().values(id=feedback.id, response_id=feedback.response_id, owner=feedback.owner, **values)
-                )
-            else:
-                conn.execute(f.update().where(f.c.id == existing).values(values))
-                stored.id = existing
-            return stored
+            for attempt in (1, 2):
+                existing = conn.execute(sa.select(f.c.id).where(mine)).scalar()
+                if existing is not None:
+                    conn.execute(f.update().where(f.c.id == existing).values(values))
+                    stored.id = existing
+                    return stored
+                try:
+                    conn.execute(
+                        f.insert().values(
+                            id=feedback.id, response_id=feedback.response_id, owner=feedback.owner, **values
+                        )
+                    )
+                    return stored
+                except sa_exc.IntegrityError:
+                    if attempt == 2:
+                        raise
+                    conn.rollback()  # a concurrent first submission won: replace it instead
+            raise AssertionError("unreachable")
 
         return self._run(tx)
 
@@ -617,6 +635,7 @@ class SqlBackend(SqlOperations, Backend):
         return {"in_use": pool.checkedout(), "idle": pool.checkedin()}
 
     def close(self) -> None:
+        self._unhook()
         if self._owned:
             self.engine.dispose()
         if self._closer is not None:

@@ -59,13 +59,23 @@ def version_table(prefix: str) -> str:
 
 
 @functools.cache
-def head_revision() -> str:
-    """The newest revision this version of the package ships."""
+def _scripts() -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    """The newest revision this version of the package ships."""
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+def is_known(revision: str) -> bool:
+    """Whether this version of the package ships ``revision`` (a database
+    migrated by a newer version holds one it does not know)."""
+    return any(script.revision == revision for script in _scripts().walk_revisions())
 
 
 def current_revision(backend: SqlBackend, connection: sa.Connection) -> str | None:
@@ -104,20 +114,23 @@ def _run(backend: SqlBackend, fn: Callable[[Config], None], offline: bool) -> No
 
 
 # -- Flask-Migrate integration ---------------------------------------------------
-def install_flask_migrate_hook(app: Flask, backend: SqlBackend) -> None:
+def install_flask_migrate_hook(app: Flask, backend: SqlBackend) -> Callable[[], None]:
     """Make the app's ``flask db upgrade`` apply our chain, whether Migrate was
     initialised before or after SmgHistory: if it is not there yet, retry when
     the CLI pushes the app context (Flask loads the app and pushes its context
-    before it looks up the ``db`` command)."""
-    if _install(app, backend):
-        return
+    before it looks up the ``db`` command). Returns what stops retrying."""
     from flask import appcontext_pushed
+
+    def stop() -> None:
+        appcontext_pushed.disconnect(retry, app)
 
     def retry(sender: Flask, **extra: Any) -> None:
         if _install(app, backend):
-            appcontext_pushed.disconnect(retry, app)
+            stop()
 
-    appcontext_pushed.connect(retry, app, weak=False)
+    if not _install(app, backend):
+        appcontext_pushed.connect(retry, app, weak=False)
+    return stop
 
 
 def _install(app: Flask, backend: SqlBackend) -> bool:
@@ -165,7 +178,7 @@ def _wrapped_upgrade(original: click.Command) -> click.Command:
         original.name,
         params=original.params,
         callback=with_appcontext(upgrade_both),
-        help=f"{original.help} Also upgrades the flask-smg-history tables (their own Alembic chain).",
+        help=f"{(original.help or '').rstrip('.')}; also the flask-smg-history tables (their own Alembic chain).",
     )
 
 
@@ -181,7 +194,8 @@ def _wrapped_downgrade(original: click.Command) -> click.Command:
         original.name,
         params=original.params,
         callback=with_appcontext(downgrade_either),
-        help=f"{original.help} '{BRANCH}@base' (or '{BRANCH}@-1') moves only the flask-smg-history tables.",
+        help=f"{(original.help or '').rstrip('.')}. '{BRANCH}@base' (or '{BRANCH}@-1') moves only the "
+        "flask-smg-history tables.",
     )
 
 

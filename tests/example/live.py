@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from example_app import create_app
 
-expect = pytest.importorskip("playwright.sync_api").expect
+# Assertions retry for up to 20 s: on a loaded 2-core CI machine a reply can
+# take longer than Playwright's 5 s default without anything being wrong.
+expect.set_options(timeout=20_000)
 
 CHROMIUM = "/usr/bin/chromium"
 #: Assistant replies, not the placeholder shown while one is awaited.

@@ -31,7 +31,7 @@ def server(tmp_path_factory):
 def alice(browser, server):
     """Alice's tab, kept across the tests; any script error in it fails the run."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
