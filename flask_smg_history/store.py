@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 T = TypeVar("T")
+
+# Schema instances hold no per-call state; building one per call costs more
+# than the validation itself.
+_CONVERSATION_CREATE = schemas.ConversationCreateSchema()
+_CONVERSATION_UPDATE = schemas.ConversationUpdateSchema()
+_ITEMS_ADD = schemas.ItemsAddSchema()
+_RESPONSE_STORE = schemas.ResponseStoreSchema()
+_FEEDBACK_SUBMIT = schemas.FeedbackSubmitSchema()
 log = logging.getLogger("flask_smg_history")
 
 MAX_PAGE = 100
@@ -149,7 +157,7 @@ class _Part:
 class Conversations(_Part):
     def create(self, metadata: dict[str, str] | None = None, items: list[Any] | None = None) -> Conversation:
         """Create a conversation with up to 20 first items, in one atomic write."""
-        data = schemas.load(schemas.ConversationCreateSchema(), {"metadata": metadata, "items": items})
+        data = schemas.load(_CONVERSATION_CREATE, {"metadata": metadata, "items": items})
         at = now()
         conv = Conversation(
             id=mint_id("conv"),
@@ -170,7 +178,7 @@ class Conversations(_Part):
     def update(self, conversation_id: str, metadata: dict[str, str] | None) -> Conversation:
         """Replace the conversation's metadata (OpenAI semantics: the new map
         replaces the old one)."""
-        data = schemas.load(schemas.ConversationUpdateSchema(), {"metadata": metadata})
+        data = schemas.load(_CONVERSATION_UPDATE, {"metadata": metadata})
         at = now()
         return self._call(
             "conversations.update",
@@ -203,7 +211,7 @@ class Items(_Part):
     def add(self, conversation_id: str, items: list[Any]) -> list[Item]:
         """Append 1 to 20 items after everything already in the conversation.
         The batch is validated whole before anything is written."""
-        data = schemas.load(schemas.ItemsAddSchema(), {"items": items})
+        data = schemas.load(_ITEMS_ADD, {"items": items})
         at = now()
         records = self._store.new_items(data["items"], conversation_id, at)
         added = self._call(
@@ -252,7 +260,7 @@ class Responses(_Part):
         ``input`` it answered. A ``conversation`` or ``previous_response_id``
         must name a record of this owner. Items are not appended to the
         conversation: call ``items.add`` for that."""
-        data = schemas.load(schemas.ResponseStoreSchema(), response)
+        data = schemas.load(_RESPONSE_STORE, response)
         owner = self._store.owner
         at = now()
         response_id = data.pop("id", None) or mint_id("resp")
@@ -368,7 +376,7 @@ class FeedbackStore(_Part):
         """Rate a response of this owner; a second submission replaces the
         first and keeps its ID."""
         data = schemas.load(
-            schemas.FeedbackSubmitSchema(), {"rating": rating, "comment": comment, "metadata": metadata}
+            _FEEDBACK_SUBMIT, {"rating": rating, "comment": comment, "metadata": metadata}
         )
         model = ""
         expires_at = self._store.expires_at(now())
