@@ -76,14 +76,20 @@ def guarded(
         seconds = time.perf_counter() - started
         if metrics is not None:
             metrics.record(operation, outcome, seconds, kind)
-        log.debug(
-            "history %s on %s: %s in %.2f ms",
-            operation,
-            backend.name,
-            outcome,
-            seconds * 1000,
-            extra={"operation": operation, "backend": backend.name, "duration_ms": seconds * 1000, "outcome": outcome},
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "history %s on %s: %s in %.2f ms",
+                operation,
+                backend.name,
+                outcome,
+                seconds * 1000,
+                extra={
+                    "operation": operation,
+                    "backend": backend.name,
+                    "duration_ms": seconds * 1000,
+                    "outcome": outcome,
+                },
+            )
 
 
 class HistoryStore:
@@ -375,9 +381,7 @@ class FeedbackStore(_Part):
     ) -> Feedback:
         """Rate a response of this owner; a second submission replaces the
         first and keeps its ID."""
-        data = schemas.load(
-            _FEEDBACK_SUBMIT, {"rating": rating, "comment": comment, "metadata": metadata}
-        )
+        data = schemas.load(_FEEDBACK_SUBMIT, {"rating": rating, "comment": comment, "metadata": metadata})
         model = ""
         expires_at = self._store.expires_at(now())
         if self._backend.persistent:
