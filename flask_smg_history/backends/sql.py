@@ -148,6 +148,12 @@ class SqlBackend(SqlOperations, Backend):
             with self._connect(options) as conn:
                 try:
                     result = fn(conn)
+                except (ValueError, sa_exc.DataError) as exc:
+                    if not _refuses_nul(exc):
+                        raise
+                    raise InvalidRequest(
+                        "PostgreSQL cannot store the NUL character (\\u0000) in text; remove it from the request."
+                    ) from None
                 except sa_exc.DBAPIError as exc:
                     if not exc.connection_invalidated:
                         raise
@@ -215,11 +221,13 @@ class SqlBackend(SqlOperations, Backend):
         return already_exists(next((i.id for i in items if i.type != "item_reference"), items[0].id))
 
     def get_conversation(self, owner, conversation_id):
+        _refuse_nul(conversation_id=conversation_id)
         return self._run(
             lambda conn: self._conversation(self._conversation_row(conn, owner, conversation_id)), write=False
         )
 
     def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+        _refuse_nul(conversation_id=conversation_id)
         t = self.tables.conversations
 
         def tx(conn: sa.Connection) -> Conversation:
@@ -247,6 +255,7 @@ class SqlBackend(SqlOperations, Backend):
             raise NotFound.conversation(conversation_id)
 
     def delete_conversation(self, owner, conversation_id):
+        _refuse_nul(conversation_id=conversation_id)
         t = self.tables.conversations
 
         def tx(conn: sa.Connection) -> None:
@@ -257,6 +266,7 @@ class SqlBackend(SqlOperations, Backend):
         self._run(tx)
 
     def list_conversations(self, owner, *, after, limit, order):
+        _refuse_nul(after=after)
         t = self.tables.conversations
 
         def tx(conn: sa.Connection) -> Page[Conversation]:
@@ -277,6 +287,7 @@ class SqlBackend(SqlOperations, Backend):
 
     # -- items ---------------------------------------------------------------
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+        _refuse_nul(conversation_id=conversation_id)
         params = {
             "cid": conversation_id,
             "b_owner": owner,
@@ -360,6 +371,7 @@ class SqlBackend(SqlOperations, Backend):
         return [replace(item, conversation_id=params["cid"], position=position)]
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
+        _refuse_nul(conversation_id=conversation_id, after=after)
         link = self.tables.links
 
         def tx(conn: sa.Connection) -> Page[Item]:
@@ -379,6 +391,7 @@ class SqlBackend(SqlOperations, Backend):
         return self._run(tx, write=False)
 
     def get_item(self, owner, conversation_id, item_id):
+        _refuse_nul(conversation_id=conversation_id, item_id=item_id)
         link = self.tables.links
 
         def tx(conn: sa.Connection) -> Item:
@@ -395,6 +408,7 @@ class SqlBackend(SqlOperations, Backend):
         return self._run(tx, write=False)
 
     def delete_item(self, owner, conversation_id, item_id):
+        _refuse_nul(conversation_id=conversation_id, item_id=item_id)
         link = self.tables.links
 
         def tx(conn: sa.Connection) -> None:
@@ -412,6 +426,7 @@ class SqlBackend(SqlOperations, Backend):
         """One query: the newest ``limit`` items of a live conversation of the
         owner; only an empty answer costs a second query (to tell an empty
         conversation from a missing one)."""
+        _refuse_nul(conversation_id=conversation_id)
         link, c = self.tables.links, self.tables.conversations
 
         def tx(conn: sa.Connection) -> list[Item]:
@@ -481,6 +496,7 @@ class SqlBackend(SqlOperations, Backend):
         )
 
     def get_response(self, owner, response_id):
+        _refuse_nul(response_id=response_id)
         t = self.tables.responses
 
         def tx(conn: sa.Connection) -> Response:
@@ -494,6 +510,9 @@ class SqlBackend(SqlOperations, Backend):
     def list_responses(self, owner, *, model, conversation_id, since, after, limit):
         """Newest first, as a keyset range of the (owner, created_at, id)
         index; the filters narrow that range's rows."""
+        _refuse_nul(after=after)
+        if _has_nul(conversation_id) or _has_nul(model):
+            return Page([], has_more=False)
         t = self.tables.responses
 
         def tx(conn: sa.Connection) -> Page[Response]:
@@ -516,6 +535,7 @@ class SqlBackend(SqlOperations, Backend):
         return self._run(tx, write=False)
 
     def delete_response(self, owner, response_id):
+        _refuse_nul(response_id=response_id)
         t, f = self.tables.responses, self.tables.feedback
 
         def tx(conn: sa.Connection) -> None:
@@ -582,6 +602,7 @@ class SqlBackend(SqlOperations, Backend):
         return Feedback(fid, response_id, owner, rating, created_at, comment, metadata or {}, model or "", expires_at)
 
     def get_feedback(self, owner, response_id):
+        _refuse_nul(feedback_of=response_id)
         f = self.tables.feedback
 
         def tx(conn: sa.Connection) -> Feedback:
@@ -597,6 +618,9 @@ class SqlBackend(SqlOperations, Backend):
         return self._run(tx, write=False)
 
     def list_feedback(self, owner, *, rating, model, since, after, limit):
+        _refuse_nul(after=after)
+        if _has_nul(model):
+            return Page([], has_more=False)
         f = self.tables.feedback
 
         def tx(conn: sa.Connection) -> Page[Feedback]:
@@ -640,6 +664,41 @@ class SqlBackend(SqlOperations, Backend):
             self.engine.dispose()
         if self._closer is not None:
             self._closer()
+
+
+def _refuses_nul(exc: Exception) -> bool:
+    """psycopg2 refuses NUL in a text parameter (ValueError) and JSONB refuses
+    ``\\u0000`` (SQLSTATE 22P05, untranslatable character)."""
+    if isinstance(exc, sa_exc.DataError):
+        return getattr(exc.orig, "pgcode", None) == "22P05"
+    return "NUL" in str(exc)
+
+
+def _has_nul(value: str | None) -> bool:
+    return value is not None and "\x00" in value
+
+
+def _refuse_nul(
+    *,
+    conversation_id: str | None = None,
+    item_id: str | None = None,
+    response_id: str | None = None,
+    feedback_of: str | None = None,
+    after: str | None = None,
+) -> None:
+    """Answer an ID holding NUL as the missing record it is, without a round
+    trip: no stored ID holds one (PostgreSQL text cannot), and psycopg2 would
+    refuse the parameter with a ValueError, a 500."""
+    if _has_nul(conversation_id):
+        raise NotFound.conversation(conversation_id)
+    if _has_nul(item_id):
+        raise NotFound.item(item_id)
+    if _has_nul(response_id):
+        raise NotFound.response(response_id)
+    if _has_nul(feedback_of):
+        raise NotFound.feedback(feedback_of)
+    if _has_nul(after):
+        raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
 
 
 def _ordered(query: sa.Select[Any], order: str, *columns: sa.Column[Any]) -> sa.Select[Any]:
