@@ -7,6 +7,7 @@ drives the real ``flask`` command in a subprocess, as a user would.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -133,13 +134,17 @@ def _schema_diff(app: Flask) -> list[object]:
     """What Alembic's autogenerate sees between the migrated schema and the
     tables the code queries (should be nothing)."""
     backend = app.extensions["smg_history"].backend
-    ours = set(backend.tables.metadata.tables)
+    ours = {t.name for t in backend.tables.metadata.tables.values()}
+    schema = backend.settings.sql_schema
 
     def include_name(name, type_, parent_names):
+        if type_ == "schema":
+            return name == schema
         return type_ != "table" or name in ours
 
+    opts = {"compare_type": True, "include_name": include_name, "include_schemas": schema is not None}
     with backend.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
+        context = MigrationContext.configure(conn, opts=opts)
         return compare_metadata(context, backend.tables.metadata)
 
 
@@ -239,6 +244,11 @@ def test_oracle_script_from_flask_db_upgrade_sql(tmp_path: Path):
     )
     assert "ON DELETE CASCADE" in script
     assert "INSERT INTO smg_history_alembic_version (version_num) VALUES ('smgh_0001')" in script
+    # smgh_0002: the link table, the rows moved through the holding table
+    assert "CREATE TABLE smg_history_conv_items (" in script and "DROP TABLE smg_history_items_v1" in script
+    assert "CREATE UNIQUE INDEX smg_history_citems_pos ON smg_history_conv_items (conversation_id, position)" in script
+    assert "row_number() OVER (PARTITION BY smg_history_conversations.owner, smg_history_items_v1.id" in script
+    assert "SET version_num='smgh_0002' WHERE smg_history_alembic_version.version_num = 'smgh_0001'" in script
     for foreign in ("JSONB", "LIMIT", "BOOLEAN", "TEXT"):
         assert foreign not in script
     app.extensions["smg_history"].backend.close()
@@ -258,3 +268,86 @@ def test_tables_migrated_by_a_newer_version_are_reported(tmp_path: Path):
         app.extensions["smg_history"].extension.store_for("alice", app).conversations.list()
     assert "newer flask-smg-history (revision smgh_9999)" in info.value.message
     backend.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def at_first_revision(request, tmp_path: Path) -> Iterator[Flask]:
+    """An app whose history tables are at smgh_0001 (before item links)."""
+    app = Flask("upgrading")
+    if request.param == "sqlite":
+        app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"))
+        SmgHistory(app)
+        sql_migrate.upgrade(app.extensions["smg_history"].backend, "smgh_0001")
+        yield app
+    else:
+        with postgres_schema() as schema:
+            app.config.update(
+                SMG_HISTORY_BACKEND="postgres", SMG_HISTORY_POSTGRES_DB_URL=POSTGRES_URL, SMG_HISTORY_SQL_SCHEMA=schema
+            )
+            SmgHistory(app)
+            sql_migrate.upgrade(app.extensions["smg_history"].backend, "smgh_0001")
+            yield app
+            app.extensions["smg_history"].backend.close()
+    app.extensions["smg_history"].backend.close()
+
+
+def test_item_links_migration_moves_rows_and_back(at_first_revision: Flask):
+    """smgh_0002 on rows written by smgh_0001: every item keeps its position
+    and payload; an ID one owner had in two conversations becomes one item
+    linked twice (the oldest copy); the same ID of two owners stays two items.
+    The downgrade turns every link back into a row."""
+    app = at_first_revision
+    backend = app.extensions["smg_history"].backend
+    conv, items = backend.tables.conversations.fullname, backend.tables.items.fullname
+    rows = [  # conversation, owner, item id, position, text, created_at
+        ("conv_a1", "alice", "msg_1", 0, "first", 10.0),
+        ("conv_a1", "alice", "msg_2", 1, "second", 11.0),
+        ("conv_a2", "alice", "msg_2", 0, "copy of second", 12.0),
+        ("conv_a2", "alice", "msg_3", 5, "third", 13.0),
+        ("conv_b1", "bob", "msg_1", 0, "bob's own", 14.0),
+    ]
+    with backend.engine.begin() as db:
+        for cid, owner, top in (("conv_a1", "alice", 2), ("conv_a2", "alice", 6), ("conv_b1", "bob", 1)):
+            db.execute(
+                sa.text(
+                    f"INSERT INTO {conv} (id, owner, created_at, updated_at, next_position) VALUES (:c, :o, 1, 1, :n)"
+                ),
+                {"c": cid, "o": owner, "n": top},
+            )
+        for cid, _, iid, position, text, created_at in rows:
+            db.execute(
+                sa.text(
+                    f"INSERT INTO {items} (conversation_id, id, position, type, role, payload, created_at) "
+                    "VALUES (:c, :i, :p, 'message', 'user', :payload, :t)"
+                ),
+                {"c": cid, "i": iid, "p": position, "t": created_at, "payload": json.dumps({"id": iid, "text": text})},
+            )
+
+    sql_migrate.upgrade(backend)
+    alice, bob = (app.extensions["smg_history"].extension.store_for(o, app) for o in ("alice", "bob"))
+
+    def texts(store, cid):
+        return [(i.id, i.position, i.payload.get("text")) for i in store.items.list(cid, order="asc").data]
+
+    assert texts(alice, "conv_a1") == [("msg_1", 0, "first"), ("msg_2", 1, "second")]
+    assert texts(alice, "conv_a2") == [("msg_2", 0, "second"), ("msg_3", 5, "third")]
+    assert texts(bob, "conv_b1") == [("msg_1", 0, "bob's own")]
+    with backend.engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(backend.tables.items)).scalar() == 4
+        assert db.execute(sa.select(sa.func.count()).select_from(backend.tables.links)).scalar() == 5
+    assert _schema_diff(app) == []
+    (added,) = alice.items.add("conv_a2", [{"role": "user", "content": "after upgrade"}])
+    assert added.position == 6
+    alice.items.delete("conv_a1", "msg_2")
+    assert texts(alice, "conv_a2")[0] == ("msg_2", 0, "second")  # still linked there
+
+    sql_migrate.downgrade(backend, "smgh_0001")
+    with backend.engine.connect() as db:
+        old = db.execute(sa.text(f"SELECT conversation_id, id, position FROM {items} ORDER BY 1, 3")).all()
+    assert [tuple(r) for r in old] == [
+        ("conv_a1", "msg_1", 0),
+        ("conv_a2", "msg_2", 0),
+        ("conv_a2", "msg_3", 5),
+        ("conv_a2", added.id, 6),
+        ("conv_b1", "msg_1", 0),
+    ]

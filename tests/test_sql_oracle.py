@@ -80,8 +80,17 @@ def captured(tmp_path: Path) -> list[sa.sql.ClauseElement]:
     store.feedback.get(first.id)
     page = store.feedback.list(rating="negative", model="m2", since=0)
     store.feedback.list(after=page.last_id)
+    store.conversations.create(items=[{"type": "item_reference", "id": items[0].id}])
+    store.responses.list(model="m2", conversation=conv.id, since=0)
+    store.responses.list(after=first.id)
+    backend.import_records(list(backend.export(None, None)))
+    backend.stats(None)
+    list(backend.owners())
+    backend.purge(before=0, dry_run=True)
+    backend.purge(before=0, dry_run=False)
     store.responses.delete(first.id)
     store.conversations.delete(other.id)
+    store.erase_owner()
     backend.close()
     return statements
 
