@@ -11,9 +11,7 @@ per-request calls in ``sql.py``.
   flat however many records there are, and nothing is held between batches:
   an export abandoned half-way (a crashed copy) keeps no transaction open. It
   sees each batch as of its own moment, not one snapshot of the whole.
-- **Import** upserts one batch per transaction, keeps IDs, owners, timestamps
-  and positions, and raises each conversation's ``next_position`` above its
-  imported positions so later appends go after them.
+- **Import** upserts one batch per transaction (``sql_import.py``).
 - **Purge** deletes in batches of ``PURGE_BATCH`` conversations or responses,
   one transaction each, so a large purge never holds locks for long.
 """
@@ -25,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..errors import InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Record, Response, now
-from . import sql_items
+from . import sql_import, sql_items
 from .sql_tables import beyond, live
 
 if TYPE_CHECKING:
@@ -207,100 +204,31 @@ class SqlOperations:
 
     # -- import --------------------------------------------------------------
     def import_records(self: SqlBackend, records) -> dict[str, int]:
+        """One transaction per call (the CLI sends batches). Conversations,
+        responses and feedback are upserted as they come; the batch's items
+        after them, set-wise (``sql_import.items``)."""
         batch = list(records)  # a retry on a fresh connection must see the batch again
 
         def tx(conn: sa.Connection) -> dict[str, int]:
             counts = dict.fromkeys(KINDS, 0)
-            owners: dict[str, str] = {}  # conversation ID -> owner, for its items
-            tops: dict[str, int] = {}  # conversation ID -> the next_position its items need
+            items: list[Item] = []
             for record in batch:
-                if isinstance(record, Conversation):
-                    self._import_conversation(conn, record)
-                    owners[record.id] = record.owner
-                    counts["conversations"] += 1
-                elif isinstance(record, Item):
-                    self._import_item(conn, record, owners)
-                    cid = record.conversation_id
-                    tops[cid] = max(tops.get(cid, 0), record.position + 1)
+                if isinstance(record, Item):
+                    items.append(record)
                     counts["items"] += 1
+                elif isinstance(record, Conversation):
+                    sql_import.conversation(conn, self.tables, record)
+                    counts["conversations"] += 1
                 elif isinstance(record, Response):
                     self._upsert_response(conn, record)
                     counts["responses"] += 1
                 elif isinstance(record, Feedback):
-                    self._import_feedback(conn, record)
+                    sql_import.feedback(conn, self.tables, record)
                     counts["feedback"] += 1
-            c = self.tables.conversations
-            for cid, top in tops.items():
-                conn.execute(c.update().where(c.c.id == cid, c.c.next_position < top).values(next_position=top))
+            sql_import.items(conn, self.tables, items)
             return counts
 
         return self._run(tx)
-
-    def _import_conversation(self: SqlBackend, conn: sa.Connection, record: Conversation) -> None:
-        c = self.tables.conversations
-        values = {
-            "owner": record.owner,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "metadata": record.metadata,
-            "expires_at": record.expires_at,
-        }
-        existing = conn.execute(sa.select(c.c.owner).where(c.c.id == record.id)).scalar()
-        if existing is None:
-            conn.execute(c.insert().values(id=record.id, next_position=0, **values))
-        elif existing != record.owner:
-            raise InvalidRequest(f"Conversation '{record.id}' belongs to another owner.", param="id")
-        else:
-            conn.execute(c.update().where(c.c.id == record.id).values(values))
-
-    def _import_item(self: SqlBackend, conn: sa.Connection, record: Item, owners: dict[str, str]) -> None:
-        c, link, i = self.tables.conversations, self.tables.links, self.tables.items
-        cid = record.conversation_id
-        owner = owners.get(cid)
-        if owner is None:
-            owner = conn.execute(sa.select(c.c.owner).where(c.c.id == cid)).scalar()
-            if owner is None:
-                raise NotFound.conversation(cid)
-            owners[cid] = owner
-        values = {
-            "type": record.type,
-            "role": record.role,
-            "status": record.status,
-            "payload": record.payload,
-            "created_at": record.created_at,
-        }
-        if not conn.execute(i.update().where(i.c.owner == owner, i.c.id == record.id).values(values)).rowcount:
-            conn.execute(i.insert().values(owner=owner, id=record.id, **values))
-        linked = conn.execute(
-            sa.select(link.c.position).where(link.c.conversation_id == cid, link.c.item_id == record.id)
-        ).first()
-        if linked is None:
-            conn.execute(
-                link.insert().values(conversation_id=cid, position=record.position, owner=owner, item_id=record.id)
-            )
-
-    def _import_feedback(self: SqlBackend, conn: sa.Connection, record: Feedback) -> None:
-        """Replace the owner's feedback on that response (and any row with the
-        record's ID), as resubmitting does, but keeping the record's ID."""
-        f = self.tables.feedback
-        conn.execute(
-            f.delete().where(
-                sa.or_(sa.and_(f.c.response_id == record.response_id, f.c.owner == record.owner), f.c.id == record.id)
-            )
-        )
-        conn.execute(
-            f.insert().values(
-                id=record.id,
-                response_id=record.response_id,
-                owner=record.owner,
-                rating=record.rating,
-                comment=record.comment,
-                metadata=record.metadata,
-                model=record.model,
-                created_at=record.created_at,
-                expires_at=record.expires_at,
-            )
-        )
 
     # -- stats ---------------------------------------------------------------
     def stats(self: SqlBackend, owner: str | None) -> dict[str, Any]:
