@@ -7,9 +7,11 @@ Prints, for SQLite and PostgreSQL:
   items, and their ratio (keyset on the (conversation_id, position) index: it
   should not grow with the conversation);
 - the time of our add-one-item against a bare driver ``INSERT`` + ``COMMIT`` of
-  the same row into our own items table on the same server, and the ratios
+  the same item row into our own items table on the same server, and the ratios
   (target <= 1.5); on PostgreSQL also the ratio of our append statement sent by
-  the bare driver, which is the database's share of the difference.
+  the bare driver, which is the database's share of the difference;
+- records per second through export and import (what ``flask smg-history
+  copy`` does) and the time of ``erase_owner`` on the large conversation.
 
 Each figure is the median of several rounds. PostgreSQL runs in a schema of its
 own, dropped at the end; SQLite in a temporary file.
@@ -81,23 +83,21 @@ def postgres_target(url: str) -> Iterator[tuple[dict[str, Any], Callable[[], Any
 
 
 def bare_insert(
-    name: str, bare_connect: Callable[[], Any], table: str, conversation_id: str
+    name: str, bare_connect: Callable[[], Any], table: str
 ) -> tuple[Callable[[], None], Callable[[], None]]:
-    """One INSERT of an item row into our own items table (same indexes, same
-    foreign key) and its COMMIT, with the bare driver and a position it already
-    knows; and how to close its connection."""
+    """One INSERT of an item row into our own items table (same primary key)
+    and its COMMIT, with the bare driver: the least any store of one item costs
+    (ours also writes the item's link row and bumps the conversation's
+    counter); and how to close its connection."""
     conn = bare_connect()
     mark = "%s" if name == "postgres" else "?"
-    sql = (
-        f"INSERT INTO {table} (conversation_id, id, position, type, role, status, payload, created_at) "
-        f"VALUES ({', '.join([mark] * 8)})"
-    )
+    sql = f"INSERT INTO {table} (owner, id, type, role, status, payload, created_at) VALUES ({', '.join([mark] * 7)})"
     position = iter(range(10**9))
 
     def one() -> None:
         n = next(position)
         payload = {"id": f"msg_{n}", "type": "message", "role": "user", "status": "completed", "content": "hi"}
-        row = (conversation_id, f"msg_{n}", n, "message", "user", "completed", json.dumps(payload), time.time())
+        row = ("bare", f"msg_{n}", "message", "user", "completed", json.dumps(payload), time.time())
         if name == "postgres":
             with conn.cursor() as cur:
                 cur.execute(sql, row)
@@ -152,11 +152,12 @@ def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big:
     backend = app.extensions["smg_history"].backend
     if name == "postgres":  # what autovacuum does after a bulk load: fresh planner statistics
         with backend.engine.connect() as conn:
-            conn.exec_driver_sql(f"ANALYZE {backend.tables.items.fullname}")
+            for table in (backend.tables.items, backend.tables.links):
+                conn.exec_driver_sql(f"ANALYZE {table.fullname}")
             conn.commit()
     recent_small = median_seconds(lambda: store.items.recent(small.id, 20), rounds)
     recent_large = median_seconds(lambda: store.items.recent(large.id, 20), rounds)
-    bare, close_bare = bare_insert(name, bare_connect, backend.tables.items.name, store.conversations.create().id)
+    bare, close_bare = bare_insert(name, bare_connect, backend.tables.items.name)
     conv = store.conversations.create()
     add_one, bare_s = paired_medians(lambda: store.items.add(conv.id, one_item), bare, rounds)
     backend_add_one, bare_b = paired_medians(
@@ -195,6 +196,7 @@ def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big:
         raw.close()
         floor = {"ratio same statement by bare driver / bare": raw_s / bare_r}
     close_bare()
+    moved = copy_figures(backend)
     backend.close()
     return {
         "backend": name,
@@ -210,6 +212,28 @@ def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big:
         "ratio items.add / bare": add_one / bare_s,
         "ratio backend.add_items / bare": backend_add_one / bare_b,
         **floor,
+        **moved,
+    }
+
+
+def copy_figures(backend: Any) -> dict[str, float]:
+    """Records per second through export, import (batches of 500, as the CLI
+    sends them) and erasure, of everything the run stored (mostly the large
+    conversation)."""
+    started = time.perf_counter()
+    records = list(backend.export("bench", None))
+    exported = time.perf_counter() - started
+    started = time.perf_counter()
+    erased = backend.erase_owner("bench")
+    erase_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for start in range(0, len(records), 500):
+        backend.import_records(records[start : start + 500])
+    imported = time.perf_counter() - started
+    return {
+        "export, records/s": len(records) / exported,
+        "import, records/s (batches of 500)": len(records) / imported,
+        f"erase_owner of {erased['items']:,} items, s": erase_s,
     }
 
 
