@@ -48,9 +48,13 @@ class SqlOperations:
         t = self.tables
 
         def tx(conn: sa.Connection) -> dict[str, int]:
-            conn.execute(t.links.delete().where(t.links.c.owner == owner))
-            items = conn.execute(t.items.delete().where(t.items.c.owner == owner)).rowcount
+            # Conversations first: deleting them takes their row locks, so an
+            # append waiting on one finds it gone instead of linking an item
+            # between the statements below.
             conversations = conn.execute(t.conversations.delete().where(t.conversations.c.owner == owner)).rowcount
+            conn.execute(t.links.delete().where(t.links.c.owner == owner))  # also without the cascade
+            linked = sa.exists().where(t.links.c.owner == t.items.c.owner, t.links.c.item_id == t.items.c.id)
+            items = conn.execute(t.items.delete().where(t.items.c.owner == owner, ~linked)).rowcount
             theirs = sa.select(t.responses.c.id).where(t.responses.c.owner == owner).scalar_subquery()
             feedback = conn.execute(t.feedback.delete().where(t.feedback.c.response_id.in_(theirs))).rowcount
             feedback += conn.execute(t.feedback.delete().where(t.feedback.c.owner == owner)).rowcount
