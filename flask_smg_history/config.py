@@ -117,8 +117,20 @@ KEYS: tuple[Key, ...] = (
         "bool",
         "Create missing tables at start-up instead of requiring `flask db upgrade` / `flask smg-history init-db`.",
     ),
-    _k("TABLE_PREFIX", "smg_history_", "str", "Prefix of the SQL table names and part of the Redis key names."),
-    _k("SQL_SCHEMA", None, "str", "SQL schema of the tables (PostgreSQL, Oracle).", optional=True),
+    _k(
+        "TABLE_PREFIX",
+        "smg_history_",
+        "str",
+        "Prefix of every SQL table, index and version-table name: letters, digits and _, at most 15 characters "
+        "(names must fit Oracle's 30).",
+    ),
+    _k(
+        "SQL_SCHEMA",
+        None,
+        "str",
+        "SQL schema of the tables (PostgreSQL, Oracle): letters, digits and _, at most 30 characters.",
+        optional=True,
+    ),
     _k(
         "ORACLE_DSN",
         None,
