@@ -148,3 +148,27 @@ def test_concurrent_first_feedback_submissions_end_in_one_record(pg_store):
     assert errors == []
     assert len(pg_store.feedback.list(limit=100).data) == 1
     assert set(results) == {pg_store.feedback.get(response.id).id}
+
+
+def test_responses_list_is_an_index_range_scan_on_postgres(pg_store):
+    """Newest first, after a cursor: a backward range of the (owner,
+    created_at, id) index, not a sort of the owner's responses."""
+    from flask_smg_history import Response
+
+    backend = pg_store.backend
+    for owner in ("alice", "bob"):
+        backend.import_records([Response(f"resp_{owner}_{n}", owner, 1000.0 + n, model="m") for n in range(1000)])
+    statements = []
+
+    @sa.event.listens_for(backend.engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    page = pg_store.responses.list(limit=20, after="resp_alice_800")
+    assert [r.id for r in page.data][:2] == ["resp_alice_799", "resp_alice_798"] and page.has_more
+    statement, parameters = statements[-1]
+    with backend.engine.connect() as conn:
+        conn.exec_driver_sql(f"ANALYZE {backend.tables.responses.fullname}")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    assert "Index Scan Backward using smg_history_resp_owner" in plan, plan
+    assert "Sort" not in plan, plan
