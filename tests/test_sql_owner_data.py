@@ -204,3 +204,15 @@ def test_copy_sqlite_to_postgres_interrupted_resumed_and_verified(tmp_path: Path
                 for backend in (target, *targets):
                     backend.close()
         source.close()
+
+
+def test_import_refuses_a_response_id_another_owner_holds(app):
+    backend = app.extensions["smg_history"].backend
+    theirs = _store(app, "bob").responses.store({"model": "m", "input": "bob's"})
+    conv = Conversation("conv_imported", "alice", 1.0, 1.0)
+    batch = [conv, Response("resp_new", "alice", 2.0), Response(theirs.id, "alice", 3.0, model="stolen")]
+    with pytest.raises(InvalidRequest):
+        backend.import_records(batch)
+    assert _store(app, "bob").responses.get(theirs.id).model == "m"
+    assert list(backend.export("alice", None)) == []  # the whole batch rolled back
+    assert backend.import_records(batch[:2]) == {"conversations": 1, "items": 0, "responses": 1, "feedback": 0}

@@ -208,14 +208,15 @@ class SqlOperations:
 
     # -- import --------------------------------------------------------------
     def import_records(self: SqlBackend, records) -> dict[str, int]:
-        """One transaction per call (the CLI sends batches). Conversations,
-        responses and feedback are upserted as they come; the batch's items
-        after them, set-wise (``sql_import.items``)."""
+        """One transaction per call (the CLI sends batches). Conversations
+        and feedback are upserted as they come; the batch's items and
+        responses after them, set-wise (``sql_import``)."""
         batch = list(records)  # a retry on a fresh connection must see the batch again
 
         def tx(conn: sa.Connection) -> dict[str, int]:
             counts = dict.fromkeys(KINDS, 0)
             items: list[Item] = []
+            responses: list[Response] = []
             for record in batch:
                 if isinstance(record, Item):
                     items.append(record)
@@ -224,12 +225,13 @@ class SqlOperations:
                     sql_import.conversation(conn, self.tables, record)
                     counts["conversations"] += 1
                 elif isinstance(record, Response):
-                    self._upsert_response(conn, record)
+                    responses.append(record)
                     counts["responses"] += 1
                 elif isinstance(record, Feedback):
                     sql_import.feedback(conn, self.tables, record)
                     counts["feedback"] += 1
             sql_import.items(conn, self.tables, items)
+            sql_import.responses(conn, self.tables, responses, self._response_values)
             return counts
 
         return self._run(tx)

@@ -5,20 +5,21 @@ A batch's items are upserted set-wise, a handful of statements whatever the
 batch size: which items and links exist already (``IN`` lists), one
 executemany UPDATE of the existing items, one multi-row INSERT of the new ones
 and one of the new links, then each conversation's ``next_position`` raised
-above its imported positions. Conversations, responses and feedback, far
-fewer, are upserted one by one. Every upsert keeps the record's IDs, owner,
+above its imported positions; responses likewise. Conversations and feedback,
+far fewer, are upserted one by one. Every upsert keeps the record's IDs, owner,
 timestamps and positions, so importing the same records twice leaves the same
 rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import InvalidRequest, NotFound
-from ..records import Conversation, Feedback, Item
+from ..records import Conversation, Feedback, Item, Response
 from .sql_items import IN_CHUNK
 from .sql_tables import Tables
 
@@ -65,6 +66,31 @@ def feedback(conn: sa.Connection, tables: Tables, record: Feedback) -> None:
             expires_at=record.expires_at,
         )
     )
+
+
+def responses(
+    conn: sa.Connection, tables: Tables, records: list[Response], values: Callable[[Response], dict[str, Any]]
+) -> None:
+    """Upsert responses set-wise; ``values`` gives a response's columns but
+    its ID. A response ID another owner holds is refused, as ``store`` does."""
+    if not records:
+        return
+    r = tables.responses
+    latest = {record.id: record for record in records}
+    holders: dict[str, str] = {}
+    for chunk in _chunks(list(latest)):
+        holders.update(conn.execute(sa.select(r.c.id, r.c.owner).where(r.c.id.in_(chunk))).all())
+    taken = next((rid for rid, rec in latest.items() if holders.get(rid, rec.owner) != rec.owner), None)
+    if taken is not None:
+        raise InvalidRequest(f"Response id '{taken}' is not available.", param="id")
+    rows = {rid: values(rec) for rid, rec in latest.items()}
+    updates = [{"k_id": rid, **{f"v_{k}": v for k, v in row.items()}} for rid, row in rows.items() if rid in holders]
+    if updates:
+        columns = {k: sa.bindparam(f"v_{k}") for k in next(iter(rows.values()))}
+        conn.execute(r.update().where(r.c.id == sa.bindparam("k_id")).values(columns), updates)
+    inserts = [{"id": rid, **row} for rid, row in rows.items() if rid not in holders]
+    if inserts:
+        conn.execute(r.insert(), inserts)
 
 
 def items(conn: sa.Connection, tables: Tables, records: list[Item]) -> None:
