@@ -19,14 +19,21 @@ Guarantees and how they are kept:
   Oracle; SQLite's write lock, taken at ``BEGIN IMMEDIATE``) and reserves ``n``
   consecutive positions in one statement. A second writer waits on that lock
   until the first commits, then reads the advanced counter. The unique index
-  (conversation_id, position) backs this up.
-- **Bounded statements.** Adding a batch is: one UPDATE, one multi-row INSERT,
-  COMMIT, whatever the batch size. ``recent`` is one query in the common case.
+  (conversation_id, position) of the links backs this up.
+- **Items once per owner, linked into conversations** (``sql_items.py``): an
+  ``item_reference`` adds a link, a delete removes one and the item goes with
+  its last link.
+- **Bounded statements.** Adding a batch is: one UPDATE, one multi-row INSERT
+  of items and one of links, COMMIT, whatever the batch size (references add
+  two checking queries). ``recent`` is one query in the common case.
 - **Keyset pagination.** Pages continue after the cursor's (position) or
   (created_at, id) with an index range scan; never OFFSET.
 - **Failures are 503s.** Connection, pool-timeout and disconnect errors are
   ``unavailable_errors``; a database whose history schema is behind the code
   answers 503 with a message saying to run ``flask db upgrade``.
+
+Whole-database operations (erasure, purge, export, import, stats) live in the
+``SqlOperations`` mixin of ``sql_admin.py``.
 """
 
 from __future__ import annotations

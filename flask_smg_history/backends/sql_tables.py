@@ -11,8 +11,8 @@ reflect or query them.
 Portability rules, checked by ``tests/test_sql_oracle.py``: every type compiles
 on SQLite, PostgreSQL and Oracle (JSON is a CLOB holding JSON text on Oracle,
 JSONB on PostgreSQL); every identifier, prefix included, fits in 30 characters
-with the default prefix (Oracle before 12.2); timestamps are float Unix seconds
-(UTC by definition), stored as double precision.
+(Oracle before 12.2), which ``check_names`` enforces for any prefix; timestamps
+are float Unix seconds (UTC by definition), stored as double precision.
 """
 
 from __future__ import annotations
