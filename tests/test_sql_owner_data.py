@@ -5,6 +5,7 @@ NUL on PostgreSQL, and the table-name settings."""
 from __future__ import annotations
 
 import json
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -216,3 +217,26 @@ def test_import_refuses_a_response_id_another_owner_holds(app):
     assert _store(app, "bob").responses.get(theirs.id).model == "m"
     assert list(backend.export("alice", None)) == []  # the whole batch rolled back
     assert backend.import_records(batch[:2]) == {"conversations": 1, "items": 0, "responses": 1, "feedback": 0}
+
+
+def test_purge_in_batches_keeps_items_linked_from_kept_conversations(app, monkeypatch):
+    from flask_smg_history.backends import sql_admin
+
+    monkeypatch.setattr(sql_admin, "PURGE_BATCH", 3)  # seven old conversations: three batches
+    alice = _store(app, "alice")
+    old = [alice.conversations.create(items=[{"role": "user", "content": str(n)}]) for n in range(7)]
+    shared = alice.items.list(old[0].id).data[0]
+    time.sleep(0.05)
+    cutoff = time.time()
+    kept = alice.conversations.create(items=[{"type": "item_reference", "id": shared.id}])
+    backend = app.extensions["smg_history"].backend
+    preview = backend.purge(before=cutoff, dry_run=True)
+    assert preview == {"conversations": 7, "items": 6, "responses": 0, "feedback": 0}
+    assert backend.purge(before=cutoff, dry_run=False) == preview
+    assert [c.id for c in alice.conversations.list().data] == [kept.id]
+    assert alice.items.get(kept.id, shared.id).payload == shared.payload
+    assert _rows_by_owner(backend)["alice"] == {
+        "smg_history_conversations": 1,
+        "smg_history_items": 1,
+        "smg_history_conv_items": 1,
+    }

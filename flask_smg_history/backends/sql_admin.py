@@ -89,10 +89,10 @@ class SqlOperations:
             return self._run(lambda conn: self._purge_preview(conn, old_conv, old_resp), write=False)
         counts = dict.fromkeys(KINDS, 0)
         while True:
-            done = self._run(lambda conn: self._purge_conversations(conn, old_conv))
-            counts["conversations"] += done[0]
-            counts["items"] += done[1]
-            if done[0] < PURGE_BATCH:
+            selected, removed, items = self._run(lambda conn: self._purge_conversations(conn, old_conv))
+            counts["conversations"] += removed
+            counts["items"] += items
+            if selected < PURGE_BATCH:
                 break
         while True:
             done = self._run(lambda conn: self._purge_responses(conn, old_resp))
@@ -102,13 +102,29 @@ class SqlOperations:
                 break
         return counts
 
-    def _purge_conversations(self: SqlBackend, conn: sa.Connection, old: sa.ColumnElement[bool]) -> tuple[int, int]:
-        c = self.tables.conversations
-        rows = conn.execute(sa.select(c.c.id, c.c.owner).where(old).limit(PURGE_BATCH)).all()
-        items = sum(sql_items.unlink_conversation(conn, self.tables, owner, cid) for cid, owner in rows)
-        if rows:
-            conn.execute(c.delete().where(c.c.id.in_([cid for cid, _ in rows])))
-        return len(rows), items
+    def _purge_conversations(
+        self: SqlBackend, conn: sa.Connection, old: sa.ColumnElement[bool]
+    ) -> tuple[int, int, int]:
+        """Remove one batch of old conversations, their links and the items
+        left without any, set-wise. The conversations are row-locked first
+        (re-checking the condition: an append may just have refreshed one), so
+        no append links an item between reading the links and deleting them.
+        Returns (selected, removed conversations, removed items)."""
+        c, link = self.tables.conversations, self.tables.links
+        selected = conn.execute(sa.select(c.c.id).where(old).limit(PURGE_BATCH)).scalars().all()
+        if not selected:
+            return 0, 0, 0
+        conn.execute(c.update().where(c.c.id.in_(selected), old).values(next_position=c.c.next_position))
+        ids = conn.execute(sa.select(c.c.id).where(c.c.id.in_(selected), old)).scalars().all()
+        linked: dict[str, list[str]] = {}
+        for owner, item_id in conn.execute(
+            sa.select(link.c.owner, link.c.item_id).where(link.c.conversation_id.in_(ids))
+        ):
+            linked.setdefault(owner, []).append(item_id)
+        conn.execute(link.delete().where(link.c.conversation_id.in_(ids)))
+        items = sum(sql_items.drop_orphans(conn, self.tables, owner, item_ids) for owner, item_ids in linked.items())
+        conn.execute(c.delete().where(c.c.id.in_(ids)))
+        return len(selected), len(ids), items
 
     def _purge_responses(self: SqlBackend, conn: sa.Connection, old: sa.ColumnElement[bool]) -> tuple[int, int]:
         r, f = self.tables.responses, self.tables.feedback
