@@ -1,6 +1,6 @@
 """Load and faults: gunicorn with several workers, 32 concurrent clients.
 
-    .venv/bin/python benchmarks/load.py --backend postgres [--seconds 60] [--restart-at 20]
+    .venv/bin/python -m benchmarks.load --backend postgres [--seconds 60] [--restart-at 20]
 
 Half the requests add one item to one of 64 conversations, half list a page of
 20 items. It prints requests per second and p50/p99 latency per operation,

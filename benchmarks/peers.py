@@ -6,7 +6,7 @@ turn. LangChain's histories have no "last n" read: ``messages`` loads the whole
 conversation, which is the cost a LangChain app pays.
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python benchmarks/peers.py [--messages 10000]
+    .venv/bin/python -m benchmarks.peers [--messages 10000]
 
 Needs PostgreSQL (127.0.0.1:5432, database ``test``) and Redis (127.0.0.1:6379).
 """
@@ -52,8 +52,12 @@ def ours(backend: str, messages: int) -> float:
     store.erase_owner()
     backend_obj = app.extensions["smg_history"].backend
     if backend == "postgres":
+        import sqlalchemy as sa
+
         with backend_obj.engine.begin() as connection:
-            backend_obj.tables.metadata.drop_all(connection)
+            for table in sa.inspect(connection).get_table_names():
+                if table.startswith(prefix):
+                    connection.execute(sa.text(f'DROP TABLE "{table}" CASCADE'))
     backend_obj.close()
     return elapsed
 
