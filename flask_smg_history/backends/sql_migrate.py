@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -108,6 +109,13 @@ def _run(backend: SqlBackend, fn: Callable[[Config], None], offline: bool) -> No
         return
     with backend.engine.connect() as connection:
         connection.execution_options(**backend.write_options)
+        if connection.dialect.name == "postgresql":
+            # Several app processes starting at once (gunicorn workers with
+            # SMG_HISTORY_CREATE_TABLES) must not run the chain side by side:
+            # the first migrates, the others wait here and find nothing to do.
+            # (SQLite's BEGIN IMMEDIATE serializes them already.)
+            key = f"{backend.settings.sql_schema or ''}.{version_table(backend.settings.table_prefix)}"
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
         fn(_config(backend, connection))
         connection.commit()
     backend.schema_changed()
