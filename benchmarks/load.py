@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PORT = 8765
+PORT = 0  # chosen at start-up
 REDIS_PORT = 6390
 KEY = "sk-load"
 HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
@@ -69,6 +70,12 @@ def restart_postgres() -> None:
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None):
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=HEADERS)
     response = conn.getresponse()
@@ -84,6 +91,8 @@ def main() -> None:
     parser.add_argument("--restart-at", type=float, help="Restart the database this many seconds in.")
     args = parser.parse_args()
 
+    global PORT
+    PORT = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="smg-load-"))
     env = {**os.environ, "SMG_HISTORY_BACKEND": args.backend, "SMG_HISTORY_API_KEYS": f"{KEY}=load"}
     redis_proc = None
@@ -219,11 +228,15 @@ def run(args, redis_proc, workdir: Path) -> None:
     print(f"errors: {errors or 'none'}   longest request: {longest[0] * 1000:.0f} ms")
 
     lost = duplicated = stored_total = 0
+    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)  # the first one idled out
     for cid, ids in accepted.items():
         seen, after = [], None
         while True:
             query = f"/v1/conversations/{cid}/items?limit=100&order=asc" + (f"&after={after}" if after else "")
-            page = json.loads(request(conn, "GET", query)[1])
+            status, body = request(conn, "GET", query)
+            if status != 200:
+                raise SystemExit(f"reading {cid} back failed: {status} {body[:300]!r}")
+            page = json.loads(body)
             seen += [item["id"] for item in page["data"]]
             if not page["has_more"]:
                 break
