@@ -306,8 +306,6 @@ class Settings:
         for name, value in self._values.items():
             key = KEYS_BY_NAME[name]
             out[name] = "***" if key.secret and value else value
-        if "://" in str(out.get("SMG_HISTORY_REDIS_URL")) and "@" in out["SMG_HISTORY_REDIS_URL"]:
-            out["SMG_HISTORY_REDIS_URL"] = "***"
         return out
 
 

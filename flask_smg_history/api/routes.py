@@ -84,6 +84,11 @@ def _since_arg() -> float | None:
     return parsed.timestamp()
 
 
+def _filtered_page_args() -> dict[str, Any]:
+    """``since``, ``after`` and ``limit`` of our filtered, newest-first listings."""
+    return {"since": _since_arg(), "after": request.args.get("after") or None, "limit": _int_arg("limit", 20)}
+
+
 def create_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint(settings.blueprint_name, __name__)
     errors.register(bp)
@@ -150,11 +155,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
     @bp.get("/responses")
     def list_responses():
         page = history.responses.list(
-            model=request.args.get("model"),
-            conversation=request.args.get("conversation"),
-            since=_since_arg(),
-            after=request.args.get("after") or None,
-            limit=_int_arg("limit", 20),
+            model=request.args.get("model"), conversation=request.args.get("conversation"), **_filtered_page_args()
         )
         return jsonify(render.page(page, render.response))
 
@@ -189,11 +190,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
     @bp.get("/feedback")
     def list_feedback():
         page = history.feedback.list(
-            rating=request.args.get("rating"),
-            model=request.args.get("model"),
-            since=_since_arg(),
-            after=request.args.get("after") or None,
-            limit=_int_arg("limit", 20),
+            rating=request.args.get("rating"), model=request.args.get("model"), **_filtered_page_args()
         )
         return jsonify(render.page(page, render.feedback))
 
