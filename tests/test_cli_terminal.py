@@ -1,0 +1,72 @@
+"""Long CLI operations draw a click progress bar on a terminal and print plain
+progress lines otherwise (a real pseudo-terminal, a real ``flask`` process)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from flask import Flask
+
+from flask_smg_history import SmgHistory
+
+APP = textwrap.dedent(
+    """
+    from flask import Flask
+    from flask_smg_history import SmgHistory
+
+    app = Flask("terminal", instance_path={instance!r})
+    app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH={db!r}, SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    """
+)
+
+
+def _project(tmp_path: Path) -> Path:
+    db = str(tmp_path / "history.sqlite3")
+    (tmp_path / "termapp.py").write_text(APP.format(instance=str(tmp_path / "instance"), db=db))
+    app = Flask("fill", instance_path=str(tmp_path / "instance"))
+    app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=db, SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    for _ in range(5):
+        conv = store.conversations.create()
+        store.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(20)])
+    app.extensions["smg_history"].backend.close()
+    return tmp_path
+
+
+def _export(cwd: Path, terminal: bool) -> str:
+    command = [sys.executable, "-m", "flask", "--app", "termapp", "smg-history", "export", "-o", "out.jsonl"]
+    if not terminal:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, cwd=cwd, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(60) == 0
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
+    cwd = _project(tmp_path)
+    on_terminal = _export(cwd, terminal=True)
+    assert "export" in on_terminal and "100%" in on_terminal and "#" in on_terminal
+    plain = _export(cwd, terminal=False)
+    assert "export: 105 records done" in plain and "%" not in plain
+    assert len((cwd / "out.jsonl").read_text().splitlines()) == 105
