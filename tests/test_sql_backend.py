@@ -13,7 +13,8 @@ from flask import Flask
 from flask_smg_history import ConfigError, InvalidRequest, SmgHistory
 from flask_smg_history.backends.sql_engine import postgres_url
 
-from .backends_sql import POSTGRES_URL, postgres_schema
+from .backends_sql import postgres
+from .conftest import build_app
 
 
 def test_postgres_url_forms():
@@ -73,18 +74,11 @@ def test_tables_in_the_hosts_database_leave_its_session_alone(tmp_path: Path):
 
 
 @pytest.fixture(params=["one-statement", "core"])
-def pg_store(request):
+def pg_store(request, tmp_path):
     """A PostgreSQL store on its hot path, or forced onto the Core path that
     SQLite and Oracle use."""
-    with postgres_schema() as schema:
-        app = Flask("pg")
-        app.config.update(
-            SMG_HISTORY_BACKEND="postgres",
-            SMG_HISTORY_POSTGRES_DB_URL=POSTGRES_URL,
-            SMG_HISTORY_SQL_SCHEMA=schema,
-            SMG_HISTORY_CREATE_TABLES=True,
-        )
-        SmgHistory(app)
+    with postgres(tmp_path) as config:
+        app = build_app(config)
         backend = app.extensions["smg_history"].backend
         if request.param == "core":
             backend._append_one_sql = None

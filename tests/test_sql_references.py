@@ -9,24 +9,15 @@ import time
 import psycopg2
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 
-from flask_smg_history import SmgHistory
-
-from .backends_sql import POSTGRES_URL, postgres_schema
+from .backends_sql import POSTGRES_URL, postgres
+from .conftest import build_app
 
 
 @pytest.fixture
-def alice():
-    with postgres_schema() as schema:
-        app = Flask("refs")
-        app.config.update(
-            SMG_HISTORY_BACKEND="postgres",
-            SMG_HISTORY_POSTGRES_DB_URL=POSTGRES_URL,
-            SMG_HISTORY_SQL_SCHEMA=schema,
-            SMG_HISTORY_CREATE_TABLES=True,
-        )
-        SmgHistory(app)
+def alice(tmp_path):
+    with postgres(tmp_path) as config:
+        app = build_app(config)
         yield app.extensions["smg_history"].extension.store_for("alice", app)
         app.extensions["smg_history"].backend.close()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import InvalidRequest, NotFound
@@ -198,7 +198,7 @@ class MemoryBackend(Backend):
     def list_responses(self, owner, *, model, conversation_id, since, after, limit):
         with self._lock:
             at = now()
-            rows = sorted(
+            return _newest_first(
                 (
                     r
                     for r in self._responses.values()
@@ -208,10 +208,9 @@ class MemoryBackend(Backend):
                     and (conversation_id is None or r.conversation_id == conversation_id)
                     and (since is None or r.created_at >= since)
                 ),
-                key=lambda r: (r.created_at, r.id),
+                after=after,
+                limit=limit,
             )
-            page = page_of(rows, after=after, limit=limit, order="desc")
-            return Page(data=copy.deepcopy(page.data), has_more=page.has_more)
 
     # -- feedback ------------------------------------------------------------
     def submit_feedback(self, feedback):
@@ -234,7 +233,7 @@ class MemoryBackend(Backend):
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         with self._lock:
             at = now()
-            rows = sorted(
+            return _newest_first(
                 (
                     fb
                     for (_, fb_owner), fb in self._feedback.items()
@@ -244,10 +243,9 @@ class MemoryBackend(Backend):
                     and (model is None or fb.model == model)
                     and (since is None or fb.created_at >= since)
                 ),
-                key=lambda fb: (fb.created_at, fb.id),
+                after=after,
+                limit=limit,
             )
-            page = page_of(rows, after=after, limit=limit, order="desc")
-            return Page(data=copy.deepcopy(page.data), has_more=page.has_more)
 
     # -- erasure and operations ---------------------------------------------
     def erase_owner(self, owner):
@@ -363,3 +361,10 @@ class MemoryBackend(Backend):
 
     def health(self) -> dict[str, Any]:
         return {}
+
+
+def _newest_first(records: Iterable[Any], *, after: str | None, limit: int) -> Page[Any]:
+    """One page of records by creation time, newest first, copied out."""
+    ordered = sorted(records, key=lambda record: (record.created_at, record.id))
+    page = page_of(ordered, after=after, limit=limit, order="desc")
+    return Page(data=copy.deepcopy(page.data), has_more=page.has_more)
