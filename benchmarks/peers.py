@@ -20,7 +20,7 @@ import warnings
 
 from flask import Flask
 
-from flask_smg_history import SmgHistory
+from flask_smg_history import SmgHistory, get_state
 
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -41,7 +41,7 @@ def ours(backend: str, messages: int) -> float:
             SMG_HISTORY_BACKEND="redis", SMG_HISTORY_REDIS_URL=REDIS_URL, SMG_HISTORY_REDIS_KEY_PREFIX=prefix
         )
     SmgHistory(app)
-    store = app.extensions["smg_history"].extension.store_for("bench", app)
+    store = get_state(app).store_for("bench")
     conv = store.conversations.create()
     started = time.perf_counter()
     for n in range(messages):
@@ -50,7 +50,7 @@ def ours(backend: str, messages: int) -> float:
             assert len(store.items.recent(conv.id, 20)) == 20
     elapsed = time.perf_counter() - started
     store.erase_owner()
-    backend_obj = app.extensions["smg_history"].backend
+    backend_obj = get_state(app).backend
     if backend == "postgres":
         import sqlalchemy as sa
 

@@ -29,7 +29,7 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 
 from flask import Flask  # noqa: E402
 
-from flask_smg_history import SmgHistory  # noqa: E402
+from flask_smg_history import SmgHistory, get_state  # noqa: E402
 from flask_smg_history.records import Item, mint_id, now  # noqa: E402
 
 ROUNDS = 5
@@ -79,8 +79,8 @@ def main() -> None:
         SMG_HISTORY_REDIS_KEY_PREFIX=prefix,
     )
     SmgHistory(app)
-    backend = app.extensions["smg_history"].backend
-    store = app.extensions["smg_history"].extension.store_for("bench", app)
+    backend = get_state(app).backend
+    store = get_state(app).store_for("bench")
     client = backend.client
     try:
         conv = store.conversations.create()

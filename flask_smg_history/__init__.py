@@ -1,36 +1,48 @@
 """flask-smg-history: durable, queryable conversation history for Flask chat
-apps, speaking OpenAI's Conversations API."""
+apps, speaking OpenAI's Conversations API.
 
-__version__ = "0.1.0"
+The public surface: ``SmgHistory`` (the extension), ``history`` (the current
+caller's store), ``get_state`` (an app's settings, backend and metrics),
+``HistoryStore`` and the records it returns, ``Backend`` (the base class of
+custom backends) and every error the store and the HTTP API raise.
+"""
 
-from .errors import (  # noqa: E402
+from .backends import Backend
+from .errors import (
     ConfigError,
+    CorruptRecord,
     HistoryError,
     HistoryUnavailable,
     InvalidRequest,
     NotFound,
-    NotSupported,
+    PayloadTooLarge,
     Unauthorized,
 )
-from .extension import SmgHistory, history  # noqa: E402
-from .records import Conversation, Feedback, Item, Page, Response  # noqa: E402
-from .store import HistoryStore  # noqa: E402
+from .extension import SmgHistory
+from .records import Conversation, Feedback, Item, Page, Response
+from .state import HistoryState, get_state, history
+from .store import HistoryStore
+from .version import __version__
 
 __all__ = [
+    "Backend",
     "ConfigError",
     "Conversation",
+    "CorruptRecord",
     "Feedback",
     "HistoryError",
+    "HistoryState",
     "HistoryStore",
     "HistoryUnavailable",
     "InvalidRequest",
     "Item",
     "NotFound",
-    "NotSupported",
     "Page",
+    "PayloadTooLarge",
     "Response",
     "SmgHistory",
     "Unauthorized",
     "__version__",
+    "get_state",
     "history",
 ]

@@ -21,9 +21,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .backends.base import Backend, load_backend_class
+from .backends import Backend, load_backend_class
 from .config import KEYS_BY_NAME, load_settings
-from .records import Record
+from .portable import dumps, loads
+from .records import RECORD_KINDS, Record, batched
+from .state import get_state
 from .store import guarded
 
 smg_history_cli = AppGroup("smg-history", help="Inspect and operate the conversation history store.")
@@ -37,17 +39,11 @@ URL_KEYS = {
 }
 
 
-def _state():
-    from .extension import _state as state_of
-
-    return state_of(current_app)
-
-
 def _backend_call(operation: str, fn, *args, **kwargs):
     """A backend call with the store's failure handling, as a click error."""
-    state = _state()
+    state = get_state()
     try:
-        return guarded(state.backend, state.metrics, operation, fn, *args, **kwargs)
+        return state.call(operation, fn, *args, **kwargs)
     except Exception as exc:
         raise click.ClickException(f"{operation} failed on backend {state.backend.name!r}: {exc}") from exc
 
@@ -82,12 +78,6 @@ class _Progress:
         click.echo(f"{self.label}: {self.done} records done", err=True)
 
 
-def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    iterator = iter(records)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def _total(stats: dict[str, Any]) -> int:
     return stats["conversations"] + stats["items"] + stats["responses"] + sum(stats["feedback"].values())
 
@@ -95,7 +85,7 @@ def _total(stats: dict[str, Any]) -> int:
 @smg_history_cli.command("check")
 def check() -> None:
     """Connect, check the backend and its schema, print settings and counts."""
-    state = _state()
+    state = get_state()
     detail = _backend_call("health", state.backend.health)
     click.echo(f"backend: {state.backend.name}")
     for name, value in state.settings.masked().items():
@@ -114,7 +104,7 @@ def check() -> None:
 @click.option("--by-owner", is_flag=True, help="One line per owner.")
 def stats(owner: str | None, by_owner: bool) -> None:
     """Counts of conversations, items, responses and feedback."""
-    backend = _state().backend
+    backend = get_state().backend
     owners = list(_backend_call("owners", backend.owners)) if by_owner else [owner]
     for name in owners:
         s = _backend_call("stats", backend.stats, name)
@@ -131,7 +121,7 @@ def stats(owner: str | None, by_owner: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 def purge(older_than: float | None, dry_run: bool) -> None:
     """Remove expired records (and, with --older-than, old ones)."""
-    backend = _state().backend
+    backend = get_state().backend
     before = None if older_than is None else time.time() - older_than * 86400
     result = _backend_call("purge", backend.purge, before=before, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -144,13 +134,11 @@ def purge(older_than: float | None, dry_run: bool) -> None:
 @click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
 def export(owner: str | None, since: dt.datetime | None, output: IO[str]) -> None:
     """Write every record as JSON Lines, streaming."""
-    from .portable import dumps
-
-    backend = _state().backend
+    backend = get_state().backend
     since_ts = None if since is None else since.replace(tzinfo=dt.timezone.utc).timestamp()
     progress = _Progress("export", _total(_backend_call("stats", backend.stats, owner)))
     records = _backend_call("export", backend.export, owner, since_ts)
-    for batch in _batches(records, 500):
+    for batch in batched(records, 500):
         output.write("".join(dumps(record) + "\n" for record in batch))
         progress.advance(len(batch))
     output.flush()
@@ -158,8 +146,6 @@ def export(owner: str | None, since: dt.datetime | None, output: IO[str]) -> Non
 
 
 def _read(lines: Iterable[str], source: str) -> Iterator[Record]:
-    from .portable import loads
-
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
@@ -170,7 +156,7 @@ def _read(lines: Iterable[str], source: str) -> Iterator[Record]:
 
 def _import_stream(backend: Backend, records: Iterable[Record], progress: _Progress, batch_size: int) -> dict:
     totals: dict[str, int] = {}
-    for batch in _batches(records, batch_size):
+    for batch in batched(records, batch_size):
         counts = guarded(backend, None, "import", backend.import_records, batch)
         for kind, n in counts.items():
             totals[kind] = totals.get(kind, 0) + n
@@ -183,7 +169,7 @@ def _import_stream(backend: Backend, records: Iterable[Record], progress: _Progr
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 def import_(source: IO[str], batch_size: int) -> None:
     """Read JSON Lines written by export; re-importing is harmless."""
-    backend = _state().backend
+    backend = get_state().backend
     progress = _Progress("import", None)
     try:
         totals = _import_stream(backend, _read(source, source.name), progress, batch_size)
@@ -196,7 +182,7 @@ def import_(source: IO[str], batch_size: int) -> None:
 
 
 def _target_backend(name: str, url: str | None, settings: tuple[str, ...]) -> Backend:
-    config = {k: v for k, v in current_app.config.items() if k.startswith("SMG_HISTORY_")}
+    config = get_state().settings.as_config()
     config["SMG_HISTORY_BACKEND"] = name
     if url is not None:
         if name not in URL_KEYS:
@@ -234,7 +220,7 @@ def copy(
     Records are copied in export order; after each batch the number copied is
     saved in the checkpoint file, and a re-run skips that many. Import is
     idempotent, so copying a record twice is harmless."""
-    source = _state().backend
+    source = get_state().backend
     target = _target_backend(to_backend, to_url, settings)
     checkpoint = checkpoint or Path(current_app.instance_path) / f"smg-history-copy-to-{to_backend}.json"
     done = 0
@@ -246,7 +232,7 @@ def copy(
     progress.advance(done)
     records = islice(_backend_call("export", source.export, None, None), done, None)
     try:
-        for batch in _batches(records, batch_size):
+        for batch in batched(records, batch_size):
             guarded(target, None, "import", target.import_records, batch)
             done += len(batch)
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +246,7 @@ def copy(
         progress.close()
     copied = target.stats(None)
     target.close()
-    keys = ("conversations", "items", "responses", "feedback")
+    keys = RECORD_KINDS
     mismatched = [k for k in keys if copied[k] != stats[k]]
     if mismatched:
         raise click.ClickException(
@@ -278,7 +264,7 @@ def erase(owner: str, yes: bool) -> None:
     """Erase every conversation, item, response and feedback of one owner."""
     if not yes:
         click.confirm(f"Erase all history of {owner!r}?", abort=True)
-    backend = _state().backend
+    backend = get_state().backend
     counts = _backend_call("erase_owner", backend.erase_owner, owner)
     click.echo("erased: " + " ".join(f"{k}={v}" for k, v in counts.items()))
 
@@ -288,15 +274,14 @@ def erase(owner: str, yes: bool) -> None:
 def init_db(sql: bool) -> None:
     """Create or upgrade the history tables (SQL backends), for apps without
     Flask-Migrate; with Flask-Migrate, `flask db upgrade` does the same."""
-    from .backends import sql_migrate
-    from .backends.sql import SqlBackend
+    from .backends.sql import SqlBackend, migrate
 
-    backend = _state().backend
+    backend = get_state().backend
     if not isinstance(backend, SqlBackend):
         raise click.ClickException(f"backend {backend.name!r} has no tables to create (SQL backends only).")
     try:
-        sql_migrate.upgrade(backend, sql=sql)
+        migrate.upgrade(backend, sql=sql)
     except backend.unavailable_errors as exc:
         raise click.ClickException(f"backend {backend.name!r} is unreachable ({type(exc).__name__}).") from exc
     if not sql:
-        click.echo(f"history tables at revision {sql_migrate.head_revision()}")
+        click.echo(f"history tables at revision {migrate.head_revision()}")

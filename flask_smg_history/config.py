@@ -1,14 +1,21 @@
-"""Every ``SMG_HISTORY_*`` setting in one table, read and validated once.
+"""Every ``SMG_HISTORY_*`` setting in one place, read and validated once.
+
+``Settings`` is the table: one typed field per key (``backend`` is
+``SMG_HISTORY_BACKEND``), whose default, documentation, environment names and
+limits ride in the field's metadata, so an IDE completes ``settings.redis_url``
+and the docs table (``scripts/config_table.py``) is made from the same source.
 
 ``load_settings`` runs at ``init_app``: it fills defaults into ``app.config``
 (so the app shows its effective settings), falls back to environment variables
 (the key's own name, then SMG's ``ATP_*`` names for Oracle), converts strings
 from the environment, and raises ``ConfigError`` naming the key and what it
-accepts. Nothing else in the package reads ``app.config``.
+accepts. Nothing else in the package reads ``app.config``: the CLI's ``copy``
+derives its target's settings from the source's (``Settings.as_config``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,19 +23,27 @@ from typing import Any
 
 from .errors import ConfigError
 
+PREFIX = "SMG_HISTORY_"
+
 
 @dataclass(frozen=True)
 class Key:
+    """One setting as the loader and the docs see it."""
+
     name: str
     default: Any
-    kind: str  # str | int | float | bool | dict | choice
+    kind: str  # str | int | float | bool | dict
     doc: str
     env: tuple[str, ...] = ()
-    choices: tuple[str, ...] = ()
     optional: bool = False  # None is an accepted value
     minimum: float | None = None
     secret: bool = False
     check: Callable[[Any], None] | None = None  # raises ValueError on a value the type alone allows
+
+    @property
+    def attribute(self) -> str:
+        """The ``Settings`` attribute of this key."""
+        return self.name[len(PREFIX) :].lower()
 
 
 def _retention_days(value: float | None) -> None:
@@ -36,199 +51,230 @@ def _retention_days(value: float | None) -> None:
         raise ValueError("use a positive number of days, or -1 to keep data forever (0 would expire data at once)")
 
 
-def _k(name: str, default: Any, kind: str, doc: str, **kw: Any) -> Key:
-    full = f"SMG_HISTORY_{name}"
-    env = (full, *kw.pop("env", ()))
-    return Key(full, default, kind, doc, env=env, **kw)
+def _setting(default: Any, doc: str, **spec: Any) -> Any:
+    """A field of ``Settings``; its kind and optionality come from the type."""
+    return dataclasses.field(default=default, metadata={"doc": doc, **spec})
 
 
-KEYS: tuple[Key, ...] = (
-    _k(
-        "BACKEND",
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings of one app, one attribute per key."""
+
+    backend: str = _setting(
         "memory",
-        "str",
-        "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, "
-        "an entry point name or a dotted path to a Backend class.",
-    ),
-    _k("URL_PREFIX", "/v1", "str", "Where the blueprint is mounted."),
-    _k("REGISTER_BLUEPRINT", True, "bool", "Register the HTTP API. False keeps only `history` and the CLI."),
-    _k("BLUEPRINT_NAME", "smg_history", "str", "Name of the blueprint (for `url_for`)."),
-    _k(
-        "API_KEYS",
+        (
+            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, "
+            "an entry point name or a dotted path to a Backend class."
+        ),
+    )
+    url_prefix: str = _setting(
+        "/v1",
+        "Where the blueprint is mounted.",
+    )
+    register_blueprint: bool = _setting(
+        True,
+        "Register the HTTP API. False keeps only `history` and the CLI.",
+    )
+    blueprint_name: str = _setting(
+        "smg_history",
+        "Name of the blueprint (for `url_for`).",
+    )
+    api_keys: dict[str, str] | None = _setting(
         None,
-        "dict",
         "Bearer keys and the owner each maps to: a dict, or `key1=owner1,key2=owner2` from the environment.",
-        optional=True,
         secret=True,
-    ),
-    _k(
-        "ALLOW_ANONYMOUS",
+    )
+    allow_anonymous: bool | None = _setting(
         None,
-        "bool",
         "Serve callers without identity as owner `anonymous`. Default: true for memory and none, false otherwise.",
-        optional=True,
-    ),
-    _k("MAX_REQUEST_BYTES", 1024 * 1024, "int", "Largest request body the API accepts (413 above).", minimum=1),
-    _k("MAX_ITEM_BYTES", 256 * 1024, "int", "Largest single item, as JSON (400 above).", minimum=1),
-    _k(
-        "RETENTION_DAYS",
+    )
+    max_request_bytes: int = _setting(
+        1024 * 1024,
+        "Largest request body the API accepts (413 above).",
+        minimum=1,
+    )
+    max_item_bytes: int = _setting(
+        256 * 1024,
+        "Largest single item, as JSON (400 above).",
+        minimum=1,
+    )
+    retention_days: float | None = _setting(
         None,
-        "float",
-        "Days a conversation or response is kept after its last write "
-        "(every backend; on Redis the shorter of this and SMG_HISTORY_REDIS_RETENTION_DAYS applies). "
-        "None keeps forever.",
-        optional=True,
+        (
+            "Days a conversation or response is kept after its last write "
+            "(every backend; on Redis the shorter of this and SMG_HISTORY_REDIS_RETENTION_DAYS applies). "
+            "None keeps forever."
+        ),
         minimum=0.00001,
-    ),
-    _k(
-        "SQLITE_PATH",
+    )
+    sqlite_path: str | None = _setting(
         None,
-        "str",
         "SQLite file (default: `smg_history.sqlite3` in the app's instance folder).",
-        optional=True,
-    ),
-    _k(
-        "POSTGRES_DB_URL",
+    )
+    postgres_db_url: str | None = _setting(
         None,
-        "str",
         "PostgreSQL URL, `postgres://` or `postgresql://`, query parameters passed to psycopg2.",
-        optional=True,
         secret=True,
-    ),
-    _k("POSTGRES_POOL_MAX_SIZE", 16, "int", "Connections in the PostgreSQL pool.", minimum=1),
-    _k(
-        "SQL_POOL_TIMEOUT_SECS",
+    )
+    postgres_pool_max_size: int = _setting(
+        16,
+        "Connections in the PostgreSQL pool.",
+        minimum=1,
+    )
+    sql_pool_timeout_secs: float = _setting(
         30.0,
-        "float",
-        "Seconds a SQL call waits for a free pooled connection (or, on SQLite, for the write lock) "
-        "before it answers 503.",
+        (
+            "Seconds a SQL call waits for a free pooled connection (or, on SQLite, for the write lock) "
+            "before it answers 503."
+        ),
         minimum=0.001,
-    ),
-    _k(
-        "SQL_USE_APP_DB",
+    )
+    sql_use_app_db: bool = _setting(
         False,
-        "bool",
-        "Keep the history tables in the host's `SQLALCHEMY_DATABASE_URI` "
-        "(the host's Flask-SQLAlchemy engine) instead of a database of their own.",
-    ),
-    _k(
-        "CREATE_TABLES",
+        (
+            "Keep the history tables in the host's `SQLALCHEMY_DATABASE_URI` "
+            "(the host's Flask-SQLAlchemy engine) instead of a database of their own."
+        ),
+    )
+    create_tables: bool = _setting(
         False,
-        "bool",
         "Create missing tables at start-up instead of requiring `flask db upgrade` / `flask smg-history init-db`.",
-    ),
-    _k(
-        "TABLE_PREFIX",
+    )
+    table_prefix: str = _setting(
         "smg_history_",
-        "str",
-        "Prefix of every SQL table, index and version-table name: letters, digits and _, at most 15 characters "
-        "(names must fit Oracle's 30).",
-    ),
-    _k(
-        "SQL_SCHEMA",
+        (
+            "Prefix of every SQL table, index and version-table name: letters, digits and _, at most 15 characters "
+            "(names must fit Oracle's 30)."
+        ),
+    )
+    sql_schema: str | None = _setting(
         None,
-        "str",
         "SQL schema of the tables (PostgreSQL, Oracle): letters, digits and _, at most 30 characters.",
-        optional=True,
-    ),
-    _k(
-        "ORACLE_DSN",
+    )
+    oracle_dsn: str | None = _setting(
         None,
-        "str",
         "Oracle connect string (host:port/service or a full descriptor).",
-        optional=True,
         env=("ATP_DSN",),
-    ),
-    _k(
-        "ORACLE_WALLET_PATH",
+    )
+    oracle_wallet_path: str | None = _setting(
         None,
-        "str",
         "Directory of an Oracle wallet (with `ORACLE_TNS_ALIAS`).",
-        optional=True,
         env=("ATP_WALLET_PATH",),
-    ),
-    _k(
-        "ORACLE_TNS_ALIAS",
+    )
+    oracle_tns_alias: str | None = _setting(
         None,
-        "str",
         "TNS alias in the wallet's tnsnames.ora.",
-        optional=True,
         env=("ATP_TNS_ALIAS",),
-    ),
-    _k("ORACLE_USER", None, "str", "Oracle user.", optional=True, env=("ATP_USER",)),
-    _k(
-        "ORACLE_PASSWORD",
+    )
+    oracle_user: str | None = _setting(
         None,
-        "str",
+        "Oracle user.",
+        env=("ATP_USER",),
+    )
+    oracle_password: str | None = _setting(
+        None,
         "Oracle password (also the wallet password).",
-        optional=True,
         env=("ATP_PASSWORD",),
         secret=True,
-    ),
-    _k(
-        "ORACLE_EXTERNAL_AUTH",
+    )
+    oracle_external_auth: bool = _setting(
         False,
-        "bool",
         "Use external authentication (needs python-oracledb thick mode).",
         env=("ATP_EXTERNAL_AUTH",),
-    ),
-    _k("ORACLE_POOL_MIN", 1, "int", "Minimum sessions in the Oracle pool.", env=("ATP_POOL_MIN",), minimum=0),
-    _k("ORACLE_POOL_MAX", 16, "int", "Maximum sessions in the Oracle pool.", env=("ATP_POOL_MAX",), minimum=1),
-    _k(
-        "ORACLE_POOL_TIMEOUT_SECS",
+    )
+    oracle_pool_min: int = _setting(
+        1,
+        "Minimum sessions in the Oracle pool.",
+        env=("ATP_POOL_MIN",),
+        minimum=0,
+    )
+    oracle_pool_max: int = _setting(
+        16,
+        "Maximum sessions in the Oracle pool.",
+        env=("ATP_POOL_MAX",),
+        minimum=1,
+    )
+    oracle_pool_timeout_secs: int = _setting(
         30,
-        "int",
         "Seconds to wait for a free Oracle session.",
         env=("ATP_POOL_TIMEOUT_SECS",),
         minimum=0,
-    ),
-    _k(
-        "REDIS_URL",
+    )
+    redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
-        "str",
         "`redis://[:password@]host[:port][/db]`, `rediss://` (TLS) or `unix://`.",
         secret=True,
-    ),
-    _k("REDIS_POOL_MAX_SIZE", 16, "int", "Connections in the Redis pool; callers wait for a free one.", minimum=1),
-    _k(
-        "REDIS_RETENTION_DAYS",
+    )
+    redis_pool_max_size: int = _setting(
+        16,
+        "Connections in the Redis pool; callers wait for a free one.",
+        minimum=1,
+    )
+    redis_retention_days: float = _setting(
         30,
-        "float",
-        "Days every key of a conversation lives after its last write (fractions allowed); -1 keeps forever. "
-        "When SMG_HISTORY_RETENTION_DAYS is also set, the shorter of the two applies.",
+        (
+            "Days every key of a conversation lives after its last write (fractions allowed); -1 keeps forever. "
+            "When SMG_HISTORY_RETENTION_DAYS is also set, the shorter of the two applies."
+        ),
         check=_retention_days,
-    ),
-    _k(
-        "REDIS_POOL_TIMEOUT",
+    )
+    redis_pool_timeout: float = _setting(
         5.0,
-        "float",
         "Seconds a caller waits for a free Redis connection when the pool is full (then 503).",
         minimum=0,
-    ),
-    _k(
-        "REDIS_KEY_PREFIX",
+    )
+    redis_key_prefix: str = _setting(
         "smg:",
-        "str",
         "Prefix of every Redis key, so apps can share one Redis: 1 to 64 of `A-Z a-z 0-9 _ : . -`.",
-    ),
-    _k("REDIS_CLUSTER", False, "bool", "Connect with redis-py's RedisCluster."),
-    _k(
-        "REDIS_SOCKET_TIMEOUT",
+    )
+    redis_cluster: bool = _setting(
+        False,
+        "Connect with redis-py's RedisCluster.",
+    )
+    redis_socket_timeout: float = _setting(
         5.0,
-        "float",
         "Seconds before a Redis command or connect gives up (then 503).",
         minimum=0.001,
-    ),
-    _k(
-        "METRICS_ROUTE",
+    )
+    metrics_route: str | None = _setting(
         None,
-        "str",
         "Route of the Prometheus metrics (needs `prometheus_client`); off when None.",
-        optional=True,
-    ),
-)
+    )
 
+    def masked(self) -> dict[str, Any]:
+        """The settings by key name with secrets hidden, for ``check`` output
+        and logs."""
+        return {key.name: "***" if key.secret and value else value for key, value in self._items()}
+
+    def as_config(self) -> dict[str, Any]:
+        """The settings by key name, as ``app.config`` would hold them."""
+        return {key.name: value for key, value in self._items()}
+
+    def _items(self) -> list[tuple[Key, Any]]:
+        return [(key, getattr(self, key.attribute)) for key in KEYS]
+
+
+def _key(field: dataclasses.Field[Any]) -> Key:
+    annotation = str(field.type)
+    optional = annotation.endswith(" | None")
+    kind = annotation.removesuffix(" | None").split("[")[0]
+    spec = dict(field.metadata)
+    name = PREFIX + field.name.upper()
+    return Key(
+        name=name,
+        default=field.default,
+        kind=kind,
+        doc=spec.pop("doc"),
+        env=(name, *spec.pop("env", ())),
+        optional=optional,
+        **spec,
+    )
+
+
+#: Every key, in the order of ``Settings``' fields (and of the docs table).
+KEYS: tuple[Key, ...] = tuple(_key(f) for f in dataclasses.fields(Settings))
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -287,34 +333,12 @@ def _convert(key: Key, value: Any, from_env: bool) -> Any:
     raise AssertionError(kind)
 
 
-class Settings:
-    """The validated settings of one app. Read them as attributes named after
-    the key without its prefix: ``settings.backend``, ``settings.redis_url``."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self._values = values
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[f"SMG_HISTORY_{name.upper()}"]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def masked(self) -> dict[str, Any]:
-        """The settings with secrets hidden, for ``check`` output and logs."""
-        out = {}
-        for name, value in self._values.items():
-            key = KEYS_BY_NAME[name]
-            out[name] = "***" if key.secret and value else value
-        return out
-
-
 def load_settings(config: dict[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Validate every key in ``config`` (a Flask ``app.config``), filling in
     environment fallbacks and defaults with ``setdefault``."""
     environ = os.environ if environ is None else environ
     for name in config:
-        if name.startswith("SMG_HISTORY_") and name not in KEYS_BY_NAME:
+        if name.startswith(PREFIX) and name not in KEYS_BY_NAME:
             raise ConfigError(f"{name} is not a setting of flask-smg-history (see the configuration reference).")
     values: dict[str, Any] = {}
     for key in KEYS:
@@ -332,6 +356,6 @@ def load_settings(config: dict[str, Any], environ: Mapping[str, str] | None = No
         except ValueError as exc:
             shown = "***" if key.secret else repr(raw)
             raise ConfigError(f"{key.name}={shown} is not valid: {exc}. {key.doc}", param=key.name) from None
-        values[key.name] = value
+        values[key.attribute] = value
         config.setdefault(key.name, value)
-    return Settings(values)
+    return Settings(**values)

@@ -1,6 +1,10 @@
 """The error types of the extension, each mapped to one HTTP status in
-``api/errors.py``. Backends raise ``NotFound`` and ``InvalidRequest``; the store
-turns driver failures into ``HistoryUnavailable``."""
+``api/errors.py``. Backends raise ``NotFound``, ``InvalidRequest`` and
+``CorruptRecord``; the store turns driver failures into ``HistoryUnavailable``.
+
+The messages that several backends raise are built here, once, by the
+classmethods (``NotFound.conversation``, ``InvalidRequest.unknown_cursor``...),
+so every backend says the same words with the same ``param`` and ``code``."""
 
 from __future__ import annotations
 
@@ -26,6 +30,34 @@ class ConfigError(HistoryError):
 class InvalidRequest(HistoryError):
     status = 400
     type = "invalid_request_error"
+
+    @classmethod
+    def unknown_cursor(cls, after: str) -> InvalidRequest:
+        """A page was asked for after a record the listing does not hold."""
+        return cls(f"No record with id '{after}' to list after.", param="after")
+
+    @classmethod
+    def response_id_taken(cls, response_id: str) -> InvalidRequest:
+        """A stored response's ID is held by another owner's response."""
+        return cls(f"Response id '{response_id}' is not available.", param="id")
+
+    @classmethod
+    def already_in_conversation(cls, item_id: str, conversation_id: str) -> InvalidRequest:
+        return cls(
+            f"Item with id '{item_id}' is already in conversation '{conversation_id}'.",
+            param="items",
+            code="item_already_in_conversation",
+        )
+
+    @classmethod
+    def item_exists(cls, item_id: str) -> InvalidRequest:
+        """A new item reuses the ID of one the owner has elsewhere."""
+        return cls(
+            f"Item with id '{item_id}' already exists; to add it to this conversation too, send "
+            f'{{"type": "item_reference", "id": "{item_id}"}}.',
+            param="items",
+            code="item_already_exists",
+        )
 
 
 class NotFound(HistoryError):
@@ -58,6 +90,8 @@ class Unauthorized(HistoryError):
 
 
 class PayloadTooLarge(HistoryError):
+    """A request body larger than ``SMG_HISTORY_MAX_REQUEST_BYTES``."""
+
     status = 413
     type = "invalid_request_error"
 
@@ -69,8 +103,14 @@ class HistoryUnavailable(HistoryError):
     type = "server_error"
 
 
-class NotSupported(HistoryError):
-    """A feature this backend cannot provide (documented per backend)."""
+class CorruptRecord(HistoryError):
+    """A stored value is not in the form this backend writes (on Redis: a key
+    of ours holding something else). Reported for that one record, as a 500."""
 
-    status = 501
-    type = "invalid_request_error"
+    status = 500
+    type = "server_error"
+
+    @classmethod
+    def of(cls, what: str, reason: str = "") -> CorruptRecord:
+        detail = f" ({reason})" if reason else ""
+        return cls(f"{what} is stored in a form this backend cannot read{detail}.")

@@ -1,39 +1,27 @@
-"""The Flask extension object and the request-scoped ``history`` proxy.
+"""The Flask extension object: ``SmgHistory(app)`` or ``init_app(app)``.
 
-``SmgHistory`` keeps no per-app state itself: each app's settings and backend
-live in ``app.extensions["smg_history"]`` (an ``_AppState``), so one object
-serves many apps and the app-factory pattern works.
+``SmgHistory`` keeps no per-app state itself: ``init_app`` validates the
+settings, builds the backend and stores a ``HistoryState`` (``state.py``) in
+``app.extensions["smg_history"]``, then registers the HTTP API and the CLI. One
+object serves many apps and the app-factory pattern works. The top of the
+layers: it imports the API and the CLI, and nothing imports it but the
+package's ``__init__``.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, g, request
-from werkzeug.local import LocalProxy
+from flask import Flask, Response
 
-from .backends.base import Backend, load_backend_class
-from .config import Settings, load_settings
-from .errors import ConfigError, Unauthorized
-from .metrics import Metrics
+from . import metrics
+from .api import create_blueprint, register_unrouted
+from .backends import Backend, load_backend_class
+from .cli import smg_history_cli
+from .config import load_settings
+from .errors import ConfigError
+from .state import EXTENSION_KEY, HistoryState, IdentityHooks, get_state
 from .store import HistoryStore
-
-EXTENSION_KEY = "smg_history"
-ANONYMOUS = "anonymous"
-
-
-@dataclass
-class _AppState:
-    extension: SmgHistory
-    settings: Settings
-    backend: Backend
-    allow_anonymous: bool
-    metrics: Metrics
-
-    def store(self, owner: str, app: Flask) -> HistoryStore:
-        return HistoryStore(owner, self.backend, self.settings, metrics=self.metrics, sender=app)
 
 
 class SmgHistory:
@@ -43,7 +31,7 @@ class SmgHistory:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._identity_loader: Callable[[], str | None] | None = None
+        self._identity = IdentityHooks()
         if app is not None:
             self.init_app(app)
 
@@ -56,39 +44,32 @@ class SmgHistory:
         allow_anonymous = settings.allow_anonymous
         if allow_anonymous is None:
             allow_anonymous = settings.backend in ("memory", "none")
-        app.extensions[EXTENSION_KEY] = _AppState(self, settings, backend, allow_anonymous, Metrics(backend))
+        app.extensions[EXTENSION_KEY] = HistoryState(
+            app, settings, backend, metrics.Metrics(backend), allow_anonymous, self._identity
+        )
         if settings.register_blueprint:
-            from .api import create_blueprint
-            from .api.errors import register_unrouted
-
             app.register_blueprint(create_blueprint(settings), url_prefix=settings.url_prefix)
             register_unrouted(app, settings.url_prefix)
         if settings.metrics_route:
             _add_metrics_route(app, settings.metrics_route)
-        from .cli import smg_history_cli
-
         app.cli.add_command(smg_history_cli)
 
     def identity_loader(self, fn: Callable[[], str | None]) -> Callable[[], str | None]:
         """Register a callback returning the current owner (e.g. ``current_user.id``)
-        or None; it is asked first, before bearer keys."""
-        self._identity_loader = fn
+        or None; it is asked first, before bearer keys, on every app this
+        object serves."""
+        self._identity.loader = fn
         return fn
 
     def store_for(self, owner: str, app: Flask | None = None) -> HistoryStore:
         """A store bound to ``owner``, for code outside requests (jobs, CLI)."""
-        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-        if not isinstance(owner, str) or not owner:
-            raise ValueError("owner must be a non-empty string")
-        return _state(app).store(owner, app)
+        return get_state(app).store_for(owner)
 
     def backend(self, app: Flask | None = None) -> Backend:
-        return _state(app).backend
+        return get_state(app).backend
 
 
 def _add_metrics_route(app: Flask, route: str) -> None:
-    from . import metrics
-
     if metrics.prometheus_client is None:
         raise ConfigError(
             "SMG_HISTORY_METRICS_ROUTE is set but prometheus_client is not installed: "
@@ -97,69 +78,7 @@ def _add_metrics_route(app: Flask, route: str) -> None:
         )
 
     def serve_metrics() -> Response:
-        body = _state().metrics.exposition()
+        body = get_state().metrics.exposition()
         return Response(body, mimetype=metrics.prometheus_client.CONTENT_TYPE_LATEST)
 
     app.add_url_rule(route, endpoint="smg_history_metrics", view_func=serve_metrics, methods=["GET"])
-
-
-def _state(app: Flask | None = None) -> _AppState:
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        return app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError("SmgHistory is not initialised on this app: call SmgHistory(app) first.") from None
-
-
-def _bearer_owner(settings: Settings) -> str | None:
-    """The owner of the request's bearer key. Every configured key is compared
-    in constant time, so timing reveals nothing about which keys exist."""
-    keys = settings.api_keys
-    header = request.headers.get("Authorization", "")
-    if not keys or not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("The Authorization header must be 'Bearer <key>'.")
-    supplied = token.strip().encode()
-    match = None
-    for key, owner in keys.items():
-        if hmac.compare_digest(supplied, key.encode()):
-            match = owner
-    if match is None:
-        raise Unauthorized("Incorrect API key provided.")
-    return match
-
-
-def current_owner() -> str:
-    """Resolve the caller's identity: identity loader, then bearer key, then
-    ``anonymous`` when allowed. Raises ``Unauthorized`` otherwise."""
-    state = _state()
-    loader = state.extension._identity_loader
-    if loader is not None:
-        owner = loader()
-        if owner is not None:
-            return str(owner)
-    owner = _bearer_owner(state.settings)
-    if owner is not None:
-        return owner
-    if state.allow_anonymous:
-        return ANONYMOUS
-    raise Unauthorized("Missing credentials: send 'Authorization: Bearer <key>' with a key from SMG_HISTORY_API_KEYS.")
-
-
-def _current_store() -> HistoryStore:
-    store = g.get("_smg_history_store")
-    if store is None:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        store = _state(app).store(current_owner(), app)
-        g._smg_history_store = store
-    return store
-
-
-#: The history of the current request's caller.
-history: HistoryStore = LocalProxy(_current_store)  # type: ignore[assignment]
-
-
-def settings_of(app: Flask | None = None) -> Settings:
-    return _state(app).settings

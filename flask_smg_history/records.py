@@ -1,16 +1,23 @@
-"""Plain records that cross the backend interface, and ID minting.
+"""Plain records that cross the backend interface, and the small helpers every
+layer shares about them: ID minting, the expiry check, the record kinds and
+batching.
 
 Backends, the store and the HTTP layer all speak in these dataclasses, so no
-backend knows about JSON shapes or Flask and no route knows about rows or keys.
-Timestamps are float Unix seconds (sub-second precision keeps creation order
-stable); the HTTP layer renders them as integer seconds, as OpenAI does.
+backend knows about Flask or HTTP and no route knows about rows or keys. An
+item's ``payload`` is the item as OpenAI shapes it: the store validates it
+(``schemas.py``), backends keep it as an opaque JSON document and index only
+the fields copied out of it (``type``, ``role``, ``status``). Timestamps are
+float Unix seconds (sub-second precision keeps creation order stable); the HTTP
+layer renders them as integer seconds, as OpenAI does.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -145,7 +152,18 @@ class Page(Generic[T]):
 #: Anything ``export`` yields and ``import_records`` takes.
 Record = Conversation | Item | Response | Feedback
 
+#: The kinds of record, as the counts of erasure, purge, import and stats name them.
+RECORD_KINDS = ("conversations", "items", "responses", "feedback")
+
 
 def is_live(expires_at: float | None, at: float) -> bool:
     """True while a record with this expiry is visible at time ``at``."""
     return expires_at is None or expires_at > at
+
+
+def batched(values: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` values (the last may be shorter), taken lazily, so a
+    stream of records or IDs of any length is handled in constant memory."""
+    iterator = iter(values)
+    while batch := list(islice(iterator, size)):
+        yield batch

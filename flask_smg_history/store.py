@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import schemas, signals
+from .backends.base import Backend, page_of
 from .errors import HistoryUnavailable, InvalidRequest, NotFound
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
 from .signals import emit
@@ -21,7 +22,6 @@ from .signals import emit
 if TYPE_CHECKING:
     from blinker import Signal
 
-    from .backends.base import Backend
     from .config import Settings
     from .metrics import Metrics
 
@@ -105,37 +105,37 @@ class HistoryStore:
         sender: Any = None,
     ) -> None:
         self.owner = owner
-        self.backend = backend
-        self.settings = settings
-        self.metrics = metrics
-        self.sender = sender  # the Flask app, sender of the signals
+        self._backend = backend
+        self._settings = settings
+        self._metrics = metrics
+        self._sender = sender  # the Flask app, sender of the signals
         self.conversations = Conversations(self)
         self.items = Items(self)
         self.responses = Responses(self)
         self.feedback = FeedbackStore(self)
 
-    def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return guarded(self.backend, self.metrics, operation, fn, *args, **kwargs)
+    def _call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return guarded(self._backend, self._metrics, operation, fn, *args, **kwargs)
 
-    def emit(self, signal: Signal, **kwargs: Any) -> None:
-        emit(signal, self.sender, owner=self.owner, **kwargs)
+    def _emit(self, signal: Signal, **kwargs: Any) -> None:
+        emit(signal, self._sender, owner=self.owner, **kwargs)
 
     def erase_owner(self) -> dict[str, int]:
         """Remove everything of this owner: conversations, items, responses and
         feedback. Returns the counts removed; running it again removes nothing."""
-        counts = self.call("erase_owner", self.backend.erase_owner, self.owner)
+        counts = self._call("erase_owner", self._backend.erase_owner, self.owner)
         log.info("erased the history of one owner", extra={"operation": "erase_owner", "counts": counts})
         return counts
 
-    def expires_at(self, at: float) -> float | None:
-        days = self.settings.retention_days
+    def _expires_at(self, at: float) -> float | None:
+        days = self._settings.retention_days
         return None if days is None else at + days * 86400
 
-    def new_items(self, raw_items: list[Any], conversation_id: str, at: float, param: str = "items") -> list[Item]:
+    def _new_items(self, raw_items: list[Any], conversation_id: str, at: float, param: str = "items") -> list[Item]:
         """Validate input items and turn them into records with IDs minted."""
         out = []
         for index, raw in enumerate(raw_items):
-            payload = schemas.load_item(raw, f"{param}[{index}]", self.settings.max_item_bytes)
+            payload = schemas.load_item(raw, f"{param}[{index}]", self._settings.max_item_bytes)
             kind = payload.get("type", "message")
             if kind != "item_reference":
                 payload = {"id": payload.get("id") or mint_id(ITEM_ID_PREFIXES[kind]), **payload}
@@ -156,8 +156,8 @@ class HistoryStore:
 class _Part:
     def __init__(self, store: HistoryStore) -> None:
         self._store = store
-        self._backend = store.backend
-        self._call = store.call
+        self._backend = store._backend
+        self._call = store._call
 
 
 class Conversations(_Part):
@@ -171,11 +171,11 @@ class Conversations(_Part):
             created_at=at,
             updated_at=at,
             metadata=data["metadata"] or {},
-            expires_at=self._store.expires_at(at),
+            expires_at=self._store._expires_at(at),
         )
-        records = self._store.new_items(data["items"] or [], conv.id, at)
+        records = self._store._new_items(data["items"] or [], conv.id, at)
         added = self._call("conversations.create", self._backend.create_conversation, conv, records)
-        self._store.emit(signals.conversation_created, conversation=conv, items=added)
+        self._store._emit(signals.conversation_created, conversation=conv, items=added)
         return conv
 
     def get(self, conversation_id: str) -> Conversation:
@@ -193,12 +193,12 @@ class Conversations(_Part):
             conversation_id,
             data["metadata"] or {},
             at,
-            self._store.expires_at(at),
+            self._store._expires_at(at),
         )
 
     def delete(self, conversation_id: str) -> None:
         self._call("conversations.delete", self._backend.delete_conversation, self._store.owner, conversation_id)
-        self._store.emit(signals.conversation_deleted, conversation_id=conversation_id)
+        self._store._emit(signals.conversation_deleted, conversation_id=conversation_id)
 
     def list(self, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Conversation]:
         """The owner's conversations by creation time, newest first by default."""
@@ -219,7 +219,7 @@ class Items(_Part):
         The batch is validated whole before anything is written."""
         data = schemas.load(_ITEMS_ADD, {"items": items})
         at = now()
-        records = self._store.new_items(data["items"], conversation_id, at)
+        records = self._store._new_items(data["items"], conversation_id, at)
         added = self._call(
             "items.add",
             self._backend.add_items,
@@ -227,9 +227,9 @@ class Items(_Part):
             conversation_id,
             records,
             updated_at=at,
-            expires_at=self._store.expires_at(at),
+            expires_at=self._store._expires_at(at),
         )
-        self._store.emit(signals.items_added, conversation_id=conversation_id, items=added)
+        self._store._emit(signals.items_added, conversation_id=conversation_id, items=added)
         return added
 
     def list(self, conversation_id: str, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Item]:
@@ -251,7 +251,7 @@ class Items(_Part):
         """Delete one item; returns the parent conversation, as OpenAI does
         (a second read, after the delete has committed)."""
         self._call("items.delete", self._backend.delete_item, self._store.owner, conversation_id, item_id)
-        self._store.emit(signals.item_deleted, conversation_id=conversation_id, item_id=item_id)
+        self._store._emit(signals.item_deleted, conversation_id=conversation_id, item_id=item_id)
         return self._store.conversations.get(conversation_id)
 
     def recent(self, conversation_id: str, limit: int = 20) -> list[Item]:
@@ -287,8 +287,8 @@ class Responses(_Part):
         raw_input = data.pop("input")
         if isinstance(raw_input, str):
             raw_input = [{"role": "user", "content": raw_input}]
-        inputs = [item.payload for item in self._store.new_items(raw_input, response_id, at, "input")]
-        output = [item.payload for item in self._store.new_items(data.pop("output"), response_id, at, "output")]
+        inputs = [item.payload for item in self._store._new_items(raw_input, response_id, at, "input")]
+        output = [item.payload for item in self._store._new_items(data.pop("output"), response_id, at, "output")]
         created_at = data.pop("created_at", None)
         record = Response(
             id=response_id,
@@ -303,12 +303,12 @@ class Responses(_Part):
             usage=data.pop("usage"),
             metadata=data.pop("metadata") or {},
             safety_identifier=data.pop("safety_identifier") or data.get("user"),
-            expires_at=self._store.expires_at(at),
+            expires_at=self._store._expires_at(at),
         )
         data.pop("object", None)
         record.extra = data
         self._call("responses.store", self._backend.store_response, record)
-        self._store.emit(signals.response_stored, response=record)
+        self._store._emit(signals.response_stored, response=record)
         return record
 
     def get(self, response_id: str) -> Response:
@@ -343,8 +343,6 @@ class Responses(_Part):
         self, response_id: str, after: str | None = None, limit: int = 20, order: str = "desc"
     ) -> Page[Item]:
         """Page through the items a response answered (stored with it)."""
-        from .backends.base import page_of
-
         _check_page(limit, order)
         resp = self.get(response_id)
         records = [
@@ -383,7 +381,7 @@ class FeedbackStore(_Part):
         first and keeps its ID."""
         data = schemas.load(_FEEDBACK_SUBMIT, {"rating": rating, "comment": comment, "metadata": metadata})
         model = ""
-        expires_at = self._store.expires_at(now())
+        expires_at = self._store._expires_at(now())
         if self._backend.persistent:
             resp = self._store.responses.get(response_id)
             model, expires_at = resp.model, resp.expires_at
@@ -399,7 +397,7 @@ class FeedbackStore(_Part):
             expires_at=expires_at,
         )
         stored = self._call("feedback.submit", self._backend.submit_feedback, record)
-        self._store.emit(signals.feedback_submitted, feedback=stored)
+        self._store._emit(signals.feedback_submitted, feedback=stored)
         return stored
 
     def get(self, response_id: str) -> Feedback:

@@ -7,16 +7,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_smg_history import SmgHistory
+from flask_smg_history import SmgHistory, get_state
 
-from . import backends
-
-
-def build_app(config: dict[str, Any], instance_path: Path | None = None) -> Flask:
-    app = Flask("smg_test_app", instance_path=str(instance_path) if instance_path else None)
-    app.config.update(TESTING=True, **config)
-    SmgHistory(app)
-    return app
+from .support import backends
+from .support.apps import build_app
 
 
 @pytest.fixture(params=backends.selected())
@@ -31,14 +25,14 @@ def make_app(backend_name: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     with backends.FACTORIES[backend_name](tmp_path) as base:
         built: list[Flask] = []
 
-        def factory(**extra: Any) -> Flask:
-            app = build_app({**base, **extra}, tmp_path / f"instance{len(built)}")
+        def factory(ext: SmgHistory | None = None, **extra: Any) -> Flask:
+            app = build_app({**base, **extra}, tmp_path / f"instance{len(built)}", ext)
             built.append(app)
             return app
 
         yield factory
         for app in built:
-            app.extensions["smg_history"].backend.close()
+            get_state(app).backend.close()
 
 
 @pytest.fixture
@@ -48,9 +42,9 @@ def app(make_app) -> Flask:
 
 @pytest.fixture
 def alice(app):
-    return app.extensions["smg_history"].extension.store_for("alice", app)
+    return get_state(app).store_for("alice")
 
 
 @pytest.fixture
 def bob(app):
-    return app.extensions["smg_history"].extension.store_for("bob", app)
+    return get_state(app).store_for("bob")

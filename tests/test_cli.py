@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flask_smg_history import cli, portable
+from flask_smg_history import cli, get_state, portable
 from flask_smg_history.backends.memory import MemoryBackend
 from flask_smg_history.config import load_settings
 
@@ -15,9 +15,9 @@ from .contract.test_owner_data import _fill
 
 @pytest.fixture
 def filled(app):
-    ext = app.extensions["smg_history"].extension
-    _fill(ext.store_for("alice", app), n_conv=3, n_items=4)
-    _fill(ext.store_for("bob", app), n_conv=1, n_items=2, model="m2")
+    state = get_state(app)
+    _fill(state.store_for("alice"), n_conv=3, n_items=4)
+    _fill(state.store_for("bob"), n_conv=1, n_items=2, model="m2")
     return app
 
 
@@ -118,5 +118,5 @@ def test_copy_is_resumable_and_verified(filled, tmp_path, monkeypatch):
     assert "resuming after 10 records" in second.stderr
     assert "verified: counts match" in second.output and not checkpoint.exists()
     assert target.calls == 3 + 4  # two batches, the crash, then the remaining 16 records in four
-    source = filled.extensions["smg_history"].backend
+    source = get_state(filled).backend
     assert list(target.export(None, None)) == list(source.export(None, None))

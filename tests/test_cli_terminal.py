@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from flask_smg_history import SmgHistory
+from flask_smg_history import SmgHistory, get_state
 
 APP = textwrap.dedent(
     """
@@ -32,11 +32,11 @@ def _project(tmp_path: Path) -> Path:
     app = Flask("fill", instance_path=str(tmp_path / "instance"))
     app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=db, SMG_HISTORY_CREATE_TABLES=True)
     SmgHistory(app)
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     for _ in range(5):
         conv = store.conversations.create()
         store.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(20)])
-    app.extensions["smg_history"].backend.close()
+    get_state(app).backend.close()
     return tmp_path
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask, g
 
-from flask_smg_history import ConfigError, SmgHistory, history
-from flask_smg_history.backends.base import Backend
+from flask_smg_history import Backend, ConfigError, SmgHistory, get_state, history
 from flask_smg_history.backends.memory import MemoryBackend
 
 
@@ -21,7 +20,7 @@ def test_factory_pattern_and_several_apps():
     one, two = _app(), _app(SMG_HISTORY_URL_PREFIX="/api/history")
     ext.init_app(one)
     ext.init_app(two)
-    assert one.extensions["smg_history"].backend is not two.extensions["smg_history"].backend
+    assert get_state(one).backend is not get_state(two).backend
     conv = ext.store_for("anonymous", one).conversations.create()
     assert one.test_client().get(f"/v1/conversations/{conv.id}").status_code == 200
     assert two.test_client().get(f"/api/history/conversations/{conv.id}").status_code == 404
@@ -66,7 +65,7 @@ def test_environment_fallback(monkeypatch):
     monkeypatch.setenv("SMG_HISTORY_MAX_ITEM_BYTES", "2048")
     app = _app()
     SmgHistory(app)
-    settings = app.extensions["smg_history"].settings
+    settings = get_state(app).settings
     assert settings.api_keys == {"k1": "alice", "k2": "bob"}
     assert settings.max_item_bytes == 2048
     assert settings.masked()["SMG_HISTORY_API_KEYS"] == "***"
@@ -75,7 +74,7 @@ def test_environment_fallback(monkeypatch):
 def test_backend_by_dotted_path():
     app = _app(SMG_HISTORY_BACKEND="flask_smg_history.backends.memory.MemoryBackend")
     SmgHistory(app)
-    assert isinstance(app.extensions["smg_history"].backend, MemoryBackend)
+    assert isinstance(get_state(app).backend, MemoryBackend)
     assert issubclass(MemoryBackend, Backend)
 
 
@@ -115,7 +114,7 @@ def test_none_backend_keeps_nothing():
     assert client.get(f"/v1/conversations/{cid}").status_code == 404
     assert client.get(f"/v1/conversations/{cid}/items").status_code == 404
     assert client.get("/v1/conversations").get_json()["data"] == []
-    store = app.extensions["smg_history"].extension.store_for("anonymous", app)
+    store = get_state(app).store_for("anonymous")
     resp = store.responses.store({"model": "m", "input": "hi", "conversation": cid})
     assert resp.id.startswith("resp_")
     assert store.feedback.submit(resp.id, "positive").rating == "positive"
@@ -125,7 +124,7 @@ def test_none_backend_keeps_nothing():
 def test_unexpected_backend_failure_is_a_500_envelope_and_the_app_keeps_serving():
     app = _app()
     SmgHistory(app)
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     backend.get_conversation = lambda owner, cid: 1 / 0
     client = app.test_client()
     resp = client.get("/v1/conversations/conv_x")
@@ -139,7 +138,7 @@ def test_unavailable_backend_is_a_503_envelope():
 
     app = _app()
     SmgHistory(app)
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     type(backend).unavailable_errors = (Down,)
     try:
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from .openai_spec import validate
+from flask_smg_history import get_state
+
+from .support.openai_spec import validate
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
 A = {"Authorization": "Bearer key-alice"}
@@ -203,7 +205,7 @@ def test_foreign_ids_look_missing(client):
 
 
 def _stored_response(app, owner="alice", **extra):
-    store = app.extensions["smg_history"].extension.store_for(owner, app)
+    store = get_state(app).store_for(owner)
     return store.responses.store(
         {
             "model": "gpt-test",

@@ -9,6 +9,8 @@ import openai
 import pytest
 from werkzeug.serving import make_server
 
+from flask_smg_history import get_state
+
 KEYS = {"sk-alice": "alice", "sk-bob": "bob"}
 
 
@@ -85,7 +87,7 @@ def test_errors_map_to_the_sdks_exceptions(served):
 @pytest.mark.e2e
 def test_stored_responses_with_the_openai_client(served):
     app, base_url = served
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     stored = store.responses.store(
         {
             "model": "gpt-test",

@@ -8,7 +8,8 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from .. import __version__, schemas
+from .. import schemas
+from ..version import __version__
 from . import render
 
 INCLUDE_VALUES = (

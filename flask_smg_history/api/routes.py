@@ -11,8 +11,7 @@ from flask import Blueprint, jsonify, request
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
-from ..extension import _state, history
-from ..store import guarded
+from ..state import get_state, history
 from . import errors, render
 from .openapi import INCLUDE_VALUES, build_openapi
 
@@ -21,7 +20,7 @@ _BODY = "_smg_history_body"
 
 def _json_body(allowed: tuple[str, ...]) -> dict[str, Any]:
     """The request's JSON object, size-checked, with unknown fields refused."""
-    limit = _state().settings.max_request_bytes
+    limit = get_state().settings.max_request_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     raw = request.stream.read(limit + 1)
@@ -201,8 +200,8 @@ def create_blueprint(settings: Settings) -> Blueprint:
     # -- operations --------------------------------------------------------------
     @bp.get("/history/health")
     def health():
-        state = _state()
-        detail = guarded(state.backend, state.metrics, "health", state.backend.health)
+        state = get_state()
+        detail = state.call("health", state.backend.health)
         return jsonify(
             {
                 "object": "history.health",

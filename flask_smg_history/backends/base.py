@@ -1,4 +1,4 @@
-"""The interface every history backend implements, and the registry of them.
+"""The interface every history backend implements.
 
 A backend speaks only in records (``records.py``). It is told the owner on every
 call and must make another owner's records look exactly like missing ones
@@ -6,9 +6,9 @@ call and must make another owner's records look exactly like missing ones
 assigns item positions, keeps them strictly increasing per conversation under
 concurrent writers, and treats every call as one atomic, durable write.
 
-Backends are looked up by name in ``BACKENDS``, then in the
-``flask_smg_history.backends`` entry point group, then as a dotted import path,
-and imported only when selected, so a ``memory`` user needs no database driver.
+A custom backend subclasses ``Backend`` (exported by ``flask_smg_history`` and
+``flask_smg_history.backends``) and is named in ``SMG_HISTORY_BACKEND`` by
+entry point or dotted path (the registry is in ``backends/__init__.py``).
 """
 
 from __future__ import annotations
@@ -19,25 +19,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ConfigError, InvalidRequest
+from ..errors import InvalidRequest
 from ..records import Conversation, Feedback, Item, Page, Record, Response
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from ..config import Settings
-
-#: Built-in backend names and the class that serves each.
-BACKENDS: dict[str, str] = {
-    "memory": "flask_smg_history.backends.memory:MemoryBackend",
-    "none": "flask_smg_history.backends.none:NoneBackend",
-    "sqlite": "flask_smg_history.backends.sql:SqlBackend",
-    "postgres": "flask_smg_history.backends.sql:SqlBackend",
-    "oracle": "flask_smg_history.backends.sql:SqlBackend",
-    "redis": "flask_smg_history.backends.redis:RedisBackend",
-}
-
-ENTRY_POINT_GROUP = "flask_smg_history.backends"
 
 
 class Backend(ABC):
@@ -242,56 +230,12 @@ class Backend(ABC):
         return {}
 
     def close(self) -> None:
-        """Release pools and connections (called when the process shuts down).
-        Backends without any keep this no-op."""
+        """Release pools and connections. Nothing calls it at process exit
+        (the operating system closes the sockets then); call it when an app
+        is discarded while the process goes on, as tests and ``flask
+        smg-history copy`` (for its target) do. Backends without any keep
+        this no-op."""
         return None
-
-
-def load_backend_class(name: str) -> type[Backend]:
-    """Resolve a backend name, entry point name or dotted path to its class."""
-    from importlib.metadata import entry_points
-
-    from werkzeug.utils import import_string
-
-    target = BACKENDS.get(name)
-    if target is None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == name:
-                return ep.load()
-    if target is None and "." in name:
-        target = name
-    if target is None:
-        raise ConfigError(
-            f"SMG_HISTORY_BACKEND: unknown backend {name!r}; accepted values are "
-            f"{', '.join(sorted(set(BACKENDS)))}, an entry point in {ENTRY_POINT_GROUP!r}, or a dotted import path.",
-            param="SMG_HISTORY_BACKEND",
-        )
-    try:
-        cls = import_string(target.replace(":", "."))
-    except ImportError as exc:
-        raise ConfigError(
-            f"SMG_HISTORY_BACKEND={name!r} cannot be imported: {exc}", param="SMG_HISTORY_BACKEND"
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} is not a Backend subclass.", param="SMG_HISTORY_BACKEND")
-    return cls
-
-
-def already_in_conversation(item_id: str, conversation_id: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Item with id '{item_id}' is already in conversation '{conversation_id}'.",
-        param="items",
-        code="item_already_in_conversation",
-    )
-
-
-def already_exists(item_id: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Item with id '{item_id}' already exists; to add it to this conversation too, send "
-        f'{{"type": "item_reference", "id": "{item_id}"}}.',
-        param="items",
-        code="item_already_exists",
-    )
 
 
 def page_of(records: list[Any], *, after: str | None, limit: int, order: str) -> Page[Any]:
@@ -306,6 +250,6 @@ def page_of(records: list[Any], *, after: str | None, limit: int, order: str) ->
                 start = index + 1
                 break
         else:
-            raise InvalidRequest(f"No record with id '{after}' to list after.", param="after")
+            raise InvalidRequest.unknown_cursor(after)
     chunk = seq[start : start + limit]
     return Page(data=chunk, has_more=start + limit < len(seq))

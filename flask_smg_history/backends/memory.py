@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Page, Record, Response, is_live, now
-from .base import Backend, already_exists, already_in_conversation, page_of
+from .base import Backend, page_of
 
 
 class MemoryBackend(Backend):
@@ -55,13 +55,13 @@ class MemoryBackend(Backend):
         seen: set[str] = set()
         for item in items:
             if item.id in linked or item.id in seen:
-                raise already_in_conversation(item.id, conv.id)
+                raise InvalidRequest.already_in_conversation(item.id, conv.id)
             seen.add(item.id)
             exists = (conv.owner, item.id) in self._items
             if item.type == "item_reference" and not exists:
                 raise NotFound.item(item.id)
             if item.type != "item_reference" and exists:
-                raise already_exists(item.id)
+                raise InvalidRequest.item_exists(item.id)
         out = []
         for item in items:
             key = (conv.owner, item.id)

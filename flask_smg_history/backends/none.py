@@ -9,7 +9,7 @@ must return the stored conversation), so it answers ``NotFound`` too.
 from __future__ import annotations
 
 from ..errors import NotFound
-from ..records import Page
+from ..records import RECORD_KINDS, Page
 from .base import Backend
 
 
@@ -68,20 +68,20 @@ class NoneBackend(Backend):
         return Page(data=[], has_more=False)
 
     def erase_owner(self, owner):
-        return dict.fromkeys(("conversations", "items", "responses", "feedback"), 0)
+        return dict.fromkeys(RECORD_KINDS, 0)
 
     def owners(self):
         return iter(())
 
     def purge(self, *, before, dry_run):
-        return dict.fromkeys(("conversations", "items", "responses", "feedback"), 0)
+        return dict.fromkeys(RECORD_KINDS, 0)
 
     def export(self, owner, since):
         return iter(())
 
     def import_records(self, records):
         """Accepts and drops everything: there is nowhere to keep it."""
-        return dict.fromkeys(("conversations", "items", "responses", "feedback"), 0)
+        return dict.fromkeys(RECORD_KINDS, 0)
 
     def health(self):
         return {"enabled": False}

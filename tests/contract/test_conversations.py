@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from flask_smg_history import InvalidRequest, NotFound
+from flask_smg_history import InvalidRequest, NotFound, get_state
 
 
 def test_create_get_roundtrip(alice):
@@ -140,7 +140,7 @@ def test_owner_isolation(alice, bob):
 
 def test_retention_hides_expired_records(make_app):
     app = make_app(SMG_HISTORY_RETENTION_DAYS=1.5 / 86400)
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     old = store.conversations.create(items=[{"role": "user", "content": "old"}])
     time.sleep(1.0)
     fresh = store.conversations.create()

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from flask_smg_history import InvalidRequest, NotFound
+from flask_smg_history import InvalidRequest, NotFound, get_state
 from flask_smg_history.schemas import STATUS_REQUIRED
 
 
@@ -140,7 +140,7 @@ def test_bad_batches_write_nothing(alice, conv, items, param):
 
 def test_oversized_item_is_refused(make_app):
     app = make_app(SMG_HISTORY_MAX_ITEM_BYTES=1000)
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     conv = store.conversations.create()
     with pytest.raises(InvalidRequest) as info:
         store.items.add(conv.id, [{"role": "user", "content": "x" * 1000}])

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from flask_smg_history import Conversation, Feedback, Item, Response
+from flask_smg_history import Conversation, Feedback, Item, Response, get_state
 
 
 def _fill(store, n_conv=3, n_items=4, model="m"):
@@ -45,7 +45,7 @@ def test_erase_owner_removes_everything_of_one_owner(app, alice, bob):
     kept = _fill(bob, n_conv=2)
     counts = alice.erase_owner()
     assert counts == {"conversations": 3, "items": 12, "responses": 3, "feedback": 3}
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     assert list(backend.export("alice", None)) == []
     assert "alice" not in list(backend.owners())
     assert alice.conversations.list().data == [] and alice.feedback.list().data == []
@@ -57,7 +57,7 @@ def test_erase_owner_removes_everything_of_one_owner(app, alice, bob):
 def test_stats_and_owners(app, alice, bob):
     _fill(alice)
     _fill(bob, n_conv=1)
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     assert list(backend.owners()) == ["alice", "bob"]
     stats = backend.stats("alice")
     assert {k: stats[k] for k in ("conversations", "items", "responses", "feedback")} == {
@@ -72,17 +72,17 @@ def test_stats_and_owners(app, alice, bob):
 
 def test_export_import_roundtrip_is_exact_and_idempotent(make_app):
     source = make_app()
-    store = source.extensions["smg_history"].extension.store_for("alice", source)
+    store = get_state(source).store_for("alice")
     convs = _fill(store)
     store.items.add(convs[1].id, [{"type": "item_reference", "id": store.items.list(convs[0].id).data[0].id}])
-    exported = list(source.extensions["smg_history"].backend.export(None, None))
+    exported = list(get_state(source).backend.export(None, None))
     kinds = [type(r).__name__ for r in exported]
     assert kinds.count("Conversation") == 3 and kinds.count("Item") == 13
     assert kinds.index("Response") > max(i for i, k in enumerate(kinds) if k == "Item")
     # a conversation comes right before its items
     assert isinstance(exported[0], Conversation) and all(isinstance(r, Item) for r in exported[1:5])
 
-    target_backend = source.extensions["smg_history"].backend
+    target_backend = get_state(source).backend
     store.erase_owner()
     assert list(target_backend.export(None, None)) == []
     counts = target_backend.import_records(exported)
@@ -99,7 +99,7 @@ def test_export_import_roundtrip_is_exact_and_idempotent(make_app):
 def test_export_filters(app, alice, bob):
     _fill(alice, n_conv=2)
     _fill(bob, n_conv=1)
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     mine = list(backend.export("bob", None))
     assert {getattr(r, "owner", "bob") for r in mine} == {"bob"}
     assert sum(isinstance(r, Conversation) for r in mine) == 1
@@ -110,8 +110,8 @@ def test_export_filters(app, alice, bob):
 
 def test_purge_removes_old_and_expired(make_app):
     app = make_app(SMG_HISTORY_RETENTION_DAYS=1 / 86400)
-    backend = app.extensions["smg_history"].backend
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    backend = get_state(app).backend
+    store = get_state(app).store_for("alice")
     _fill(store, n_conv=2)
     time.sleep(1.2)
     if getattr(backend, "expires_by_ttl", False):  # Redis: the keys expired on their own, nothing is left to purge
@@ -130,7 +130,7 @@ def test_purge_older_than(app, alice):
     cutoff = time.time()
     time.sleep(0.05)
     new = _fill(alice, n_conv=1)[0]
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     removed = backend.purge(before=cutoff, dry_run=False)
     assert removed["conversations"] == 1 and removed["items"] == 4 and removed["responses"] == 1
     assert [c.id for c in alice.conversations.list().data] == [new.id]

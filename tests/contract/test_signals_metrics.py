@@ -2,7 +2,7 @@
 
 import pytest
 
-from flask_smg_history import InvalidRequest, NotFound, signals
+from flask_smg_history import InvalidRequest, NotFound, get_state, signals
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_a_raising_receiver_does_not_undo_the_write(app, alice, caplog):
 
 
 def test_operations_are_counted_and_timed(app, alice, backend_name):
-    metrics = app.extensions["smg_history"].metrics
+    metrics = get_state(app).metrics
     before = metrics.snapshot()["operations"]
     conv = alice.conversations.create()
     alice.items.add(conv.id, [{"role": "user", "content": "x"}])
@@ -85,7 +85,7 @@ def test_operations_are_counted_and_timed(app, alice, backend_name):
     with pytest.raises(NotFound):
         alice.conversations.get("conv_missing")
     snap = metrics.snapshot()
-    backend = app.extensions["smg_history"].backend.name
+    backend = get_state(app).backend.name
 
     def delta(operation, outcome):
         key = (operation, backend, outcome)
@@ -100,10 +100,10 @@ def test_operations_are_counted_and_timed(app, alice, backend_name):
 
 def test_prometheus_route(make_app):
     app = make_app(SMG_HISTORY_METRICS_ROUTE="/metrics")
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     store.conversations.create()
     body = app.test_client().get("/metrics").get_data(as_text=True)
-    backend = app.extensions["smg_history"].backend.name
+    backend = get_state(app).backend.name
     line = f'smg_history_operations_total{{backend="{backend}",operation="conversations.create",outcome="ok"}} 1.0'
     assert line in body
     assert "smg_history_operation_seconds_bucket" in body

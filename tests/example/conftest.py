@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from example_app import create_app
+from flask_smg_history import get_state
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def make_example(request, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 
     yield factory
     for app in built:
-        app.extensions["smg_history"].backend.close()
+        get_state(app).backend.close()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from example_app import create_app
+from flask_smg_history import get_state
 
 # Assertions retry for up to 20 s: on a loaded 2-core CI machine a reply can
 # take longer than Playwright's 5 s default without anything being wrong.
@@ -73,7 +74,7 @@ class LiveServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
-        self.app.extensions["smg_history"].backend.close()
+        get_state(self.app).backend.close()
 
     def restart(self) -> None:
         self.stop()
@@ -81,7 +82,7 @@ class LiveServer:
 
     def store_for(self, owner: str):
         assert self.app
-        return self.app.extensions["smg_history"].extension.store_for(owner, self.app)
+        return get_state(self.app).store_for(owner)
 
 
 def save_screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> Path:

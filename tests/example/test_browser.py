@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+from flask_smg_history import get_state
+
 from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in
 
 
@@ -177,7 +179,7 @@ def test_feedback_page(alice, server):
 
 
 def test_restart_keeps_everything(alice, server, state):
-    assert server.app.extensions["smg_history"].backend.name == "sqlite"
+    assert get_state(server.app).backend.name == "sqlite"
     server.restart()
     alice.goto(state["chat_url"])
     expect(alice.locator("#user-name")).to_have_text("alice")

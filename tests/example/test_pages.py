@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from example_app.responders import LOCAL_MODEL
+from flask_smg_history import get_state
 
 from .conftest import new_chat, send, signed_in
 
@@ -170,10 +171,10 @@ def test_backend_comes_from_the_environment(monkeypatch, tmp_path):
 
     monkeypatch.setenv("SMG_HISTORY_BACKEND", "none")
     app = create_app({"SECRET_KEY": "x"}, instance_path=str(tmp_path / "a"))
-    assert app.extensions["smg_history"].backend.name == "none"
+    assert get_state(app).backend.name == "none"
     monkeypatch.delenv("SMG_HISTORY_BACKEND")
     app = create_app({"SECRET_KEY": "x"}, instance_path=str(tmp_path / "b"))
-    backend = app.extensions["smg_history"].backend
+    backend = get_state(app).backend
     assert backend.name == DEFAULT_BACKEND == "sqlite"
     backend.close()
     assert (tmp_path / "b" / "smg_history.sqlite3").exists()

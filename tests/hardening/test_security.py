@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from flask_smg_history import SmgHistory, get_state
 from flask_smg_history.records import mint_id
 
 KEYS = {"sk-alice-secret": "alice", "sk-bob-secret": "bob"}
@@ -25,7 +26,7 @@ def world(make_app):
     conv = client.post("/v1/conversations", json={"items": [{"role": "user", "content": "secret"}]}, headers=A)
     conv = conv.get_json()
     item = client.get(f"/v1/conversations/{conv['id']}/items", headers=A).get_json()["data"][0]
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     resp = store.responses.store({"model": "m", "input": "secret", "conversation": conv["id"]})
     store.feedback.submit(resp.id, "positive", comment="secret")
     return client, conv["id"], item["id"], resp.id
@@ -112,7 +113,8 @@ def test_blueprint_behind_flask_login(make_app):
     import flask_login
     from flask import abort, request
 
-    app = make_app(SMG_HISTORY_ALLOW_ANONYMOUS=False)
+    ext = SmgHistory()
+    app = make_app(ext=ext, SMG_HISTORY_ALLOW_ANONYMOUS=False)
     app.secret_key = "test"
     login_manager = flask_login.LoginManager(app)
 
@@ -121,7 +123,6 @@ def test_blueprint_behind_flask_login(make_app):
             self.id = user_id
 
     login_manager.user_loader(User)
-    ext = app.extensions["smg_history"].extension
 
     @ext.identity_loader
     def owner():
@@ -144,5 +145,5 @@ def test_blueprint_behind_flask_login(make_app):
     client.post("/login/carol")
     conv = client.post("/v1/conversations", json={}).get_json()
     assert client.get(f"/v1/conversations/{conv['id']}").status_code == 200
-    store = ext.store_for("carol", app)
+    store = get_state(app).store_for("carol")
     assert store.conversations.get(conv["id"]).owner == "carol"

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from .. import backends
+from flask_smg_history import get_state
+
+from ..support import backends
 
 REDIS_BACKENDS = [name for name in backends.selected() if name.startswith("redis")]
 
@@ -19,11 +21,11 @@ def backend_name(request) -> str:
 
 
 def backend_of(app: Any) -> Any:
-    return app.extensions["smg_history"].backend
+    return get_state(app).backend
 
 
 def store_of(app: Any, owner: str = "alice") -> Any:
-    return app.extensions["smg_history"].extension.store_for(owner, app)
+    return get_state(app).store_for(owner)
 
 
 def keys_under(app: Any, pattern: str = "*") -> set[str]:

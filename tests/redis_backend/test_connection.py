@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from flask_smg_history import ConfigError
+from flask_smg_history import ConfigError, get_state
 
-from ..conftest import build_app
-from ..redis_servers import RedisServer
+from ..support.apps import build_app
+from ..support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -18,11 +18,11 @@ pytestmark = pytest.mark.redis
 def _roundtrip(url: str) -> None:
     app = build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_URL": url})
     try:
-        store = app.extensions["smg_history"].extension.store_for("alice", app)
+        store = get_state(app).store_for("alice")
         conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
         assert [i.payload["content"][0]["text"] for i in store.items.recent(conv.id)] == ["hi"]
     finally:
-        app.extensions["smg_history"].backend.close()
+        get_state(app).backend.close()
 
 
 def test_unix_socket_and_password(tmp_path: Path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from flask_smg_history.backends.redis import CorruptRecord
+from flask_smg_history import CorruptRecord
 
 from .conftest import backend_of, store_of
 

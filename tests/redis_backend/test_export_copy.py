@@ -11,12 +11,12 @@ import pytest
 import redis.exceptions as rex
 
 from flask_smg_history import NotFound
-from flask_smg_history.backends import redis_ops
 from flask_smg_history.backends.redis import RedisBackend
+from flask_smg_history.backends.redis import operations as redis_ops
 from flask_smg_history.records import Conversation, Item, now
 
-from ..conftest import build_app
 from ..contract.test_owner_data import _fill
+from ..support.apps import build_app
 from .conftest import backend_of, keys_under, store_of
 
 pytestmark = pytest.mark.redis

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import build_app
-from ..redis_servers import Cluster, RedisServer, free_port
+from flask_smg_history import get_state
+
+from ..support.apps import build_app
+from ..support.redis_servers import Cluster, RedisServer, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -103,9 +105,9 @@ def test_full_pool_waits_then_503(server):
     app = _app(server, SMG_HISTORY_REDIS_POOL_MAX_SIZE=1, SMG_HISTORY_REDIS_POOL_TIMEOUT=0.3)
     client = app.test_client()
     conv = _create(client)
-    pool = app.extensions["smg_history"].backend.client.connection_pool
+    pool = get_state(app).backend.client.connection_pool
     held = pool.get_connection()
-    assert app.extensions["smg_history"].backend.pool_stats() == {"in_use": 1, "idle": 0}
+    assert get_state(app).backend.pool_stats() == {"in_use": 1, "idle": 0}
     try:
         started = time.monotonic()
         _unavailable(client.get(f"/v1/conversations/{conv}"), started, 0.3 + 0.5)
@@ -113,7 +115,7 @@ def test_full_pool_waits_then_503(server):
     finally:
         pool.release(held)
     assert client.get(f"/v1/conversations/{conv}").status_code == 200
-    assert app.extensions["smg_history"].backend.pool_stats() == {"in_use": 0, "idle": 1}
+    assert get_state(app).backend.pool_stats() == {"in_use": 0, "idle": 1}
 
 
 def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):

@@ -9,8 +9,8 @@ import pytest
 
 from flask_smg_history import ConfigError, InvalidRequest, NotFound
 
-from ..conftest import build_app
 from ..contract.test_owner_data import _fill
+from ..support.apps import build_app
 from .conftest import backend_of, keys_under, store_of
 
 pytestmark = pytest.mark.redis

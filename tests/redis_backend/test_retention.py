@@ -9,9 +9,9 @@ import time
 import pytest
 
 from flask_smg_history import ConfigError
-from flask_smg_history.backends import redis_codec as codec
+from flask_smg_history.backends.redis import codec
 
-from ..conftest import build_app
+from ..support.apps import build_app
 from .conftest import backend_of, keys_under, store_of
 
 pytestmark = pytest.mark.redis

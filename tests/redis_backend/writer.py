@@ -8,14 +8,14 @@ from typing import Any
 
 from flask import Flask
 
-from flask_smg_history import SmgHistory
+from flask_smg_history import SmgHistory, get_state
 
 
 def write(config: dict[str, Any], conversation_id: str, name: str, threads: int, batches: int) -> None:
     app = Flask(f"writer_{name}")
     app.config.update(config)
     SmgHistory(app)
-    store = app.extensions["smg_history"].extension.store_for("alice", app)
+    store = get_state(app).store_for("alice")
     errors: list[BaseException] = []
 
     def run(t: int) -> None:
@@ -36,6 +36,6 @@ def write(config: dict[str, Any], conversation_id: str, name: str, threads: int,
         w.start()
     for w in workers:
         w.join()
-    app.extensions["smg_history"].backend.close()
+    get_state(app).backend.close()
     if errors:
         raise errors[0]

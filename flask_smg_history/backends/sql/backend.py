@@ -1,0 +1,640 @@
+"""The SQL backend: ``sqlite``, ``postgres`` and ``oracle`` through SQLAlchemy.
+
+One class for the three dialects, written in SQLAlchemy Core (no ORM session:
+a store call is a handful of statements on a connection of our own, so the
+host's ``db.session`` is never committed or rolled back by us, and the ORM's
+per-row bookkeeping stays out of the hot path).
+
+Guarantees and how they are kept:
+
+- **One transaction per store call.** ``_run`` checks out a connection, runs
+  the call's statements, commits, and gives the connection back; any error
+  rolls back. A connection that died while idle in the pool (the server was
+  restarted) is detected on its first statement and the call is retried once on
+  a fresh connection, which is safe because nothing was committed.
+- **One gap-free order under concurrent writers.** Each conversation row has a
+  ``next_position`` counter. ``add_items`` starts with ``UPDATE conversations
+  SET next_position = next_position + n ... RETURNING next_position``, which
+  checks owner and expiry, takes the conversation's row lock (PostgreSQL,
+  Oracle; SQLite's write lock, taken at ``BEGIN IMMEDIATE``) and reserves ``n``
+  consecutive positions in one statement. A second writer waits on that lock
+  until the first commits, then reads the advanced counter. The unique index
+  (conversation_id, position) of the links backs this up.
+- **Items once per owner, linked into conversations** (``items.py``): an
+  ``item_reference`` adds a link, a delete removes one and the item goes with
+  its last link.
+- **Bounded statements.** Adding a batch is: one UPDATE, one multi-row INSERT
+  of items and one of links, COMMIT, whatever the batch size (references add
+  two checking queries). ``recent`` is one query in the common case.
+- **Keyset pagination.** Pages continue after the cursor's (position) or
+  (created_at, id) with an index range scan; never OFFSET.
+- **Failures are 503s.** Connection, pool-timeout and disconnect errors are
+  ``unavailable_errors``; a database whose history schema is behind the code
+  answers 503 with a message saying to run ``flask db upgrade``.
+
+Whole-database operations (erasure, purge, export, import, stats) live in the
+``SqlOperations`` mixin of ``admin.py``; records become rows and back in
+``rows.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from ...errors import HistoryUnavailable, InvalidRequest, NotFound
+from ...records import Conversation, Feedback, Item, Page, Response, now
+from ..base import Backend
+from . import items as links
+from . import migrate, rows
+from .admin import SqlOperations
+from .engine import SQLITE_BEGIN, build_engine
+from .tables import beyond, build_tables, live
+
+T = TypeVar("T")
+log = logging.getLogger("flask_smg_history")
+
+
+class SqlUnavailable(Exception):
+    """No usable connection: the pool could not connect or hand one out in
+    time, or the connection was lost. The driver's error is the cause."""
+
+
+class SqlBackend(SqlOperations, Backend):
+    unavailable_errors = (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        sa_exc.DisconnectionError,
+        SqlUnavailable,
+    )
+
+    def __init__(self, name, settings, app) -> None:
+        super().__init__(name, settings, app)
+        self.tables = build_tables(settings.table_prefix, settings.sql_schema)
+        built = build_engine(name, settings, app)
+        self.engine = built.engine
+        self._owned = built.owned
+        self._closer = built.closer
+        sqlite = self.engine.dialect.name == "sqlite"
+        self.write_options = {SQLITE_BEGIN: "IMMEDIATE"} if sqlite else {}
+        self._read_options = {SQLITE_BEGIN: "DEFERRED"} if sqlite else {}
+        self._reserve_positions = self._reserve_statement()
+        one_statement = self.engine.dialect.name == "postgresql" and self.engine.dialect.paramstyle == "pyformat"
+        self._append_one_sql = self._append_one_statement() if one_statement else None
+        self._schema_ok = False
+        self._schema_lock = threading.Lock()
+        self._create_tables = settings.create_tables
+        self._unhook = migrate.install_flask_migrate_hook(app, self)
+        self._start_up()
+
+    # -- schema --------------------------------------------------------------
+    def _start_up(self) -> None:
+        """Create or check the tables now if the database answers; if it does
+        not, start anyway (the first call will answer 503 and try again)."""
+        try:
+            self._check_schema()
+        except self.unavailable_errors as exc:
+            log.warning("history backend %s is unreachable at start-up (%s); will retry", self.name, type(exc).__name__)
+        except HistoryUnavailable as exc:
+            log.warning("%s", exc.message)
+
+    def schema_changed(self) -> None:
+        self._schema_ok = False
+
+    def _check_schema(self) -> None:
+        """Pass once the tables are at our head revision (creating them first
+        with ``SMG_HISTORY_CREATE_TABLES``); until then every call answers 503
+        with what to run."""
+        if self._schema_ok:
+            return
+        with self._schema_lock:
+            current = self._current_revision()
+            tables = f"The history tables ({self.settings.table_prefix}*)"
+            if current is not None and not migrate.is_known(current):
+                raise HistoryUnavailable(
+                    f"{tables} were migrated by a newer flask-smg-history (revision {current}): "
+                    "install that version, or downgrade the tables with it first."
+                )
+            head = migrate.head_revision()
+            if current != head and self._create_tables:
+                migrate.upgrade(self)
+                current = self._current_revision()
+            if current != head:
+                state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
+                raise HistoryUnavailable(
+                    f"{tables} {state}: run `flask db upgrade` (or `flask smg-history init-db` without Flask-Migrate)."
+                )
+            self._schema_ok = True
+
+    def _current_revision(self) -> str | None:
+        with self._connect(self._read_options) as conn:
+            return migrate.current_revision(self, conn)
+
+    # -- transactions --------------------------------------------------------
+    def _connect(self, options: dict[str, Any]) -> sa.Connection:
+        try:
+            conn = self.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise SqlUnavailable("cannot connect") from exc
+        if options:
+            conn.execution_options(**options)
+        return conn
+
+    def _run(self, fn: Callable[[sa.Connection], T], *, write: bool = True) -> T:
+        """Run ``fn`` in one transaction and commit it."""
+        self._check_schema()
+        options = self.write_options if write else self._read_options
+        for attempt in (1, 2):
+            with self._connect(options) as conn:
+                try:
+                    result = fn(conn)
+                except (ValueError, sa_exc.DataError) as exc:
+                    if not _refuses_nul(exc):
+                        raise
+                    raise InvalidRequest(
+                        "PostgreSQL cannot store the NUL character (\\u0000) in text; remove it from the request."
+                    ) from None
+                except sa_exc.DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    if attempt == 2:
+                        raise SqlUnavailable("connection lost") from exc
+                    log.info("history backend %s: a pooled connection was lost; retrying once", self.name)
+                    continue
+                # Not retried: a commit that failed may still have happened.
+                conn.commit()
+                return result
+        raise AssertionError("unreachable")
+
+    # -- conversations -------------------------------------------------------
+    def _conversation_row(self, conn: sa.Connection, owner: str, conversation_id: str) -> sa.Row[Any]:
+        t = self.tables.conversations
+        row = conn.execute(
+            sa.select(*rows.conversation_columns(self.tables)).where(
+                t.c.id == conversation_id, t.c.owner == owner, live(t, now())
+            )
+        ).first()
+        if row is None:
+            raise NotFound.conversation(conversation_id)
+        return row
+
+    def create_conversation(self, conversation, items):
+        def tx(conn: sa.Connection) -> list[Item]:
+            conn.execute(
+                self.tables.conversations.insert().values(
+                    id=conversation.id, next_position=len(items), **rows.conversation_values(conversation)
+                )
+            )
+            return self._link(conn, conversation.owner, conversation.id, items, 0)
+
+        return self._run(tx)
+
+    def _link(self, conn: sa.Connection, owner: str, conversation_id: str, items: list[Item], base: int) -> list[Item]:
+        """Check and link a batch at ``base``. A batch of new items only skips
+        the check: the primary keys refuse a duplicate, and only then is the
+        batch checked (after a rollback) to name the offending item."""
+        existing: dict = {}
+        if any(i.type == "item_reference" for i in items):
+            existing = links.check_batch(conn, self.tables, owner, conversation_id, items)
+        try:
+            return links.link_batch(conn, self.tables, owner, conversation_id, items, base, existing)
+        except sa_exc.IntegrityError:
+            conn.rollback()
+            raise self._diagnose(conn, owner, conversation_id, items) from None
+
+    def _diagnose(self, conn: sa.Connection, owner: str, conversation_id: str, items: list[Item]) -> InvalidRequest:
+        """The error a refused batch deserves, found after its rollback. If
+        the check finds nothing (a concurrent writer's item went meanwhile),
+        the first new item is reported as existing."""
+        links.check_batch(conn, self.tables, owner, conversation_id, items)
+        return InvalidRequest.item_exists(next((i.id for i in items if i.type != "item_reference"), items[0].id))
+
+    def get_conversation(self, owner, conversation_id):
+        _refuse_nul(conversation_id=conversation_id)
+        return self._run(
+            lambda conn: rows.conversation(self._conversation_row(conn, owner, conversation_id)), write=False
+        )
+
+    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+        _refuse_nul(conversation_id=conversation_id)
+        t = self.tables.conversations
+
+        def tx(conn: sa.Connection) -> Conversation:
+            done = conn.execute(
+                t.update()
+                .where(t.c.id == conversation_id, t.c.owner == owner, live(t, now()))
+                .values(metadata=metadata, updated_at=updated_at, expires_at=expires_at)
+            )
+            if done.rowcount == 0:
+                raise NotFound.conversation(conversation_id)
+            return rows.conversation(self._conversation_row(conn, owner, conversation_id))
+
+        return self._run(tx)
+
+    def _lock_conversation(self, conn: sa.Connection, owner: str, conversation_id: str) -> None:
+        """Row-lock a live conversation of the owner (a no-op UPDATE), as an
+        append does, or raise ``NotFound``."""
+        t = self.tables.conversations
+        done = conn.execute(
+            t.update()
+            .where(t.c.id == conversation_id, t.c.owner == owner, live(t, now()))
+            .values(next_position=t.c.next_position)
+        )
+        if done.rowcount == 0:
+            raise NotFound.conversation(conversation_id)
+
+    def delete_conversation(self, owner, conversation_id):
+        _refuse_nul(conversation_id=conversation_id)
+        t = self.tables.conversations
+
+        def tx(conn: sa.Connection) -> None:
+            self._lock_conversation(conn, owner, conversation_id)
+            links.unlink_conversation(conn, self.tables, owner, conversation_id)
+            conn.execute(t.delete().where(t.c.id == conversation_id))
+
+        self._run(tx)
+
+    def list_conversations(self, owner, *, after, limit, order):
+        _refuse_nul(after=after)
+        t = self.tables.conversations
+
+        def tx(conn: sa.Connection) -> Page[Conversation]:
+            mine = [t.c.owner == owner, live(t, now())]
+            query = sa.select(*rows.conversation_columns(self.tables)).where(*mine)
+            return _keyset_page(conn, t, query, mine, after=after, limit=limit, order=order, convert=rows.conversation)
+
+        return self._run(tx, write=False)
+
+    # -- items ---------------------------------------------------------------
+    def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+        _refuse_nul(conversation_id=conversation_id)
+        params = {
+            "cid": conversation_id,
+            "b_owner": owner,
+            "now": now(),
+            "n": len(items),
+            "new_updated_at": updated_at,
+            "new_expires_at": expires_at,
+        }
+        one = self._append_one_sql is not None and len(items) == 1 and items[0].type != "item_reference"
+
+        def tx(conn: sa.Connection) -> list[Item]:
+            if one:
+                try:
+                    return self._append_one(conn, params, items[0])
+                except sa_exc.IntegrityError:
+                    conn.rollback()
+                    raise self._diagnose(conn, owner, conversation_id, items) from None
+            base = conn.execute(self._reserve_positions, params).scalar()
+            if base is None:
+                raise NotFound.conversation(conversation_id)
+            return self._link(conn, owner, conversation_id, items, base)
+
+        return self._run(tx)
+
+    def _reserve_statement(self) -> sa.Update:
+        """``UPDATE conversations SET next_position = next_position + :n ...
+        RETURNING next_position - :n``: checks owner and expiry, row-locks the
+        conversation and reserves ``n`` positions; it returns the first. Built
+        once, as it runs on every append."""
+        t = self.tables.conversations
+        return (
+            t.update()
+            .where(
+                t.c.id == sa.bindparam("cid"),
+                t.c.owner == sa.bindparam("b_owner"),
+                sa.or_(t.c.expires_at.is_(None), t.c.expires_at > sa.bindparam("now")),
+            )
+            .values(
+                next_position=t.c.next_position + sa.bindparam("n"),
+                updated_at=sa.bindparam("new_updated_at"),
+                expires_at=sa.bindparam("new_expires_at"),
+            )
+            .returning(t.c.next_position - sa.bindparam("n"))
+        )
+
+    def _append_one_statement(self) -> str:
+        """PostgreSQL's hot path, appending one new item, as one statement: the
+        same reservation as ``_reserve_statement`` in a CTE feeding the item's
+        INSERT and its link's. An append then costs the round trips of a bare
+        INSERT + COMMIT, and as driver SQL it skips SQLAlchemy's per-call
+        statement handling (a sizeable share of a loopback round trip). The
+        link's foreign key is checked at the end of the statement, when the
+        item row exists."""
+        quote = self.engine.dialect.identifier_preparer.format_table
+        return (
+            f"WITH reserved AS (UPDATE {quote(self.tables.conversations)} SET next_position = next_position + 1, "
+            "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
+            "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
+            "RETURNING next_position - 1 AS base), "
+            f"stored AS (INSERT INTO {quote(self.tables.items)} "
+            "(owner, id, type, role, status, payload, created_at) "
+            "SELECT %(b_owner)s, %(id)s, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
+            "FROM reserved RETURNING id) "
+            f"INSERT INTO {quote(self.tables.links)} (conversation_id, position, owner, item_id) "
+            "SELECT %(cid)s, base, %(b_owner)s, stored.id FROM reserved, stored RETURNING position"
+        )
+
+    def _append_one(self, conn: sa.Connection, params: dict[str, Any], item: Item) -> list[Item]:
+        row = {
+            "id": item.id,
+            "type": item.type,
+            "role": item.role,
+            "status": item.status,
+            "payload": json.dumps(item.payload),
+            "created_at": item.created_at,
+        }
+        assert self._append_one_sql is not None
+        position = conn.exec_driver_sql(self._append_one_sql, {**params, **row}).scalar()
+        if position is None:
+            raise NotFound.conversation(params["cid"])
+        return [replace(item, conversation_id=params["cid"], position=position)]
+
+    def list_items(self, owner, conversation_id, *, after, limit, order):
+        _refuse_nul(conversation_id=conversation_id, after=after)
+        link = self.tables.links
+
+        def tx(conn: sa.Connection) -> Page[Item]:
+            self._conversation_row(conn, owner, conversation_id)
+            query = links.linked_items(self.tables).where(link.c.conversation_id == conversation_id)
+            if after is not None:
+                position = conn.execute(
+                    sa.select(link.c.position).where(link.c.conversation_id == conversation_id, link.c.item_id == after)
+                ).scalar()
+                if position is None:
+                    raise InvalidRequest.unknown_cursor(after)
+                query = query.where(link.c.position > position if order == "asc" else link.c.position < position)
+            position_order = link.c.position.asc() if order == "asc" else link.c.position.desc()
+            found = conn.execute(query.order_by(position_order).limit(limit + 1)).all()
+            return Page([links.item(r) for r in found[:limit]], has_more=len(found) > limit)
+
+        return self._run(tx, write=False)
+
+    def get_item(self, owner, conversation_id, item_id):
+        _refuse_nul(conversation_id=conversation_id, item_id=item_id)
+        link = self.tables.links
+
+        def tx(conn: sa.Connection) -> Item:
+            self._conversation_row(conn, owner, conversation_id)
+            row = conn.execute(
+                links.linked_items(self.tables).where(
+                    link.c.conversation_id == conversation_id, link.c.item_id == item_id
+                )
+            ).first()
+            if row is None:
+                raise NotFound.item(item_id)
+            return links.item(row)
+
+        return self._run(tx, write=False)
+
+    def delete_item(self, owner, conversation_id, item_id):
+        _refuse_nul(conversation_id=conversation_id, item_id=item_id)
+        link = self.tables.links
+
+        def tx(conn: sa.Connection) -> None:
+            self._conversation_row(conn, owner, conversation_id)
+            done = conn.execute(
+                link.delete().where(link.c.conversation_id == conversation_id, link.c.item_id == item_id)
+            )
+            if done.rowcount == 0:
+                raise NotFound.item(item_id)
+            links.drop_orphans(conn, self.tables, owner, [item_id])
+
+        self._run(tx)
+
+    def recent_items(self, owner, conversation_id, limit):
+        """One query: the newest ``limit`` items of a live conversation of the
+        owner; only an empty answer costs a second query (to tell an empty
+        conversation from a missing one)."""
+        _refuse_nul(conversation_id=conversation_id)
+        link, c = self.tables.links, self.tables.conversations
+
+        def tx(conn: sa.Connection) -> list[Item]:
+            owned = sa.exists().where(c.c.id == conversation_id, c.c.owner == owner, live(c, now()))
+            found = conn.execute(
+                links.linked_items(self.tables)
+                .where(link.c.conversation_id == conversation_id, owned)
+                .order_by(link.c.position.desc())
+                .limit(limit)
+            ).all()
+            if not found:
+                self._conversation_row(conn, owner, conversation_id)
+            return [links.item(r) for r in reversed(found)]
+
+        return self._run(tx, write=False)
+
+    # -- responses -----------------------------------------------------------
+    def _upsert_response(self, conn: sa.Connection, response: Response) -> None:
+        t = self.tables.responses
+        values = rows.response_values(response)
+        done = conn.execute(t.update().where(t.c.id == response.id, t.c.owner == response.owner).values(values))
+        if done.rowcount:
+            return
+        try:
+            conn.execute(t.insert().values(id=response.id, **values))
+        except sa_exc.IntegrityError:
+            raise InvalidRequest.response_id_taken(response.id) from None
+
+    def store_response(self, response):
+        self._run(lambda conn: self._upsert_response(conn, response))
+
+    def get_response(self, owner, response_id):
+        _refuse_nul(response_id=response_id)
+        t = self.tables.responses
+
+        def tx(conn: sa.Connection) -> Response:
+            row = conn.execute(sa.select(t).where(t.c.id == response_id, t.c.owner == owner, live(t, now()))).first()
+            if row is None:
+                raise NotFound.response(response_id)
+            return rows.response(row)
+
+        return self._run(tx, write=False)
+
+    def list_responses(self, owner, *, model, conversation_id, since, after, limit):
+        """Newest first, as a keyset range of the (owner, created_at, id)
+        index; the filters narrow that range's rows."""
+        _refuse_nul(after=after)
+        if _has_nul(conversation_id) or _has_nul(model):
+            return Page([], has_more=False)
+        t = self.tables.responses
+
+        def tx(conn: sa.Connection) -> Page[Response]:
+            conditions = [t.c.owner == owner, live(t, now())]
+            if model is not None:
+                conditions.append(t.c.model == model)
+            if conversation_id is not None:
+                conditions.append(t.c.conversation_id == conversation_id)
+            if since is not None:
+                conditions.append(t.c.created_at >= since)
+            query = sa.select(t).where(*conditions)
+            return _keyset_page(
+                conn, t, query, conditions, after=after, limit=limit, order="desc", convert=rows.response
+            )
+
+        return self._run(tx, write=False)
+
+    def delete_response(self, owner, response_id):
+        _refuse_nul(response_id=response_id)
+        t, f = self.tables.responses, self.tables.feedback
+
+        def tx(conn: sa.Connection) -> None:
+            done = conn.execute(t.delete().where(t.c.id == response_id, t.c.owner == owner, live(t, now())))
+            if done.rowcount == 0:
+                raise NotFound.response(response_id)
+            conn.execute(f.delete().where(f.c.response_id == response_id))
+
+        self._run(tx)
+
+    # -- feedback ------------------------------------------------------------
+    def submit_feedback(self, feedback):
+        f = self.tables.feedback
+        values = rows.feedback_values(feedback)
+
+        def tx(conn: sa.Connection) -> Feedback:
+            mine = sa.and_(f.c.response_id == feedback.response_id, f.c.owner == feedback.owner)
+            stored = copy.deepcopy(feedback)
+            for attempt in (1, 2):
+                existing = conn.execute(sa.select(f.c.id).where(mine)).scalar()
+                if existing is not None:
+                    conn.execute(f.update().where(f.c.id == existing).values(values))
+                    stored.id = existing
+                    return stored
+                try:
+                    conn.execute(f.insert().values(rows.feedback_row(feedback)))
+                    return stored
+                except sa_exc.IntegrityError:
+                    if attempt == 2:
+                        raise
+                    conn.rollback()  # a concurrent first submission won: replace it instead
+            raise AssertionError("unreachable")
+
+        return self._run(tx)
+
+    def get_feedback(self, owner, response_id):
+        _refuse_nul(feedback_of=response_id)
+        f = self.tables.feedback
+
+        def tx(conn: sa.Connection) -> Feedback:
+            row = conn.execute(
+                sa.select(*rows.feedback_columns(self.tables)).where(
+                    f.c.response_id == response_id, f.c.owner == owner, live(f, now())
+                )
+            ).first()
+            if row is None:
+                raise NotFound.feedback(response_id)
+            return rows.feedback(row)
+
+        return self._run(tx, write=False)
+
+    def list_feedback(self, owner, *, rating, model, since, after, limit):
+        _refuse_nul(after=after)
+        if _has_nul(model):
+            return Page([], has_more=False)
+        f = self.tables.feedback
+
+        def tx(conn: sa.Connection) -> Page[Feedback]:
+            conditions = [f.c.owner == owner, live(f, now())]
+            if rating is not None:
+                conditions.append(f.c.rating == rating)
+            if model is not None:
+                conditions.append(f.c.model == model)
+            if since is not None:
+                conditions.append(f.c.created_at >= since)
+            query = sa.select(*rows.feedback_columns(self.tables)).where(*conditions)
+            return _keyset_page(
+                conn, f, query, conditions, after=after, limit=limit, order="desc", convert=rows.feedback
+            )
+
+        return self._run(tx, write=False)
+
+    # -- operations ----------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        with self._connect(self._read_options) as conn:
+            conn.execute(sa.text("SELECT 1" + (" FROM DUAL" if self.engine.dialect.name == "oracle" else "")))
+            revision = migrate.current_revision(self, conn)
+        self._schema_ok = False
+        self._check_schema()
+        return {"dialect": self.engine.dialect.name, "schema_revision": revision}
+
+    def pool_stats(self) -> dict[str, int]:
+        pool = self.engine.pool
+        if not isinstance(pool, sa.QueuePool):
+            return {}
+        return {"in_use": pool.checkedout(), "idle": pool.checkedin()}
+
+    def close(self) -> None:
+        self._unhook()
+        if self._owned:
+            self.engine.dispose()
+        if self._closer is not None:
+            self._closer()
+
+
+def _refuses_nul(exc: Exception) -> bool:
+    """psycopg2 refuses NUL in a text parameter (ValueError) and JSONB refuses
+    ``\\u0000`` (SQLSTATE 22P05, untranslatable character)."""
+    if isinstance(exc, sa_exc.DataError):
+        return getattr(exc.orig, "pgcode", None) == "22P05"
+    return "NUL" in str(exc)
+
+
+def _has_nul(value: str | None) -> bool:
+    return value is not None and "\x00" in value
+
+
+def _refuse_nul(
+    *,
+    conversation_id: str | None = None,
+    item_id: str | None = None,
+    response_id: str | None = None,
+    feedback_of: str | None = None,
+    after: str | None = None,
+) -> None:
+    """Answer an ID holding NUL as the missing record it is, without a round
+    trip: no stored ID holds one (PostgreSQL text cannot), and psycopg2 would
+    refuse the parameter with a ValueError, a 500."""
+    if _has_nul(conversation_id):
+        raise NotFound.conversation(conversation_id)
+    if _has_nul(item_id):
+        raise NotFound.item(item_id)
+    if _has_nul(response_id):
+        raise NotFound.response(response_id)
+    if _has_nul(feedback_of):
+        raise NotFound.feedback(feedback_of)
+    if _has_nul(after):
+        raise InvalidRequest.unknown_cursor(after)
+
+
+def _keyset_page(
+    conn: sa.Connection,
+    table: sa.Table,
+    query: sa.Select[Any],
+    conditions: list[sa.ColumnElement[bool]],
+    *,
+    after: str | None,
+    limit: int,
+    order: str,
+    convert: Callable[[Any], T],
+) -> Page[T]:
+    """One page of ``query`` by (created_at, id) in ``order``: an index range
+    continuing after the record ``after``, which must itself meet
+    ``conditions`` (the listing's owner and filters) or the cursor is unknown.
+    Conversations, responses and feedback are all listed this way."""
+    if after is not None:
+        cursor = conn.execute(sa.select(table.c.created_at).where(table.c.id == after, *conditions)).first()
+        if cursor is None:
+            raise InvalidRequest.unknown_cursor(after)
+        query = query.where(beyond(table.c.created_at, table.c.id, cursor[0], after, order))
+    keys = (table.c.created_at, table.c.id)
+    query = query.order_by(*(c.asc() if order == "asc" else c.desc() for c in keys)).limit(limit + 1)
+    found = conn.execute(query).all()
+    return Page([convert(r) for r in found[:limit]], has_more=len(found) > limit)

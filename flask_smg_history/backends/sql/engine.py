@@ -1,0 +1,174 @@
+"""The SQLAlchemy engine of each SQL backend, built from the settings.
+
+Creating an engine never connects, so an app whose database is down still
+starts; the first call that needs a connection fails with a 503 instead.
+
+- ``sqlite``: a file (default: ``smg_history.sqlite3`` in the instance folder)
+  in WAL mode. Write transactions start with ``BEGIN IMMEDIATE`` so that
+  concurrent writers queue on SQLite's busy timeout instead of failing with
+  "database is locked" when a read lock cannot be upgraded.
+- ``postgres``: psycopg2 with a pool of ``POSTGRES_POOL_MAX_SIZE`` connections
+  and no overflow; callers wait at most ``SQL_POOL_TIMEOUT_SECS`` for one. A
+  ``connect_timeout`` of 10 s is added when the URL has none, so an unreachable
+  server answers 503 in bounded time.
+- ``oracle``: python-oracledb's own session pool (``oracle.py`` builds its
+  options), created at the first connection so start-up never waits for it.
+- ``SQL_USE_APP_DB``: the host's Flask-SQLAlchemy engine, used as it is (we add
+  no listeners to an engine we do not own).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from ...errors import ConfigError
+from . import oracle
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ...config import Settings
+
+#: Added to a PostgreSQL URL without its own ``connect_timeout`` (seconds).
+DEFAULT_CONNECT_TIMEOUT = 10
+#: Execution option naming how a SQLite transaction begins.
+SQLITE_BEGIN = "smg_history_sqlite_begin"
+
+
+@dataclass
+class BuiltEngine:
+    engine: Engine
+    owned: bool  # False for the host's engine, which we must not dispose
+    closer: Any = None  # releases an extra pool (Oracle's), when there is one
+
+
+def build_engine(name: str, settings: Settings, app: Flask) -> BuiltEngine:
+    if settings.sql_use_app_db:
+        return BuiltEngine(_host_engine(app), owned=False)
+    if name == "sqlite":
+        return BuiltEngine(_sqlite_engine(settings, app), owned=True)
+    if name == "postgres":
+        return BuiltEngine(_postgres_engine(settings), owned=True)
+    if name == "oracle":
+        return _oracle_engine(settings)
+    raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} is not a SQL backend.", param="SMG_HISTORY_BACKEND")
+
+
+def _host_engine(app: Flask) -> Engine:
+    ext = app.extensions.get("sqlalchemy")
+    if ext is None:
+        raise ConfigError(
+            "SMG_HISTORY_SQL_USE_APP_DB is true but Flask-SQLAlchemy is not initialised on this app: "
+            "call db.init_app(app) before SmgHistory(app), or set SMG_HISTORY_SQL_USE_APP_DB=false.",
+            param="SMG_HISTORY_SQL_USE_APP_DB",
+        )
+    with app.app_context():
+        return ext.engine
+
+
+def _sqlite_engine(settings: Settings, app: Flask) -> Engine:
+    path = settings.sqlite_path or os.path.join(app.instance_path, "smg_history.sqlite3")
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    engine = sa.create_engine(
+        URL.create("sqlite+pysqlite", database=path),
+        connect_args={"timeout": settings.sql_pool_timeout_secs, "check_same_thread": False},
+        pool_timeout=settings.sql_pool_timeout_secs,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, not the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def postgres_url(raw: str | None) -> URL:
+    """Accept ``postgres://`` and ``postgresql://`` (SMG's forms) and pick
+    psycopg2 unless the URL names a driver; query parameters are kept and go
+    to ``psycopg2.connect``."""
+    if not raw:
+        raise ConfigError(
+            "The postgres backend needs SMG_HISTORY_POSTGRES_DB_URL, e.g. "
+            "'postgresql://user:password@localhost:5432/app?sslmode=prefer' (or the environment variable "
+            "of the same name), or SMG_HISTORY_SQL_USE_APP_DB=true to use the app's SQLALCHEMY_DATABASE_URI.",
+            param="SMG_HISTORY_POSTGRES_DB_URL",
+        )
+    try:
+        url = make_url(raw)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(
+            "SMG_HISTORY_POSTGRES_DB_URL is not a valid URL (expected postgresql://user:password@host:port/db).",
+            param="SMG_HISTORY_POSTGRES_DB_URL",
+        ) from exc
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg2")
+    if not url.drivername.startswith("postgresql"):
+        raise ConfigError(
+            f"SMG_HISTORY_POSTGRES_DB_URL must start with postgres:// or postgresql://, not {url.drivername}://.",
+            param="SMG_HISTORY_POSTGRES_DB_URL",
+        )
+    if "connect_timeout" not in url.query:
+        url = url.update_query_dict({"connect_timeout": str(DEFAULT_CONNECT_TIMEOUT)})
+    return url
+
+
+def _postgres_engine(settings: Settings) -> Engine:
+    return sa.create_engine(
+        postgres_url(settings.postgres_db_url),
+        pool_size=settings.postgres_pool_max_size,
+        max_overflow=0,
+        pool_timeout=settings.sql_pool_timeout_secs,
+        # Reuse the most recently returned connection: under light load one
+        # warm server process serves every call instead of all in turn.
+        pool_use_lifo=True,
+    )
+
+
+class _LazyOraclePool:
+    """python-oracledb's pool, created at the first connection request."""
+
+    def __init__(self, options: oracle.OracleOptions) -> None:
+        self._options = options
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                import oracledb
+
+                self._pool = oracledb.create_pool(getmode=oracledb.POOL_GETMODE_TIMEDWAIT, **self._options.pool_args)
+        return self._pool.acquire()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close(force=True)
+                self._pool = None
+
+
+def _oracle_engine(settings: Settings) -> BuiltEngine:
+    options = oracle.connect_options(settings)
+    if options.thick_mode:
+        oracle.enable_thick_mode()
+    pool = _LazyOraclePool(options)
+    engine = sa.create_engine("oracle+oracledb://", creator=pool.acquire, poolclass=NullPool)
+    return BuiltEngine(engine, owned=True, closer=pool.close)

@@ -1,0 +1,173 @@
+"""What the contract suite does not reach: configuration forms, the host's own
+database, both append paths on PostgreSQL, and the query plan of ``recent``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_smg_history import ConfigError, InvalidRequest, SmgHistory, get_state
+from flask_smg_history.backends.sql.engine import postgres_url
+
+from ..support.apps import build_app
+from ..support.backends_sql import postgres
+
+
+def test_postgres_url_forms():
+    url = postgres_url("postgres://app:pw@db:5433/history?sslmode=require")
+    assert (url.drivername, url.host, url.port, url.database) == ("postgresql+psycopg2", "db", 5433, "history")
+    assert url.query == {"sslmode": "require", "connect_timeout": "10"}
+    assert postgres_url("postgresql://db/h?connect_timeout=3").query["connect_timeout"] == "3"
+    with pytest.raises(ConfigError) as info:
+        postgres_url("mysql://db/h")
+    assert info.value.param == "SMG_HISTORY_POSTGRES_DB_URL"
+
+
+def test_missing_postgres_url_says_how_to_give_one():
+    app = Flask("no_url")
+    app.config["SMG_HISTORY_BACKEND"] = "postgres"
+    with pytest.raises(ConfigError) as info:
+        SmgHistory(app)
+    assert "SMG_HISTORY_POSTGRES_DB_URL" in info.value.message and "SQL_USE_APP_DB" in info.value.message
+
+
+def test_sqlite_defaults_to_the_instance_folder(tmp_path: Path):
+    app = Flask("inst", instance_path=str(tmp_path / "instance"))
+    app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    backend = get_state(app).backend
+    assert backend.engine.url.database == str(tmp_path / "instance" / "smg_history.sqlite3")
+    with backend.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    backend.close()
+
+
+def test_tables_in_the_hosts_database_leave_its_session_alone(tmp_path: Path):
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = Flask("host")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}",
+        SMG_HISTORY_BACKEND="sqlite",
+        SMG_HISTORY_SQL_USE_APP_DB=True,
+        SMG_HISTORY_CREATE_TABLES=True,
+    )
+    db = SQLAlchemy(app)
+
+    class Note(db.Model):
+        id = db.Column(db.Integer, primary_key=True)
+
+    SmgHistory(app)
+    store = get_state(app).store_for("alice")
+    with app.app_context():
+        assert get_state(app).backend.engine is db.engine
+        db.create_all()
+        db.session.add(Note(id=1))  # pending in the host's session
+        conv = store.conversations.create(items=[{"role": "user", "content": "x"}])
+        db.session.rollback()  # the host changes its mind: our write stays
+        assert store.conversations.get(conv.id).id == conv.id
+        assert db.session.get(Note, 1) is None
+
+
+@pytest.fixture(params=["one-statement", "core"])
+def pg_app(request, tmp_path):
+    """A PostgreSQL app on its hot path, or forced onto the Core path that
+    SQLite and Oracle use."""
+    with postgres(tmp_path) as config:
+        app = build_app(config)
+        backend = get_state(app).backend
+        if request.param == "core":
+            backend._append_one_sql = None
+        yield app
+        backend.close()
+
+
+@pytest.fixture
+def pg_store(pg_app):
+    return get_state(pg_app).store_for("alice")
+
+
+def test_single_item_appends_on_both_paths(pg_store):
+    conv = pg_store.conversations.create(items=[{"role": "user", "content": "0"}])
+    for n in range(1, 4):
+        (added,) = pg_store.items.add(conv.id, [{"id": f"msg_{n}", "role": "user", "content": str(n)}])
+        assert (added.position, added.conversation_id) == (n, conv.id)
+    with pytest.raises(InvalidRequest) as info:
+        pg_store.items.add(conv.id, [{"id": "msg_2", "role": "user", "content": "again"}])
+    assert info.value.code == "item_already_in_conversation" and "msg_2" in info.value.message
+    listed = pg_store.items.list(conv.id, order="asc").data
+    assert [i.position for i in listed] == [0, 1, 2, 3]
+    assert pg_store.conversations.get(conv.id).updated_at >= listed[-1].created_at
+
+
+def test_recent_is_an_index_range_scan_on_postgres(pg_app, pg_store):
+    conv = pg_store.conversations.create()
+    for start in range(0, 2000, 20):
+        pg_store.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(start, start + 20)])
+    backend = get_state(pg_app).backend
+    statements = []
+
+    @sa.event.listens_for(backend.engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    assert len(pg_store.items.recent(conv.id, 20)) == 20
+    statement, parameters = statements[-1]
+    with backend.engine.connect() as conn:
+        for table in (backend.tables.items, backend.tables.links):
+            conn.exec_driver_sql(f"ANALYZE {table.fullname}")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    # a backward range scan of the links by position, each item by primary key
+    assert "Index Scan Backward using smg_history_citems_pos" in plan, plan
+    assert "Index Scan using smg_history_items_pk" in plan, plan
+    assert "Sort" not in plan, plan
+
+
+def test_concurrent_first_feedback_submissions_end_in_one_record(pg_store):
+    response = pg_store.responses.store({"model": "m", "input": "hi", "output": []})
+    barrier = threading.Barrier(8)
+    results, errors = [], []
+
+    def submit(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(pg_store.feedback.submit(response.id, "positive" if n % 2 else "negative").id)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(pg_store.feedback.list(limit=100).data) == 1
+    assert set(results) == {pg_store.feedback.get(response.id).id}
+
+
+def test_responses_list_is_an_index_range_scan_on_postgres(pg_app, pg_store):
+    """Newest first, after a cursor: a backward range of the (owner,
+    created_at, id) index, not a sort of the owner's responses."""
+    from flask_smg_history import Response
+
+    backend = get_state(pg_app).backend
+    for owner in ("alice", "bob"):
+        backend.import_records([Response(f"resp_{owner}_{n}", owner, 1000.0 + n, model="m") for n in range(1000)])
+    statements = []
+
+    @sa.event.listens_for(backend.engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    page = pg_store.responses.list(limit=20, after="resp_alice_800")
+    assert [r.id for r in page.data][:2] == ["resp_alice_799", "resp_alice_798"] and page.has_more
+    statement, parameters = statements[-1]
+    with backend.engine.connect() as conn:
+        conn.exec_driver_sql(f"ANALYZE {backend.tables.responses.fullname}")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    assert "Index Scan Backward using smg_history_resp_owner" in plan, plan
+    assert "Sort" not in plan, plan

@@ -1,0 +1,182 @@
+"""PostgreSQL going away, never coming, and running out of connections.
+
+The shared PostgreSQL server is never stopped: the app talks to it through a
+throwaway TCP proxy that the test stops and restarts, or to a closed port.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_smg_history import HistoryUnavailable, SmgHistory, get_state
+
+from ..support.backends_sql import POSTGRES_URL, postgres_schema
+
+
+class Proxy:
+    """Forwards 127.0.0.1:<port> to the PostgreSQL server; ``stop`` closes the
+    listener and cuts every open connection, as a server crash would."""
+
+    def __init__(self, port: int = 0) -> None:
+        target = sa.make_url(POSTGRES_URL)
+        self.target = (target.host or "127.0.0.1", target.port or 5432)
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    with postgres_schema() as name:
+        yield name
+
+
+def _app(url: str, schema: str, **extra) -> Flask:
+    app = Flask("faults")
+    app.config.update(
+        SMG_HISTORY_BACKEND="postgres",
+        SMG_HISTORY_POSTGRES_DB_URL=url,
+        SMG_HISTORY_SQL_SCHEMA=schema,
+        SMG_HISTORY_ALLOW_ANONYMOUS=True,
+        SMG_HISTORY_CREATE_TABLES=True,
+        **extra,
+    )
+    SmgHistory(app)
+
+    @app.get("/other")
+    def other():
+        return "still serving"
+
+    return app
+
+
+def _url(port: int) -> str:
+    return sa.make_url(POSTGRES_URL).set(port=port).update_query_dict({"connect_timeout": "2"}).render_as_string(False)
+
+
+def test_down_at_start_up_then_back_without_restart(schema):
+    port = _closed_port()
+    started = time.perf_counter()
+    app = _app(_url(port), schema)  # nothing listens: start-up must still succeed
+    client = app.test_client()
+    assert client.get("/other").text == "still serving"
+    response = client.post("/v1/conversations", json={})
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["type"] == "server_error" and "(postgres) is unavailable" in error["message"]
+    health = client.get("/v1/history/health")
+    assert health.status_code == 503 and "postgres" in health.get_json()["error"]["message"]
+    assert time.perf_counter() - started < 2  # well within connect_timeout
+
+    proxy = Proxy(port)  # the server "comes back" on that address
+    try:
+        created = client.post("/v1/conversations", json={"metadata": {"n": "1"}})
+        assert created.status_code == 200, created.get_json()
+        assert client.get("/v1/history/health").get_json()["status"] == "ok"
+    finally:
+        proxy.stop()
+        get_state(app).backend.close()
+
+
+def test_server_lost_and_back_next_call_succeeds(schema):
+    proxy = Proxy()
+    app = _app(_url(proxy.port), schema)
+    client = app.test_client()
+    try:
+        conv = client.post("/v1/conversations", json={}).get_json()
+        assert client.get(f"/v1/conversations/{conv['id']}").status_code == 200
+        proxy.stop()  # pooled connections die with it
+        lost = client.get(f"/v1/conversations/{conv['id']}")
+        assert lost.status_code == 503 and lost.get_json()["error"]["type"] == "server_error"
+        proxy = Proxy(proxy.port)
+        assert client.get(f"/v1/conversations/{conv['id']}").status_code == 200
+    finally:
+        proxy.stop()
+        get_state(app).backend.close()
+
+
+def test_stale_pooled_connections_are_replaced_transparently(schema, caplog):
+    proxy = Proxy()
+    app = _app(_url(proxy.port), schema, SMG_HISTORY_POSTGRES_POOL_MAX_SIZE=2)
+    store = get_state(app).store_for("alice")
+    try:
+        conv = store.conversations.create()
+        proxy.stop()
+        proxy = Proxy(proxy.port)  # back before the next call: no 503 at all
+        with caplog.at_level(logging.INFO, logger="flask_smg_history"):
+            assert store.conversations.get(conv.id).id == conv.id
+        assert "a pooled connection was lost; retrying once" in caplog.text
+    finally:
+        proxy.stop()
+        get_state(app).backend.close()
+
+
+def test_pool_exhaustion_answers_503_after_the_pool_timeout(schema):
+    app = _app(POSTGRES_URL, schema, SMG_HISTORY_POSTGRES_POOL_MAX_SIZE=1, SMG_HISTORY_SQL_POOL_TIMEOUT_SECS=0.5)
+    backend = get_state(app).backend
+    store = get_state(app).store_for("anonymous")
+    try:
+        held = backend.engine.connect()  # the only connection
+        started = time.perf_counter()
+        with pytest.raises(HistoryUnavailable):
+            store.conversations.list()
+        assert 0.4 < time.perf_counter() - started < 2
+        response = app.test_client().post("/v1/conversations", json={})
+        assert response.status_code == 503
+        held.close()
+        assert app.test_client().post("/v1/conversations", json={}).status_code == 200
+    finally:
+        backend.close()

@@ -1,0 +1,200 @@
+"""Oracle without a server: the schema and every query the backend runs compile
+on SQLAlchemy's Oracle dialect, and each SMG_HISTORY_ORACLE_* form becomes the
+right python-oracledb options (or a ConfigError naming the keys).
+
+The queries are captured by running the backend on SQLite with a statement
+listener, then recompiled for Oracle, so a query added later is covered
+without editing this file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.dialects import oracle as oracle_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from flask_smg_history import ConfigError, SmgHistory, get_state
+from flask_smg_history.backends.sql import oracle
+from flask_smg_history.backends.sql.tables import build_tables
+from flask_smg_history.config import load_settings
+
+DIALECT = oracle_dialect.dialect()
+
+
+def test_ddl_compiles_for_oracle_within_identifier_limits():
+    tables = build_tables()
+    ddl = []
+    for table in tables.metadata.sorted_tables:
+        ddl.append(str(CreateTable(table).compile(dialect=DIALECT)))
+        ddl += [str(CreateIndex(index).compile(dialect=DIALECT)) for index in table.indexes]
+    script = "\n".join(ddl)
+    assert "JSON" not in script.replace("JSONB", "") and "TEXT" not in script
+    assert "payload CLOB NOT NULL" in script
+    names = [t.name for t in tables.metadata.sorted_tables]
+    for table in tables.metadata.sorted_tables:
+        names += [c.name for c in table.columns]
+        names += [i.name for i in table.indexes] + [c.name for c in table.constraints if c.name]
+    assert max(len(n) for n in names) <= 30, sorted(names, key=len)[-1]
+
+
+@pytest.fixture
+def captured(tmp_path: Path) -> list[sa.sql.ClauseElement]:
+    """Run every backend operation on SQLite and keep each statement object."""
+    app = Flask("capture")
+    app.config.update(
+        SMG_HISTORY_BACKEND="sqlite",
+        SMG_HISTORY_SQLITE_PATH=str(tmp_path / "c.db"),
+        SMG_HISTORY_CREATE_TABLES=True,
+    )
+    SmgHistory(app)
+    backend = get_state(app).backend
+    statements: list[sa.sql.ClauseElement] = []
+
+    @sa.event.listens_for(backend.engine, "before_execute")
+    def keep(conn, clause, multiparams, params, execution_options):
+        if isinstance(clause, sa.sql.ClauseElement) and not isinstance(clause, sa.sql.elements.TextClause):
+            statements.append(clause)
+
+    store = get_state(app).store_for("alice")
+    conv = store.conversations.create(metadata={"a": "b"}, items=[{"role": "user", "content": "hi"}])
+    items = store.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(3)])
+    store.items.list(conv.id, after=items[0].id, order="asc")
+    store.items.list(conv.id, after=items[2].id, order="desc")
+    store.items.get(conv.id, items[1].id)
+    store.items.recent(conv.id, limit=2)
+    store.items.delete(conv.id, items[1].id)
+    store.conversations.update(conv.id, {"c": "d"})
+    other = store.conversations.create()
+    store.conversations.list(after=other.id, order="desc")
+    store.conversations.list(after=conv.id, order="asc")
+    first = store.responses.store({"model": "m", "input": "x", "output": []})
+    store.responses.store({"id": first.id, "model": "m2", "input": "y", "output": []})
+    store.responses.get(first.id)
+    store.feedback.submit(first.id, "positive")
+    store.feedback.submit(first.id, "negative")
+    store.feedback.get(first.id)
+    page = store.feedback.list(rating="negative", model="m2", since=0)
+    store.feedback.list(after=page.last_id)
+    store.conversations.create(items=[{"type": "item_reference", "id": items[0].id}])
+    store.responses.list(model="m2", conversation=conv.id, since=0)
+    store.responses.list(after=first.id)
+    backend.import_records(list(backend.export(None, None)))
+    backend.stats(None)
+    list(backend.owners())
+    backend.purge(before=0, dry_run=True)
+    backend.purge(before=0, dry_run=False)
+    store.responses.delete(first.id)
+    store.conversations.delete(other.id)
+    store.erase_owner()
+    backend.close()
+    return statements
+
+
+def test_every_query_compiles_for_oracle_without_limit(captured):
+    kinds = {type(s).__name__ for s in captured}
+    assert {"Select", "Insert", "Update", "Delete"} <= kinds
+    for statement in captured:
+        sql = str(statement.compile(dialect=DIALECT))
+        assert not re.search(r"\bLIMIT\b|\bOFFSET\b", sql), sql
+        if isinstance(statement, sa.Select) and statement._limit_clause is not None:
+            assert "FETCH FIRST" in sql, sql
+
+
+def _settings(**config):
+    return load_settings({"SMG_HISTORY_BACKEND": "oracle", **config}, environ={})
+
+
+def test_dsn_form():
+    options = oracle.connect_options(
+        _settings(SMG_HISTORY_ORACLE_DSN="db:1521/svc", SMG_HISTORY_ORACLE_USER="u", SMG_HISTORY_ORACLE_PASSWORD="p")
+    )
+    assert options.thick_mode is False
+    assert options.pool_args == {
+        "dsn": "db:1521/svc",
+        "user": "u",
+        "password": "p",
+        "min": 1,
+        "max": 16,
+        "increment": 1,
+        "wait_timeout": 30000,
+    }
+
+
+def test_wallet_form_from_atp_environment():
+    settings = load_settings(
+        {"SMG_HISTORY_BACKEND": "oracle"},
+        environ={
+            "ATP_WALLET_PATH": "/w",
+            "ATP_TNS_ALIAS": "db_high",
+            "ATP_USER": "admin",
+            "ATP_PASSWORD": "pw",
+            "ATP_POOL_MIN": "2",
+            "ATP_POOL_MAX": "4",
+            "ATP_POOL_TIMEOUT_SECS": "5",
+        },
+    )
+    args = oracle.connect_options(settings).pool_args
+    assert args["dsn"] == "db_high"
+    assert (args["config_dir"], args["wallet_location"], args["wallet_password"]) == ("/w", "/w", "pw")
+    assert (args["min"], args["max"], args["wait_timeout"]) == (2, 4, 5000)
+
+
+def test_external_auth_needs_thick_mode():
+    options = oracle.connect_options(
+        _settings(
+            SMG_HISTORY_ORACLE_WALLET_PATH="/w",
+            SMG_HISTORY_ORACLE_TNS_ALIAS="db",
+            SMG_HISTORY_ORACLE_EXTERNAL_AUTH=True,
+        )
+    )
+    assert options.thick_mode is True
+    assert options.pool_args["externalauth"] is True and "user" not in options.pool_args
+    import oracledb
+
+    if oracledb.is_thin_mode():
+        with pytest.raises(ConfigError) as info:
+            oracle.enable_thick_mode()  # no Oracle client libraries on this machine
+        assert info.value.param == "SMG_HISTORY_ORACLE_EXTERNAL_AUTH" and "thick mode" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("config", "param"),
+    [
+        ({}, "SMG_HISTORY_ORACLE_DSN"),
+        ({"SMG_HISTORY_ORACLE_WALLET_PATH": "/w"}, "SMG_HISTORY_ORACLE_TNS_ALIAS"),
+        ({"SMG_HISTORY_ORACLE_TNS_ALIAS": "db"}, "SMG_HISTORY_ORACLE_WALLET_PATH"),
+        ({"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_TNS_ALIAS": "db"}, "SMG_HISTORY_ORACLE_DSN"),
+        ({"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_USER": "u"}, "SMG_HISTORY_ORACLE_PASSWORD"),
+        ({"SMG_HISTORY_ORACLE_DSN": "d"}, "SMG_HISTORY_ORACLE_USER"),
+        (
+            {"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_EXTERNAL_AUTH": True, "SMG_HISTORY_ORACLE_USER": "u"},
+            "SMG_HISTORY_ORACLE_EXTERNAL_AUTH",
+        ),
+        (
+            {
+                "SMG_HISTORY_ORACLE_DSN": "d",
+                "SMG_HISTORY_ORACLE_USER": "u",
+                "SMG_HISTORY_ORACLE_PASSWORD": "p",
+                "SMG_HISTORY_ORACLE_POOL_MIN": 5,
+                "SMG_HISTORY_ORACLE_POOL_MAX": 2,
+            },
+            "SMG_HISTORY_ORACLE_POOL_MIN",
+        ),
+    ],
+)
+def test_wrong_combinations_name_the_keys(config, param):
+    with pytest.raises(ConfigError) as info:
+        oracle.connect_options(_settings(**config))
+    assert info.value.param == param and param in info.value.message
+
+
+def test_bad_oracle_config_fails_at_init_app():
+    app = Flask("bad")
+    app.config.update(SMG_HISTORY_BACKEND="oracle")
+    with pytest.raises(ConfigError):
+        SmgHistory(app)
