@@ -51,6 +51,15 @@ def _retention_days(value: float | None) -> None:
         raise ValueError("use a positive number of days, or -1 to keep data forever (0 would expire data at once)")
 
 
+#: What ``SMG_HISTORY_METADATA_UPDATE`` (and ``conversations.update(mode=...)``) accepts.
+METADATA_UPDATE_MODES = ("patch", "replace")
+
+
+def _metadata_update(value: str) -> None:
+    if value not in METADATA_UPDATE_MODES:
+        raise ValueError("use 'patch' (SMG: merge the given keys, null removes one) or 'replace' (OpenAI)")
+
+
 def _setting(default: Any, doc: str, **spec: Any) -> Any:
     """A field of ``Settings``; its kind and optionality come from the type."""
     return dataclasses.field(default=default, metadata={"doc": doc, **spec})
@@ -97,6 +106,15 @@ class Settings:
         256 * 1024,
         "Largest single item, as JSON (400 above).",
         minimum=1,
+    )
+    metadata_update: str = _setting(
+        "patch",
+        (
+            "How `POST /conversations/{id}` and `conversations.update` apply `metadata`: `patch` (SMG's router: "
+            "the given keys are set, a key set to null is removed, the others stay) or `replace` (the new map "
+            "replaces the old, as OpenAI documents it)."
+        ),
+        check=_metadata_update,
     )
     retention_days: float | None = _setting(
         None,
@@ -300,6 +318,8 @@ def _convert(key: Key, value: Any, from_env: bool) -> Any:
     if kind == "str":
         if not isinstance(value, str) or not value:
             raise ValueError("expected a non-empty string")
+        if key.check is not None:
+            key.check(value)
         return value
     if kind == "bool":
         if isinstance(value, bool):

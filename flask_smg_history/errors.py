@@ -37,6 +37,16 @@ class InvalidRequest(HistoryError):
         return cls(f"No record with id '{after}' to list after.", param="after")
 
     @classmethod
+    def too_much_metadata(cls, pairs: int, maximum: int) -> InvalidRequest:
+        """A metadata patch whose result, merged with what is stored, would
+        exceed the cap; nothing is written."""
+        return cls(
+            f"Invalid 'metadata': the update would leave the conversation with {pairs} metadata key-value pairs, "
+            f"more than the {maximum} allowed; remove keys by setting them to null in the same update.",
+            param="metadata",
+        )
+
+    @classmethod
     def response_id_taken(cls, response_id: str) -> InvalidRequest:
         """A stored response's ID is held by another owner's response."""
         return cls(f"Response id '{response_id}' is not available.", param="id")

@@ -115,6 +115,10 @@ class Response:
 
 RATINGS = ("positive", "negative")
 
+#: OpenAI's cap on a record's metadata pairs. The store checks what a caller
+#: sends; a backend merging a metadata patch checks the merged result.
+MAX_METADATA_PAIRS = 16
+
 
 @dataclass
 class Feedback:

@@ -15,10 +15,9 @@ from typing import Any
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from .errors import InvalidRequest
-from .records import ITEM_ID_PREFIXES, RATINGS
+from .records import ITEM_ID_PREFIXES, MAX_METADATA_PAIRS, RATINGS
 
 MAX_ITEMS_PER_ADD = 20
-MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_COMMENT = 4096
@@ -26,6 +25,13 @@ MAX_ID = 128
 MAX_DEPTH = 64
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 MESSAGE_STATUSES = ("in_progress", "completed", "incomplete")
+
+#: Item types a conversation accepts, in the order error messages list them.
+SUPPORTED_ITEM_TYPES = (*ITEM_ID_PREFIXES, "item_reference")
+
+#: Messages worded as SMG words them, which clients match on: ``load`` passes
+#: them on as they are, without the usual ``Invalid '<param>': `` in front.
+_SMG_WORDED = ("Unsupported item type", "Cannot add more than")
 
 #: IDs a client may choose: letters, digits, ``_`` and ``-``, up to 128 chars,
 #: so an ID is safe in a URL path, a SQL bind and a Redis key alike.
@@ -46,6 +52,34 @@ class MetadataField(fields.Dict):
             if len(key) > MAX_METADATA_KEY:
                 raise ValidationError(f"Metadata keys must be at most {MAX_METADATA_KEY} characters: {key[:80]!r}.")
             if len(val) > MAX_METADATA_VALUE:
+                raise ValidationError(f"Metadata value of {key!r} must be at most {MAX_METADATA_VALUE} characters.")
+        return result
+
+
+class MetadataPatchField(fields.Dict):
+    """A metadata patch, as SMG's router applies it: each key is set to its
+    string value, or removed when its value is null; keys not named stay. The
+    merged result must fit 16 pairs, which only the backend can check (it
+    holds the stored map); here: keys <= 64, values <= 512, at most 16 keys
+    set (more could never fit) and at most 32 named in all (16 set and 16
+    removed replace a full map)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keys=fields.Str(), values=fields.Str(allow_none=True), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        setting = sum(1 for val in result.values() if val is not None)
+        if setting > MAX_METADATA_PAIRS:
+            raise ValidationError(f"Metadata can have at most {MAX_METADATA_PAIRS} key-value pairs, got {setting}.")
+        if len(result) > 2 * MAX_METADATA_PAIRS:
+            raise ValidationError(
+                f"A metadata patch can name at most {2 * MAX_METADATA_PAIRS} keys, set or removed, got {len(result)}."
+            )
+        for key, val in result.items():
+            if len(key) > MAX_METADATA_KEY:
+                raise ValidationError(f"Metadata keys must be at most {MAX_METADATA_KEY} characters: {key[:80]!r}.")
+            if val is not None and len(val) > MAX_METADATA_VALUE:
                 raise ValidationError(f"Metadata value of {key!r} must be at most {MAX_METADATA_VALUE} characters.")
         return result
 
@@ -126,7 +160,10 @@ class OtherItemSchema(Schema):
 
     type = fields.Str(
         required=True,
-        validate=validate.OneOf([t for t in ITEM_ID_PREFIXES if t != "message"], error="Unknown item type {input!r}."),
+        validate=validate.OneOf(
+            [t for t in ITEM_ID_PREFIXES if t != "message"],
+            error="Unsupported item type {input!r}. Supported types: " + ", ".join(SUPPORTED_ITEM_TYPES) + ".",
+        ),
     )
     id = fields.Str(validate=ID_RULE)
 
@@ -148,14 +185,17 @@ class ItemReferenceSchema(Schema):
     id = fields.Str(required=True, validate=ID_RULE)
 
 
+def _at_most_per_add(items: list[Any]) -> None:
+    if len(items) > MAX_ITEMS_PER_ADD:
+        raise ValidationError(f"Cannot add more than {MAX_ITEMS_PER_ADD} items at once; got {len(items)}.")
+
+
 class ConversationCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
     metadata = MetadataField(allow_none=True, load_default=None)
-    items = fields.List(
-        fields.Dict(), allow_none=True, load_default=None, validate=validate.Length(max=MAX_ITEMS_PER_ADD)
-    )
+    items = fields.List(fields.Dict(), allow_none=True, load_default=None, validate=_at_most_per_add)
 
 
 class ConversationUpdateSchema(Schema):
@@ -165,11 +205,21 @@ class ConversationUpdateSchema(Schema):
     metadata = MetadataField(required=True, allow_none=True)
 
 
+class ConversationPatchSchema(Schema):
+    """An update in patch mode (``SMG_HISTORY_METADATA_UPDATE=patch``):
+    ``metadata`` is a patch; null or ``{}`` changes no key."""
+
+    class Meta:
+        unknown = RAISE
+
+    metadata = MetadataPatchField(required=True, allow_none=True)
+
+
 class ItemsAddSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    items = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_ITEMS_PER_ADD))
+    items = fields.List(fields.Dict(), required=True, validate=[validate.Length(min=1), _at_most_per_add])
 
 
 class FeedbackSubmitSchema(Schema):
@@ -235,6 +285,8 @@ def load(schema: Schema, data: Any, *, param_prefix: str = "") -> dict[str, Any]
         param, message = _param(exc.messages, param_prefix)
         if message == "Unknown field.":
             message = f"Unknown parameter: '{param}'."
+        if message.startswith(_SMG_WORDED):
+            raise InvalidRequest(message, param=param or None) from None
         raise InvalidRequest(f"Invalid '{param}': {message}" if param else message, param=param or None) from None
 
 

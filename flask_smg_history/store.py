@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import schemas, signals
-from .backends.base import Backend, page_of
+from .backends.base import Backend, outage_hint_of, page_of
+from .config import METADATA_UPDATE_MODES
 from .errors import HistoryUnavailable, InvalidRequest, NotFound
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
 from .signals import emit
@@ -31,12 +32,15 @@ T = TypeVar("T")
 # than the validation itself.
 _CONVERSATION_CREATE = schemas.ConversationCreateSchema()
 _CONVERSATION_UPDATE = schemas.ConversationUpdateSchema()
+_CONVERSATION_PATCH = schemas.ConversationPatchSchema()
 _ITEMS_ADD = schemas.ItemsAddSchema()
 _RESPONSE_STORE = schemas.ResponseStoreSchema()
 _FEEDBACK_SUBMIT = schemas.FeedbackSubmitSchema()
 log = logging.getLogger("flask_smg_history")
 
 MAX_PAGE = 100
+#: What ``conversations.list(order_by=...)`` and ``GET /conversations?order_by=`` accept.
+CONVERSATION_ORDER_BY = ("created_at", "updated_at")
 MAX_CHAIN = 1000
 
 
@@ -47,22 +51,34 @@ def _check_page(limit: Any, order: Any) -> None:
         raise InvalidRequest("Invalid 'order': must be 'asc' or 'desc'.", param="order")
 
 
+def _check_id(value: Any, prefix: str, param: str) -> None:
+    """Refuse an ID that cannot name a record of this kind, in OpenAI's words,
+    before any lookup: the answer depends on the ID's text alone, so it tells
+    nothing about which records exist. (Item IDs are free-form: callers may
+    choose them.)"""
+    if not isinstance(value, str) or not value.startswith(prefix):
+        shown = value[:128] if isinstance(value, str) else value
+        raise InvalidRequest(f"Invalid '{param}': '{shown}'. Expected an ID that begins with '{prefix}'.", param=param)
+
+
 def guarded(
     backend: Backend, metrics: Metrics | None, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
     """Run one backend call; a driver failure becomes ``HistoryUnavailable``
     whose message names the backend but never echoes the driver's text (it can
-    hold URLs and credentials). Every call is counted, timed and logged with
-    its outcome, never with its content."""
+    hold URLs and credentials); it ends with the backend's ``outage_hint`` (a
+    fixed sentence naming the setting to check) when that recognises the
+    cause, else with "try again later". Every call is counted, timed and
+    logged with its outcome, never with its content."""
     started = time.perf_counter()
     outcome, kind = "ok", None
     try:
         return fn(*args, **kwargs)
     except backend.unavailable_errors as exc:
         outcome, kind = "unavailable", type(exc).__name__
-        raise HistoryUnavailable(
-            f"The history backend ({backend.name}) is unavailable ({type(exc).__name__}); try again later."
-        ) from exc
+        hint = outage_hint_of(backend, exc)  # a fixed sentence of the backend's, e.g. a TLS cause
+        detail = f": {hint}" if hint else "; try again later."
+        raise HistoryUnavailable(f"The history backend ({backend.name}) is unavailable ({kind}){detail}") from exc
     except NotFound:
         outcome = "not_found"
         raise
@@ -179,12 +195,26 @@ class Conversations(_Part):
         return conv
 
     def get(self, conversation_id: str) -> Conversation:
+        _check_id(conversation_id, "conv", "conversation_id")
         return self._call("conversations.get", self._backend.get_conversation, self._store.owner, conversation_id)
 
-    def update(self, conversation_id: str, metadata: dict[str, str] | None) -> Conversation:
-        """Replace the conversation's metadata (OpenAI semantics: the new map
-        replaces the old one)."""
-        data = schemas.load(_CONVERSATION_UPDATE, {"metadata": metadata})
+    def update(
+        self, conversation_id: str, metadata: dict[str, str | None] | None, *, mode: str | None = None
+    ) -> Conversation:
+        """Update the conversation's metadata and ``updated_at``. ``mode``
+        (default: ``SMG_HISTORY_METADATA_UPDATE``, ``patch``) is ``patch``,
+        SMG's semantics: the given keys are set, a key whose value is ``None``
+        is removed, others stay, and the result must fit 16 pairs (merged
+        atomically by the backend); or ``replace``, OpenAI's: the new map
+        (strings only) replaces the old. ``None`` (or ``{}`` as a patch)
+        changes no key."""
+        _check_id(conversation_id, "conv", "conversation_id")
+        if mode is None:
+            mode = self._store._settings.metadata_update
+        if mode not in METADATA_UPDATE_MODES:
+            raise InvalidRequest("Invalid 'mode': must be 'patch' or 'replace'.", param="mode")
+        replace = mode == "replace"
+        data = schemas.load(_CONVERSATION_UPDATE if replace else _CONVERSATION_PATCH, {"metadata": metadata})
         at = now()
         return self._call(
             "conversations.update",
@@ -194,15 +224,25 @@ class Conversations(_Part):
             data["metadata"] or {},
             at,
             self._store._expires_at(at),
+            replace=replace,
         )
 
     def delete(self, conversation_id: str) -> None:
+        _check_id(conversation_id, "conv", "conversation_id")
         self._call("conversations.delete", self._backend.delete_conversation, self._store.owner, conversation_id)
         self._store._emit(signals.conversation_deleted, conversation_id=conversation_id)
 
-    def list(self, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Conversation]:
-        """The owner's conversations by creation time, newest first by default."""
+    def list(
+        self, after: str | None = None, limit: int = 20, order: str = "desc", order_by: str = "created_at"
+    ) -> Page[Conversation]:
+        """The owner's conversations by creation time (``order_by="created_at"``)
+        or by last write (``"updated_at"``: every append and update moves a
+        conversation to the front), newest first by default. By
+        ``updated_at``, ``after`` continues from where that conversation is
+        now, not where it was when the previous page was read."""
         _check_page(limit, order)
+        if order_by not in CONVERSATION_ORDER_BY:
+            raise InvalidRequest("Invalid 'order_by': must be 'created_at' or 'updated_at'.", param="order_by")
         return self._call(
             "conversations.list",
             self._backend.list_conversations,
@@ -210,6 +250,7 @@ class Conversations(_Part):
             after=after,
             limit=limit,
             order=order,
+            order_by=order_by,
         )
 
 
@@ -217,6 +258,7 @@ class Items(_Part):
     def add(self, conversation_id: str, items: list[Any]) -> list[Item]:
         """Append 1 to 20 items after everything already in the conversation.
         The batch is validated whole before anything is written."""
+        _check_id(conversation_id, "conv", "conversation_id")
         data = schemas.load(_ITEMS_ADD, {"items": items})
         at = now()
         records = self._store._new_items(data["items"], conversation_id, at)
@@ -233,6 +275,7 @@ class Items(_Part):
         return added
 
     def list(self, conversation_id: str, after: str | None = None, limit: int = 20, order: str = "desc") -> Page[Item]:
+        _check_id(conversation_id, "conv", "conversation_id")
         _check_page(limit, order)
         return self._call(
             "items.list",
@@ -245,17 +288,20 @@ class Items(_Part):
         )
 
     def get(self, conversation_id: str, item_id: str) -> Item:
+        _check_id(conversation_id, "conv", "conversation_id")
         return self._call("items.get", self._backend.get_item, self._store.owner, conversation_id, item_id)
 
     def delete(self, conversation_id: str, item_id: str) -> Conversation:
         """Delete one item; returns the parent conversation, as OpenAI does
         (a second read, after the delete has committed)."""
+        _check_id(conversation_id, "conv", "conversation_id")
         self._call("items.delete", self._backend.delete_item, self._store.owner, conversation_id, item_id)
         self._store._emit(signals.item_deleted, conversation_id=conversation_id, item_id=item_id)
         return self._store.conversations.get(conversation_id)
 
     def recent(self, conversation_id: str, limit: int = 20) -> list[Item]:
         """The last ``limit`` items, oldest first: ready to become a prompt."""
+        _check_id(conversation_id, "conv", "conversation_id")
         _check_page(limit, "asc")
         return self._call("items.recent", self._backend.recent_items, self._store.owner, conversation_id, limit)
 
@@ -270,11 +316,16 @@ class Responses(_Part):
         owner = self._store.owner
         at = now()
         response_id = data.pop("id", None) or mint_id("resp")
+        _check_id(response_id, "resp", "id")
         conversation = data.pop("conversation")
         if isinstance(conversation, dict):
             conversation = conversation.get("id")
         if conversation is not None and not isinstance(conversation, str):
             raise InvalidRequest("Invalid 'conversation': expected an ID or {'id': ...}.", param="conversation")
+        if conversation is not None:
+            _check_id(conversation, "conv", "conversation")
+        if data["previous_response_id"] is not None:
+            _check_id(data["previous_response_id"], "resp", "previous_response_id")
         if self._backend.persistent:
             if conversation is not None:
                 self._store.conversations.get(conversation)
@@ -312,9 +363,11 @@ class Responses(_Part):
         return record
 
     def get(self, response_id: str) -> Response:
+        _check_id(response_id, "resp", "response_id")
         return self._call("responses.get", self._backend.get_response, self._store.owner, response_id)
 
     def delete(self, response_id: str) -> None:
+        _check_id(response_id, "resp", "response_id")
         self._call("responses.delete", self._backend.delete_response, self._store.owner, response_id)
 
     def list(
@@ -327,6 +380,8 @@ class Responses(_Part):
     ) -> Page[Response]:
         """The owner's stored responses, newest first, optionally only those
         of one model or one conversation, or created at or after ``since``."""
+        if conversation is not None:
+            _check_id(conversation, "conv", "conversation")
         _check_page(limit, "desc")
         return self._call(
             "responses.list",
@@ -379,6 +434,7 @@ class FeedbackStore(_Part):
     ) -> Feedback:
         """Rate a response of this owner; a second submission replaces the
         first and keeps its ID."""
+        _check_id(response_id, "resp", "response_id")
         data = schemas.load(_FEEDBACK_SUBMIT, {"rating": rating, "comment": comment, "metadata": metadata})
         model = ""
         expires_at = self._store._expires_at(now())
@@ -401,6 +457,7 @@ class FeedbackStore(_Part):
         return stored
 
     def get(self, response_id: str) -> Feedback:
+        _check_id(response_id, "resp", "response_id")
         return self._call("feedback.get", self._backend.get_feedback, self._store.owner, response_id)
 
     def list(

@@ -26,3 +26,12 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping || exit 1
+
+# tests/test_tls.py makes its certificates with openssl (Debian's PostgreSQL
+# packages depend on it, so this normally finds it) and runs redis-server with
+# --tls-port (Debian builds it with TLS).
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "services: installing openssl"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null && apt-get install -y -q openssl >/dev/null || exit 1
+fi

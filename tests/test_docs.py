@@ -38,3 +38,36 @@ def test_mkdocs_build_strict(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "http-api" / "index.html").exists()
+
+
+def test_the_readme_openai_snippet_runs_against_the_example_app(tmp_path, monkeypatch, capsys):
+    """The README's client snippet, run as printed (only the port differs)
+    against the example app started with the one setting the README names."""
+    import re
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from example_app import create_app
+    from flask_smg_history import get_state
+
+    readme = (ROOT / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "openai.OpenAI(" in b)
+    setting = re.search(r'`(SMG_HISTORY_API_KEYS="([^"]+)") bash scripts/example\.sh`', readme)
+    assert setting, "the README must say how to start the example app for the snippet"
+    monkeypatch.setenv("SMG_HISTORY_API_KEYS", setting.group(2))
+    app = create_app(instance_path=str(tmp_path / "instance"))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        exec(snippet.replace("localhost:5000", f"127.0.0.1:{server.server_port}"), {})
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert capsys.readouterr().out == "Hello\n"
+    (conv,) = get_state(app).store_for("alice").conversations.list().data
+    assert [i.payload["content"][0]["text"] for i in get_state(app).store_for("alice").items.recent(conv.id)] == [
+        "Hello"
+    ]
+    get_state(app).backend.close()

@@ -114,6 +114,9 @@ def test_none_backend_keeps_nothing():
     assert client.get(f"/v1/conversations/{cid}").status_code == 404
     assert client.get(f"/v1/conversations/{cid}/items").status_code == 404
     assert client.get("/v1/conversations").get_json()["data"] == []
+    assert client.get("/v1/conversations?order_by=updated_at").get_json()["data"] == []
+    for metadata in ({"k": None}, {"k": "v"}):
+        assert client.post(f"/v1/conversations/{cid}", json={"metadata": metadata}).status_code == 404
     store = get_state(app).store_for("anonymous")
     resp = store.responses.store({"model": "m", "input": "hi", "conversation": cid})
     assert resp.id.startswith("resp_")

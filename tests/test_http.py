@@ -114,6 +114,73 @@ def test_list_conversations_newest_first(client):
     assert client.get("/v1/conversations", headers=B).get_json()["data"] == []
 
 
+def test_update_conversation_patches_metadata(client):
+    """SMG's semantics by default: given keys set, null removes one, the rest
+    stay; a merged map beyond 16 pairs is a 400 that writes nothing."""
+    conv = _conv(client, metadata={"a": "1", "b": "2"})
+    url = f"/v1/conversations/{conv['id']}"
+    resp = client.post(url, json={"metadata": {"b": None, "c": "3"}}, headers=A)
+    assert resp.status_code == 200, resp.get_json()
+    validate("ConversationResource", resp.get_json())
+    assert resp.get_json()["metadata"] == {"a": "1", "c": "3"}
+    assert client.get(url, headers=A).get_json()["metadata"] == {"a": "1", "c": "3"}
+    assert client.post(url, json={"metadata": None}, headers=A).get_json()["metadata"] == {"a": "1", "c": "3"}
+    assert client.post(url, json={"metadata": {}}, headers=A).get_json()["metadata"] == {"a": "1", "c": "3"}
+
+    full = client.post(url, json={"metadata": {f"k{n}": "v" for n in range(14)}}, headers=A).get_json()["metadata"]
+    assert len(full) == 16
+    refused = client.post(url, json={"metadata": {"one_more": "x"}}, headers=A)
+    assert refused.status_code == 400 and refused.headers["x-should-retry"] == "false"
+    validate("ErrorResponse", refused.get_json())
+    assert refused.get_json() == {
+        "error": {
+            "message": (
+                "Invalid 'metadata': the update would leave the conversation with 17 metadata key-value pairs, "
+                "more than the 16 allowed; remove keys by setting them to null in the same update."
+            ),
+            "type": "invalid_request_error",
+            "param": "metadata",
+            "code": None,
+        }
+    }
+    stored = client.get(url, headers=A).get_json()
+    assert stored["metadata"] == full
+    swapped = client.post(url, json={"metadata": {"one_more": "x", "a": None}}, headers=A).get_json()["metadata"]
+    assert swapped == {**{k: v for k, v in full.items() if k != "a"}, "one_more": "x"}
+    _error(client.post(url, json={"metadata": {"k": 1}}, headers=A), 400, "metadata.k.value")
+    _error(client.post(url, json={"metadata": {"a": "1"}}, headers=B), 404, "conversation_id")
+
+
+def test_update_conversation_replaces_metadata_when_configured(make_app):
+    app = make_app(SMG_HISTORY_API_KEYS=KEYS, SMG_HISTORY_METADATA_UPDATE="replace")
+    client = app.test_client()
+    conv = _conv(client, metadata={"a": "1", "b": "2"})
+    url = f"/v1/conversations/{conv['id']}"
+    assert client.post(url, json={"metadata": {"c": "3"}}, headers=A).get_json()["metadata"] == {"c": "3"}
+    err = _error(client.post(url, json={"metadata": {"c": None}}, headers=A), 400, "metadata.c.value")
+    assert err["code"] is None and "null" in err["message"]
+    assert client.get(url, headers=A).get_json()["metadata"] == {"c": "3"}
+    assert client.post(url, json={"metadata": None}, headers=A).get_json()["metadata"] == {}
+    values = client.get("/v1/openapi.json").get_json()["components"]["schemas"]["ConversationUpdate"]
+    assert values["properties"]["metadata"]["additionalProperties"] == {"type": "string"}
+
+
+def test_list_conversations_by_last_write(client):
+    ids = [_conv(client)["id"] for _ in range(3)]
+    client.post(f"/v1/conversations/{ids[0]}/items", json={"items": [{"role": "user", "content": "x"}]}, headers=A)
+    body = client.get("/v1/conversations?order_by=updated_at&limit=2", headers=A).get_json()
+    assert [c["id"] for c in body["data"]] == [ids[0], ids[2]] and body["has_more"] is True
+    rest = client.get(f"/v1/conversations?order_by=updated_at&after={body['last_id']}", headers=A).get_json()
+    assert [c["id"] for c in rest["data"]] == [ids[1]] and rest["has_more"] is False
+    asc = client.get("/v1/conversations?order_by=updated_at&order=asc", headers=A).get_json()
+    assert [c["id"] for c in asc["data"]] == [ids[1], ids[2], ids[0]]
+    assert [c["id"] for c in client.get("/v1/conversations", headers=A).get_json()["data"]] == ids[::-1]
+    assert client.get("/v1/conversations?order_by=updated_at", headers=B).get_json()["data"] == []
+    err = _error(client.get("/v1/conversations?order_by=last_write", headers=A), 400, "order_by")
+    assert err["message"] == "Invalid 'order_by': must be 'created_at' or 'updated_at'."
+    _error(client.get("/v1/conversations?order_by=updated_at&after=conv_unknown", headers=A), 400, "after")
+
+
 @pytest.mark.parametrize(
     ("query", "param"),
     [

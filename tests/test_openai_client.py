@@ -69,6 +69,24 @@ def test_conversations_with_the_openai_client(served):
 
 
 @pytest.mark.e2e
+def test_metadata_update_is_a_patch_with_the_openai_client(served):
+    """The SDK sends ``metadata`` as given; our default (SMG's) merges it, and
+    a strictly validated answer still parses."""
+    _, base_url = served
+    client = _client(base_url)
+    conv = client.conversations.create(metadata={"topic": "demo", "lang": "en"})
+    updated = client.conversations.update(conv.id, metadata={"topic": "changed"})
+    assert updated.metadata == {"topic": "changed", "lang": "en"}
+    assert client.conversations.retrieve(conv.id).metadata == {"topic": "changed", "lang": "en"}
+    full = {f"k{n}": "v" for n in range(14)}
+    assert len(client.conversations.update(conv.id, metadata=full).metadata) == 16
+    with pytest.raises(openai.BadRequestError) as info:
+        client.conversations.update(conv.id, metadata={"one_more": "x"})
+    assert info.value.param == "metadata" and "17 metadata key-value pairs" in info.value.message
+    assert client.conversations.retrieve(conv.id).metadata == {"topic": "changed", "lang": "en", **full}
+
+
+@pytest.mark.e2e
 def test_errors_map_to_the_sdks_exceptions(served):
     _, base_url = served
     client = _client(base_url)
@@ -113,3 +131,18 @@ def test_stored_responses_with_the_openai_client(served):
         client.responses.retrieve(stored.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.input_items.list(stored.id)
+
+
+@pytest.mark.e2e
+def test_malformed_ids_reach_the_openai_client_as_bad_requests(served):
+    _, base_url = served
+    client = _client(base_url)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.conversations.retrieve("abc")
+    assert info.value.status_code == 400 and info.value.param == "conversation_id"
+    assert info.value.message.endswith("Invalid 'conversation_id': 'abc'. Expected an ID that begins with 'conv'.")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.retrieve("conv_123")
+    assert info.value.param == "response_id" and info.value.type == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError):  # well-formed but missing stays a 404
+        client.conversations.retrieve("conv_doesnotexist")

@@ -9,6 +9,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from .. import schemas
+from ..store import CONVERSATION_ORDER_BY
 from ..version import __version__
 from . import render
 
@@ -36,6 +37,13 @@ _PAGE_PARAMS: list[dict[str, Any]] = [
         "explode": True,
     },
 ]
+#: ``GET /conversations`` only: ``updated_at`` lists by last write (an
+#: append or update moves a conversation to the front of ``desc``).
+_ORDER_BY: dict[str, Any] = {
+    "in": "query",
+    "name": "order_by",
+    "schema": {"type": "string", "enum": list(CONVERSATION_ORDER_BY), "default": "created_at"},
+}
 _ITEM = {
     "type": "object",
     "required": ["id", "type"],
@@ -82,9 +90,12 @@ def build_openapi(settings) -> dict[str, Any]:
         plugins=[MarshmallowPlugin()],
         servers=[{"url": settings.url_prefix}],
     )
+    # the update body as the app's SMG_HISTORY_METADATA_UPDATE reads it (a patch allows nulls)
+    replace = settings.metadata_update == "replace"
+    update = schemas.ConversationUpdateSchema if replace else schemas.ConversationPatchSchema
     for name, schema in (
         ("ConversationCreate", schemas.ConversationCreateSchema),
-        ("ConversationUpdate", schemas.ConversationUpdateSchema),
+        ("ConversationUpdate", update),
         ("ItemsAdd", schemas.ItemsAddSchema),
         ("FeedbackSubmit", schemas.FeedbackSubmitSchema),
         ("Conversation", render.ConversationOut),
@@ -128,7 +139,11 @@ def build_openapi(settings) -> dict[str, Any]:
         "/conversations",
         operations={
             "post": _op("Create a conversation", conv, body={"$ref": "#/components/schemas/ConversationCreate"}),
-            "get": _op("List the caller's conversations, newest first", _list_of(conv), params=_PAGE_PARAMS[:3]),
+            "get": _op(
+                "List the caller's conversations, newest first, by creation or by last write",
+                _list_of(conv),
+                params=[*_PAGE_PARAMS[:3], _ORDER_BY],
+            ),
         },
     )
     spec.path(

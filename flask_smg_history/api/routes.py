@@ -102,7 +102,8 @@ def create_blueprint(settings: Settings) -> Blueprint:
     @bp.get("/conversations")
     def list_conversations():
         args = _page_args()
-        return jsonify(render.page(history.conversations.list(**args), render.conversation))
+        order_by = request.args.get("order_by", "created_at")
+        return jsonify(render.page(history.conversations.list(**args, order_by=order_by), render.conversation))
 
     @bp.get("/conversations/<conversation_id>")
     def get_conversation(conversation_id: str):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidRequest
-from ..records import Conversation, Feedback, Item, Page, Record, Response
+from ..records import MAX_METADATA_PAIRS, Conversation, Feedback, Item, Page, Record, Response
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -54,19 +54,43 @@ class Backend(ABC):
 
     @abstractmethod
     def update_conversation(
-        self, owner: str, conversation_id: str, metadata: dict[str, str], updated_at: float, expires_at: float | None
+        self,
+        owner: str,
+        conversation_id: str,
+        metadata: dict[str, str | None],
+        updated_at: float,
+        expires_at: float | None,
+        *,
+        replace: bool,
     ) -> Conversation:
-        """Replace the metadata of a conversation and return it."""
+        """Update a conversation's metadata, refresh its ``updated_at`` and
+        ``expires_at``, and return it.
+
+        With ``replace`` the map (strings only) replaces the stored one. Without
+        it, ``metadata`` is a patch (SMG's semantics): each key is set to its
+        string or, when its value is ``None``, removed; other keys stay; an
+        empty patch changes no key. The merge is atomic: read, merge and write
+        happen under the conversation's lock in one write, so concurrent
+        patches of different keys all survive. ``merge_metadata`` does the
+        merge and refuses a result beyond ``MAX_METADATA_PAIRS`` with
+        ``InvalidRequest`` (``param="metadata"``), in which case nothing is
+        written."""
 
     @abstractmethod
     def delete_conversation(self, owner: str, conversation_id: str) -> None:
         """Delete a conversation and its items, or raise ``NotFound``."""
 
     @abstractmethod
-    def list_conversations(self, owner: str, *, after: str | None, limit: int, order: str) -> Page[Conversation]:
-        """Page through the owner's live conversations by creation time
-        (``desc``: newest first). ``after`` is a conversation ID; an unknown one
-        raises ``InvalidRequest`` with ``param="after"``."""
+    def list_conversations(
+        self, owner: str, *, after: str | None, limit: int, order: str, order_by: str = "created_at"
+    ) -> Page[Conversation]:
+        """Page through the owner's live conversations by ``order_by``
+        (``created_at`` or ``updated_at``; ``desc``: newest first), equal
+        times in ID order, by keyset (never by offset). ``after`` is a
+        conversation ID; an unknown one raises ``InvalidRequest`` with
+        ``param="after"``. A conversation's ``updated_at`` moves on every
+        write, so by ``updated_at`` a page continues after the cursor
+        conversation's current (``updated_at``, ``id``), wherever that is now."""
 
     # -- items ---------------------------------------------------------------
     @abstractmethod
@@ -224,6 +248,17 @@ class Backend(ABC):
     def health(self) -> dict[str, Any]:
         """Probe the database; raise one of ``unavailable_errors`` if it is down."""
 
+    def outage_hint(self, exc: BaseException) -> str | None:
+        """What to fix, for a recognised cause of ``exc`` (one of
+        ``unavailable_errors``), such as a TLS certificate that fails
+        verification; ``None`` when there is nothing better to say than "try
+        again later". The 503's message ends with it, so it is shown to API
+        clients: return a fixed sentence that names the setting to check, and
+        never copy the driver's text into it (it can hold URLs and
+        credentials). ``exception_chain(exc)`` walks the causes. This default
+        recognises nothing."""
+        return None
+
     def pool_stats(self) -> dict[str, int]:
         """Connection-pool usage (e.g. ``{"in_use": 3, "idle": 5}``) for the
         metrics; backends without a pool report nothing."""
@@ -236,6 +271,44 @@ class Backend(ABC):
         smg-history copy`` (for its target) do. Backends without any keep
         this no-op."""
         return None
+
+
+def merge_metadata(current: dict[str, str], metadata: dict[str, str | None], *, replace: bool) -> dict[str, str]:
+    """The metadata an ``update_conversation`` leaves: ``metadata`` itself
+    with ``replace``, else ``current`` patched by it (a ``None`` value removes
+    its key). Raises ``InvalidRequest`` when the result holds more than
+    ``MAX_METADATA_PAIRS`` pairs."""
+    merged = {} if replace else dict(current)
+    for key, value in metadata.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if len(merged) > MAX_METADATA_PAIRS:
+        raise InvalidRequest.too_much_metadata(len(merged), MAX_METADATA_PAIRS)
+    return merged
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling
+    (``__cause__``, else ``__context__``), each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def outage_hint_of(backend: Backend, exc: BaseException) -> str | None:
+    """``backend.outage_hint(exc)``, made safe for the error path: a hook
+    that fails or returns something other than a non-empty string gives
+    ``None``, so a faulty hook can never turn a 503 into a 500."""
+    try:
+        hint = backend.outage_hint(exc)
+    except Exception:
+        return None
+    return hint if isinstance(hint, str) and hint else None
 
 
 def page_of(records: list[Any], *, after: str | None, limit: int, order: str) -> Page[Any]:

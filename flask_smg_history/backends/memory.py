@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Page, Record, Response, is_live, now
-from .base import Backend, page_of
+from .base import Backend, merge_metadata, page_of
 
 
 class MemoryBackend(Backend):
@@ -115,10 +115,10 @@ class MemoryBackend(Backend):
         with self._lock:
             return copy.deepcopy(self._conversation(owner, conversation_id))
 
-    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at, *, replace):
         with self._lock:
             conv = self._conversation(owner, conversation_id)
-            conv.metadata = dict(metadata)
+            conv.metadata = merge_metadata(conv.metadata, metadata, replace=replace)
             conv.updated_at = updated_at
             conv.expires_at = expires_at
             return copy.deepcopy(conv)
@@ -127,11 +127,13 @@ class MemoryBackend(Backend):
         with self._lock:
             self._drop_conversation(self._conversation(owner, conversation_id))
 
-    def list_conversations(self, owner, *, after, limit, order):
+    def list_conversations(self, owner, *, after, limit, order, order_by="created_at"):
         with self._lock:
             at = now()
             convs = [self._conversations[cid] for cid in self._by_owner.get(owner, {})]
             live = [c for c in convs if is_live(c.expires_at, at)]
+            if order_by == "updated_at":
+                live.sort(key=lambda c: (c.updated_at, c.id))
             page = page_of(live, after=after, limit=limit, order=order)
             return Page(data=copy.deepcopy(page.data), has_more=page.has_more)
 

@@ -22,13 +22,13 @@ class NoneBackend(Backend):
     def get_conversation(self, owner, conversation_id):
         raise NotFound.conversation(conversation_id)
 
-    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at, *, replace):
         raise NotFound.conversation(conversation_id)
 
     def delete_conversation(self, owner, conversation_id):
         raise NotFound.conversation(conversation_id)
 
-    def list_conversations(self, owner, *, after, limit, order):
+    def list_conversations(self, owner, *, after, limit, order, order_by="created_at"):
         return Page(data=[], has_more=False)
 
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):

@@ -24,11 +24,13 @@ def test_create_without_anything(alice):
 
 
 def test_update_replaces_metadata(alice):
+    """Replace mode (OpenAI's semantics), chosen per call; patch mode, the
+    default, is in test_metadata_updates.py."""
     conv = alice.conversations.create(metadata={"a": "1", "b": "2"})
-    updated = alice.conversations.update(conv.id, {"c": "3"})
+    updated = alice.conversations.update(conv.id, {"c": "3"}, mode="replace")
     assert updated.metadata == {"c": "3"}
     assert alice.conversations.get(conv.id).metadata == {"c": "3"}
-    assert alice.conversations.update(conv.id, None).metadata == {}
+    assert alice.conversations.update(conv.id, None, mode="replace").metadata == {}
 
 
 def test_delete_removes_conversation_and_items(alice):

@@ -4,6 +4,7 @@ never a 500, always the envelope, nothing half-written."""
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 import pytest
 
@@ -40,17 +41,32 @@ def _envelope(resp, *statuses):
 @pytest.mark.parametrize("bad_id", HOSTILE_IDS)
 def test_hostile_ids_are_just_missing(client, bad_id):
     conv = client.post("/v1/conversations", json={"items": [{"role": "user", "content": "x"}]}, headers=A).get_json()
-    for method, url in (
-        ("get", f"/v1/conversations/{bad_id}"),
-        ("delete", f"/v1/conversations/{bad_id}"),
-        ("get", f"/v1/conversations/{bad_id}/items"),
-        ("get", f"/v1/conversations/{conv['id']}/items/{bad_id}"),
-        ("delete", f"/v1/conversations/{conv['id']}/items/{bad_id}"),
-        ("get", f"/v1/responses/{bad_id}"),
-        ("get", f"/v1/responses/{bad_id}/input_items"),
-        ("get", f"/v1/responses/{bad_id}/feedback"),
+    for method, url, prefix, param in (
+        ("get", f"/v1/conversations/{bad_id}", "conv", "conversation_id"),
+        ("delete", f"/v1/conversations/{bad_id}", "conv", "conversation_id"),
+        ("get", f"/v1/conversations/{bad_id}/items", "conv", "conversation_id"),
+        ("get", f"/v1/conversations/{conv['id']}/items/{bad_id}", "", "item_id"),
+        ("delete", f"/v1/conversations/{conv['id']}/items/{bad_id}", "", "item_id"),
+        ("get", f"/v1/responses/{bad_id}", "resp", "response_id"),
+        ("get", f"/v1/responses/{bad_id}/input_items", "resp", "response_id"),
+        ("get", f"/v1/responses/{bad_id}/feedback", "resp", "response_id"),
+        ("get", f"/v1/responses/resp_{bad_id}", "resp", "response_id"),
     ):
-        _envelope(getattr(client, method)(url, headers=A), 404)
+        # A path ID of the wrong kind is malformed (400); one of the right
+        # shape that names nothing is missing (404). Item IDs are free-form.
+        resp = getattr(client, method)(url, headers=A)
+        error = _envelope(resp, 400, 404)
+        if "/" in unquote(bad_id):  # the URL matches no route: Werkzeug's 404, in our envelope
+            assert resp.status_code == 404 and error["param"] is None
+            continue
+        path_id = url.split("/")[-1 if param == "item_id" else 3]
+        assert (error["param"], error["type"]) == (param, "invalid_request_error"), (url, error)
+        if path_id.startswith(prefix):
+            assert resp.status_code == 404, (url, error)
+        else:
+            assert resp.status_code == 400, (url, error)
+            assert error["message"].startswith(f"Invalid '{param}': '"), error
+            assert error["message"].endswith(f"Expected an ID that begins with '{prefix}'."), error
     _envelope(client.get(f"/v1/conversations/{conv['id']}/items", query_string={"after": bad_id}, headers=A), 400)
     item = {"id": bad_id, "role": "user", "content": "x"}
     error = _envelope(client.post(f"/v1/conversations/{conv['id']}/items", json={"items": [item]}, headers=A), 400)

@@ -249,6 +249,9 @@ def test_oracle_script_from_flask_db_upgrade_sql(tmp_path: Path):
     assert "CREATE UNIQUE INDEX smg_history_citems_pos ON smg_history_conv_items (conversation_id, position)" in script
     assert "row_number() OVER (PARTITION BY smg_history_conversations.owner, smg_history_items_v1.id" in script
     assert "SET version_num='smgh_0002' WHERE smg_history_alembic_version.version_num = 'smgh_0001'" in script
+    # smgh_0003: an owner's conversations by last write
+    assert "CREATE INDEX smg_history_conv_updated ON smg_history_conversations (owner, updated_at, id)" in script
+    assert "SET version_num='smgh_0003' WHERE smg_history_alembic_version.version_num = 'smgh_0002'" in script
     for foreign in ("JSONB", "LIMIT", "BOOLEAN", "TEXT"):
         assert foreign not in script
     get_state(app).backend.close()
@@ -351,3 +354,63 @@ def test_item_links_migration_moves_rows_and_back(at_first_revision: Flask):
         ("conv_a2", added.id, 6),
         ("conv_b1", "msg_1", 0),
     ]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def at_second_revision(request, tmp_path: Path) -> Iterator[Flask]:
+    """An app whose history tables are at smgh_0002 (before the activity index)."""
+    app = Flask("upgrading")
+    if request.param == "sqlite":
+        app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"))
+        SmgHistory(app)
+        sql_migrate.upgrade(get_state(app).backend, "smgh_0002")
+        yield app
+        get_state(app).backend.close()
+    else:
+        with postgres_schema() as schema:
+            app.config.update(
+                SMG_HISTORY_BACKEND="postgres", SMG_HISTORY_POSTGRES_DB_URL=POSTGRES_URL, SMG_HISTORY_SQL_SCHEMA=schema
+            )
+            SmgHistory(app)
+            sql_migrate.upgrade(get_state(app).backend, "smgh_0002")
+            yield app
+            get_state(app).backend.close()
+
+
+def test_activity_index_migration_up_and_down(at_second_revision: Flask):
+    """smgh_0003 adds (owner, updated_at, id) on conversations, which the
+    listing by last write pages on; rows written before it list by it at
+    once; the downgrade drops the index and leaves the rows."""
+    app = at_second_revision
+    backend = get_state(app).backend
+    conv = backend.tables.conversations.fullname
+    with backend.engine.begin() as db:
+        for cid, created, updated in (("conv_1", 1.0, 30.0), ("conv_2", 2.0, 10.0), ("conv_3", 3.0, 20.0)):
+            db.execute(
+                sa.text(
+                    f"INSERT INTO {conv} (id, owner, created_at, updated_at, next_position) "
+                    "VALUES (:c, 'alice', :cr, :up, 0)"
+                ),
+                {"c": cid, "cr": created, "up": updated},
+            )
+
+    def index_names() -> set[str]:
+        with backend.engine.connect() as db:
+            inspector = sa.inspect(db)
+            return {
+                i["name"]
+                for i in inspector.get_indexes(backend.tables.conversations.name, schema=backend.settings.sql_schema)
+            }
+
+    assert "smg_history_conv_updated" not in index_names()
+    sql_migrate.upgrade(backend)
+    assert "smg_history_conv_updated" in index_names()
+    assert _schema_diff(app) == []
+    store = get_state(app).store_for("alice")
+    assert [c.id for c in store.conversations.list(order_by="updated_at").data] == ["conv_1", "conv_3", "conv_2"]
+
+    sql_migrate.downgrade(backend, "smgh_0002")
+    assert "smg_history_conv_updated" not in index_names()
+    assert sql_migrate.head_revision() == "smgh_0003"
+    with backend.engine.connect() as db:
+        assert db.execute(sa.text(f"SELECT COUNT(*) FROM {conv}")).scalar() == 3

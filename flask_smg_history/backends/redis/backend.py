@@ -17,6 +17,9 @@ and benchmark figures in ``docs/backends/redis.md``):
 - Connections come from a blocking pool: a caller waits up to
   ``SMG_HISTORY_REDIS_POOL_TIMEOUT`` for a free one, then gets a 503. Nothing
   is retried by redis-py, because a script that timed out may have run.
+- A ``rediss://`` connection that cannot be set up (a certificate that fails
+  verification or is for another host, a port that is not TLS) answers 503
+  with a sentence naming ``SMG_HISTORY_REDIS_URL`` (``tls_hint``).
 - A value that is not what this backend wrote is reported for that record
   (``CorruptRecord``) by a direct read, and skipped with a logged error by
   pages, so one bad record cannot take down a listing.
@@ -27,6 +30,7 @@ Erasure, export, import and purge are in ``operations.py``.
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -37,8 +41,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ...errors import ConfigError, CorruptRecord, InvalidRequest, NotFound
-from ...records import Feedback, Item, Page, is_live, now
-from ..base import Backend
+from ...records import MAX_METADATA_PAIRS, Feedback, Item, Page, is_live, now
+from ..base import Backend, exception_chain, merge_metadata
 from . import codec
 from .codec import log
 from .operations import RedisOperations
@@ -211,8 +215,12 @@ class RedisBackend(RedisOperations, Backend):
             raise NotFound.conversation(conversation_id)
         return conv
 
-    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at, *, replace):
+        """One script: a replace writes the map; a patch is merged into the
+        stored map in Lua (cjson), so concurrent patches never lose a key."""
         deadline = self._deadline(updated_at, expires_at)
+        if replace:
+            metadata = merge_metadata({}, metadata, replace=True)
         result = self._run(
             "update",
             owner,
@@ -223,11 +231,16 @@ class RedisBackend(RedisOperations, Backend):
                 repr(updated_at),
                 codec.stamp(deadline),
                 codec.ms(deadline),
+                "replace" if replace else "patch",
+                MAX_METADATA_PAIRS,
             ],
             f"Conversation '{conversation_id}'",
         )
-        if self._status(result) == "nf":
+        status = self._status(result)
+        if status == "nf":
             raise NotFound.conversation(conversation_id)
+        if status == "too_many":
+            raise InvalidRequest.too_much_metadata(int(result[1]), MAX_METADATA_PAIRS)
         flat = result[1]
         conv = codec.conversation(conversation_id, dict(zip(flat[::2], flat[1::2])))
         if conv is None:
@@ -239,7 +252,9 @@ class RedisBackend(RedisOperations, Backend):
         if self._status(result) == "nf":
             raise NotFound.conversation(conversation_id)
 
-    def list_conversations(self, owner, *, after, limit, order):
+    def list_conversations(self, owner, *, after, limit, order, order_by="created_at"):
+        """A walk of ``T:convs`` (by created_at) or ``T:activity`` (by
+        updated_at); equal scores are in ID order, as Redis orders members."""
         at = now()
 
         def fetch(members: list[str]) -> list[Any]:
@@ -262,7 +277,8 @@ class RedisBackend(RedisOperations, Backend):
                     out.append(conv)
             return out
 
-        return self._walk_index(owner, "convs", None, after, limit, order, fetch)
+        kind = "activity" if order_by == "updated_at" else "convs"
+        return self._walk_index(owner, kind, None, after, limit, order, fetch)
 
     # -- owner indexes -------------------------------------------------------
     def _pipelined(self, commands: list[tuple[str, str]]) -> list[Any]:
@@ -321,14 +337,16 @@ class RedisBackend(RedisOperations, Backend):
                 elif record is not _SKIP:
                     found.append(record)
         if stale:
-            self._repair(self._owner_key(owner, kind), side, stale)
+            self._repair(owner, kind, side, stale)
         return Page(data=found[:limit], has_more=len(found) > limit)
 
-    def _repair(self, key: str, side: str | None, members: list[str]) -> None:
-        """Remove index entries whose record expired by TTL."""
-        log.info("Redis history: removing %d stale entries from %s", len(members), key)
+    def _repair(self, owner: str, kind: str, side: str | None, members: list[str]) -> None:
+        """Remove index entries whose record expired by TTL (a conversation's
+        from both of its indexes, which stay the same size)."""
+        log.info("Redis history: removing %d stale entries from %s", len(members), self._owner_key(owner, kind))
         pipe = self.client.pipeline(transaction=False)
-        pipe.zrem(key, *members)
+        for index in ("convs", "activity") if kind in ("convs", "activity") else (kind,):
+            pipe.zrem(self._owner_key(owner, index), *members)
         if side is not None:
             pipe.hdel(side, *members)
         pipe.execute()
@@ -532,6 +550,9 @@ class RedisBackend(RedisOperations, Backend):
         self.client.ping()
         return {"cluster": self.cluster}
 
+    def outage_hint(self, exc: BaseException) -> str | None:
+        return tls_hint(exc)
+
     def pool_stats(self) -> dict[str, int]:
         """Connections in use and idle, summed over the pools (one per node on
         a cluster). It reads redis-py's pool internals, as redis-py's own
@@ -580,3 +601,39 @@ def _connect(settings: Any) -> Any:
         )
     except rex.RedisClusterException as exc:  # no node answered: an outage, not a bug
         raise rex.ConnectionError("Redis Cluster cannot be reached.") from exc
+
+
+#: OpenSSL's reasons for a handshake answered by something that is not TLS.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
+#: X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH.
+_HOST_MISMATCH = frozenset({62, 64})
+#: Errors of a TLS connection that was closed, as a server going away closes
+#: it: an outage like any other, not a TLS set-up problem.
+_TLS_CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def tls_hint(exc: BaseException) -> str | None:
+    """The ``outage_hint`` for ``rediss://`` set-up failures, found from the
+    ``ssl`` exceptions in the chain by type, verify code and reason (never
+    their text, except to tell a handshake timeout from others)."""
+    url = "SMG_HISTORY_REDIS_URL"
+    for cause in exception_chain(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            if cause.verify_code in _HOST_MISMATCH:
+                return (
+                    f"the server's TLS certificate does not match the host name; check {url} "
+                    "(its host must be a name or address the certificate lists)."
+                )
+            return f"TLS certificate verification failed; check {url} (ssl_ca_certs, ssl_cert_reqs)."
+        if isinstance(cause, _TLS_CLOSED):
+            return None
+        if isinstance(cause, ssl.SSLError):
+            if cause.reason in _NOT_TLS:
+                return f"the server does not speak TLS on that port; check {url} (rediss:// needs a TLS port)."
+            return f"the TLS handshake failed; check {url} (rediss:// and its ssl_* parameters)."
+        if isinstance(cause, TimeoutError) and "handshake" in str(cause):
+            return (
+                "the TLS handshake got no answer within SMG_HISTORY_REDIS_SOCKET_TIMEOUT; "
+                f"check that {url} names a TLS port, or try again later."
+            )
+    return None

@@ -177,9 +177,11 @@ class RedisOperations:
     def _compact(self, owner: str) -> int:
         """Remove what TTL expiry left in the owner's indexes and item
         directory (readers skip it; this bounds it for an owner who stays
-        active for years). One script per window, each entry rechecked there."""
+        active for years), and bring ``T:activity`` in step with ``T:convs``
+        and the conversations' updated_at. One script per window, each entry
+        rechecked there."""
         removed = 0
-        for kind in ("convs", "resps", "fb"):
+        for kind in ("convs", "activity", "resps", "fb"):
             index, skip = self._owner_key(owner, kind), 0
             while True:
                 members, _ = self._index_window(owner, kind, None, skip, _WINDOW, "asc")

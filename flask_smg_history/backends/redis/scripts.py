@@ -26,6 +26,12 @@ the script.
 - ``T:convs`` / ``T:resps``: sorted sets of conversation / response IDs
   scored by created_at; ``T:fb`` feedback IDs scored by created_at, and
   ``T:fbref`` feedback ID -> response ID.
+- ``T:activity``: sorted set of the same conversation IDs as ``T:convs``,
+  scored by updated_at (the listing by activity). Every script that writes a
+  conversation's ``u`` or adds or removes a ``T:convs`` entry writes it too.
+  An owner whose keys predate it gets it built, from ``T:convs`` and the meta
+  hashes, by the first listing that finds the two sets of different sizes
+  (``sync_activity``); ``COMPACT`` (``purge``) reconciles it entry by entry.
 - ``T:r:<rid>:resp``: hash ``o`` owner, ``e`` expires_at, ``d`` JSON;
   ``T:r:<rid>:fb``: hash ``i`` feedback ID, ``d`` JSON.
 
@@ -43,6 +49,7 @@ from __future__ import annotations
 _PRELUDE = r"""
 local T = string.sub(KEYS[1], 1, -7)
 local DIR = T .. ':items'
+local ACT = T .. ':activity'
 local function ck(cid, kind) return T .. ':c:' .. cid .. ':' .. kind end
 local function sk(id) return T .. ':s:' .. id end
 local function rk(rid, kind) return T .. ':r:' .. rid .. ':' .. kind end
@@ -69,6 +76,7 @@ local function touch(cid, deadline)
   expire(deadline, conv_keys(cid))
   for _, id in ipairs(redis.call('SMEMBERS', ck(cid, 'shared'))) do extend(sk(id), deadline) end
   extend(KEYS[1], deadline)
+  extend(ACT, deadline)
   extend(DIR, deadline)
 end
 -- The conversation's own deadline, as an argument for touch.
@@ -167,6 +175,7 @@ local function drop(cid)
   for _, id in ipairs(redis.call('ZRANGE', ck(cid, 'items'), 0, -1)) do removed = removed + unlink(cid, id) end
   redis.call('DEL', unpack(conv_keys(cid)))
   redis.call('ZREM', KEYS[1], cid)
+  redis.call('ZREM', ACT, cid)
   return removed
 end
 -- The JSON of items linked by a conversation, in the order of ``ids``.
@@ -183,6 +192,31 @@ local function with_values(cid, scored)
   local ids = {}
   for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
   return {'ok', scored, values(cid, ids)}
+end
+-- ``T:activity`` lives as long as ``T:convs``: for when it was written
+-- outside ``touch``.
+local function activity_ttl()
+  if redis.call('EXISTS', ACT) == 0 then return end
+  local t = redis.call('PEXPIRETIME', KEYS[1])
+  if t >= 0 then extend(ACT, tostring(t)) elseif t == -1 then redis.call('PERSIST', ACT) end
+end
+-- Make ``T:activity`` hold exactly the members of ``T:convs``, scored by
+-- their updated_at, when the two differ in size: an owner whose keys predate
+-- it (or were written meanwhile by a version without it). A ``T:convs``
+-- entry whose conversation is gone is removed on the way. O(conversations),
+-- once; afterwards every write keeps the two in step.
+local function sync_activity()
+  if redis.call('ZCARD', KEYS[1]) == redis.call('ZCARD', ACT) then return end
+  for _, cid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local u = redis.call('HGET', ck(cid, 'meta'), 'u')
+    if u then redis.call('ZADD', ACT, u, cid) else redis.call('ZREM', KEYS[1], cid) end
+  end
+  if redis.call('ZCARD', KEYS[1]) ~= redis.call('ZCARD', ACT) then
+    for _, cid in ipairs(redis.call('ZRANGE', ACT, 0, -1)) do
+      if not redis.call('ZSCORE', KEYS[1], cid) then redis.call('ZREM', ACT, cid) end
+    end
+  end
+  activity_ttl()
 end
 local function drop_response(rid)
   local feedback = redis.call('HGET', rk(rid, 'fb'), 'i')
@@ -207,6 +241,7 @@ local bad = check(cid, 9, ARGV[8])
 if bad then return bad end
 redis.call('HSET', ck(cid, 'meta'), 'o', ARGV[1], 'c', ARGV[2], 'u', ARGV[3], 'm', ARGV[4], 'e', ARGV[5], 'n', 0)
 redis.call('ZADD', KEYS[1], ARGV[2], cid)
+redis.call('ZADD', ACT, ARGV[3], cid)
 local first = append(cid, 9, ARGV[8])
 touch(cid, ARGV[6])
 return {'ok', first, referenced(9)}
@@ -221,18 +256,39 @@ local bad = check(cid, 6, ARGV[2])
 if bad then return bad end
 local first = append(cid, 6, ARGV[2])
 redis.call('HSET', ck(cid, 'meta'), 'u', ARGV[3], 'e', ARGV[4])
+redis.call('ZADD', ACT, ARGV[3], cid)
 touch(cid, ARGV[5])
 return {'ok', first, referenced(6)}
 """
 
-#: ARGV conversation id, now, metadata, updated, expires, deadline_ms.
-#: Returns the meta hash as a flat list.
+#: ARGV conversation id, now, metadata JSON, updated, expires, deadline_ms,
+#: mode (``replace``: the JSON object is the new map; ``patch``: its keys are
+#: set, a JSON null removes one, others stay), most pairs allowed. Returns the
+#: meta hash as a flat list, or ``too_many`` with the merged count (nothing
+#: written).
 UPDATE = r"""
 local cid = ARGV[1]
-if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
-redis.call('HSET', ck(cid, 'meta'), 'm', ARGV[3], 'u', ARGV[4], 'e', ARGV[5])
+local meta = ck(cid, 'meta')
+if not live(meta, ARGV[2]) then return {'nf'} end
+local merged = ARGV[3]
+if ARGV[7] == 'patch' then
+  local patch = cjson.decode(ARGV[3])
+  local stored = cjson.decode(redis.call('HGET', meta, 'm') or '{}')
+  if type(stored) ~= 'table' then return redis.error_reply('user_script: metadata is not an object') end
+  local current, count = {}, 0
+  for key, value in pairs(stored) do current[key] = value end
+  for key, value in pairs(patch) do
+    if value == cjson.null then current[key] = nil else current[key] = value end
+  end
+  for _ in pairs(current) do count = count + 1 end
+  if count > tonumber(ARGV[8]) then return {'too_many', count} end
+  -- cjson writes an empty table as [], and the stored map must stay an object
+  if count == 0 then merged = '{}' else merged = cjson.encode(current) end
+end
+redis.call('HSET', meta, 'm', merged, 'u', ARGV[4], 'e', ARGV[5])
+redis.call('ZADD', ACT, ARGV[4], cid)
 touch(cid, ARGV[6])
-return {'ok', redis.call('HGETALL', ck(cid, 'meta'))}
+return {'ok', redis.call('HGETALL', meta)}
 """
 
 #: ARGV conversation id, now. Returns the number of items that went.
@@ -293,9 +349,11 @@ return {'ok'}
 """
 
 #: KEYS owner's ``convs`` (routing only), index; ARGV after (empty: from the
-#: start), skip, count, order. A window of members with scores.
+#: start), skip, count, order. A window of members with scores. On
+#: ``T:activity`` it first builds that index if the owner's predates it.
 INDEX_PAGE = r"""
 local index = KEYS[2]
+if index == ACT then sync_activity() end
 local start = tonumber(ARGV[2])
 local asc = ARGV[4] == 'asc'
 if ARGV[1] ~= '' then
@@ -372,7 +430,7 @@ for _, rid in ipairs(resps) do
   if feedback then counts[4] = counts[4] + 1 end
 end
 if #convs + #resps < limit then
-  redis.call('DEL', KEYS[1], DIR, T .. ':resps', T .. ':fb', T .. ':fbref')
+  redis.call('DEL', KEYS[1], ACT, DIR, T .. ':resps', T .. ':fb', T .. ':fbref')
   return {'done', counts}
 end
 return {'more', counts}
@@ -385,6 +443,7 @@ local meta = ck(ARGV[1], 'meta')
 local n = redis.call('HGET', meta, 'n') or 0
 redis.call('HSET', meta, 'o', ARGV[2], 'c', ARGV[3], 'u', ARGV[4], 'm', ARGV[5], 'e', ARGV[6], 'n', n)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', ACT, ARGV[4], ARGV[1])
 touch(ARGV[1], ARGV[7])
 return {'ok'}
 """
@@ -414,16 +473,26 @@ return {'ok'}
 """
 
 #: KEYS owner's ``convs``, the index to clean; ARGV now, kind (``items``,
-#: ``convs``, ``resps``, ``fb``), then entries. Removes the entries whose
-#: record expired by TTL and returns how many went.
+#: ``convs``, ``activity``, ``resps``, ``fb``), then entries. Removes the
+#: entries whose record expired by TTL and returns how many went. A live
+#: conversation's ``T:activity`` entry is (re)written with its updated_at,
+#: and one in ``T:activity`` but not in ``T:convs`` goes, so a purge leaves
+#: the two indexes in step whatever wrote them.
 COMPACT = r"""
 local kind, removed = ARGV[2], 0
 for i = 3, #ARGV do
   local id, stale = ARGV[i], false
   if kind == 'items' then
     stale = redis.call('HEXISTS', DIR, id) == 1 and not locate(id, ARGV[1])
-  elseif kind == 'convs' then
-    stale = redis.call('EXISTS', ck(id, 'meta')) == 0
+  elseif kind == 'convs' or kind == 'activity' then
+    local u = redis.call('HGET', ck(id, 'meta'), 'u')
+    stale = not u or not redis.call('ZSCORE', KEYS[1], id)
+    if stale then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZREM', ACT, id)
+    else
+      redis.call('ZADD', ACT, u, id)
+    end
   elseif kind == 'resps' then
     stale = redis.call('EXISTS', rk(id, 'resp')) == 0
   else
@@ -436,6 +505,7 @@ for i = 3, #ARGV do
     removed = removed + 1
   end
 end
+if kind == 'convs' then activity_ttl() end
 return {'ok', removed}
 """
 

@@ -27,7 +27,8 @@ Guarantees and how they are kept:
   of items and one of links, COMMIT, whatever the batch size (references add
   two checking queries). ``recent`` is one query in the common case.
 - **Keyset pagination.** Pages continue after the cursor's (position) or
-  (created_at, id) with an index range scan; never OFFSET.
+  (created_at, id) — for conversations also (updated_at, id) — with an index
+  range scan; never OFFSET.
 - **Failures are 503s.** Connection, pool-timeout and disconnect errors are
   ``unavailable_errors``; a database whose history schema is behind the code
   answers 503 with a message saying to run ``flask db upgrade``.
@@ -52,11 +53,11 @@ from sqlalchemy import exc as sa_exc
 
 from ...errors import HistoryUnavailable, InvalidRequest, NotFound
 from ...records import Conversation, Feedback, Item, Page, Response, now
-from ..base import Backend
+from ..base import Backend, merge_metadata
 from . import items as links
 from . import migrate, rows
 from .admin import SqlOperations
-from .engine import SQLITE_BEGIN, build_engine
+from .engine import SQLITE_BEGIN, build_engine, postgres_tls_hint
 from .tables import beyond, build_tables, live
 
 T = TypeVar("T")
@@ -103,7 +104,9 @@ class SqlBackend(SqlOperations, Backend):
         try:
             self._check_schema()
         except self.unavailable_errors as exc:
-            log.warning("history backend %s is unreachable at start-up (%s); will retry", self.name, type(exc).__name__)
+            hint = self.outage_hint(exc)  # a TLS set-up problem will not pass by itself: say what to fix
+            detail = f": {hint}" if hint else "; will retry"
+            log.warning("history backend %s is unreachable at start-up (%s)%s", self.name, type(exc).__name__, detail)
         except HistoryUnavailable as exc:
             log.warning("%s", exc.message)
 
@@ -224,19 +227,31 @@ class SqlBackend(SqlOperations, Backend):
             lambda conn: rows.conversation(self._conversation_row(conn, owner, conversation_id)), write=False
         )
 
-    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at):
+    def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at, *, replace):
+        """A replace is one UPDATE. A patch is a read-merge-write under the
+        row lock that appends take: the first UPDATE (new times) locks the
+        live row (SQLite: the write lock of ``BEGIN IMMEDIATE``), so a
+        concurrent patch waits and then reads this one's committed metadata;
+        too many merged pairs raise before the commit, so nothing is written."""
         _refuse_nul(conversation_id=conversation_id)
         t = self.tables.conversations
+        values: dict[str, Any] = {"updated_at": updated_at, "expires_at": expires_at}
+        if replace:
+            values["metadata"] = merge_metadata({}, metadata, replace=True)
 
         def tx(conn: sa.Connection) -> Conversation:
             done = conn.execute(
-                t.update()
-                .where(t.c.id == conversation_id, t.c.owner == owner, live(t, now()))
-                .values(metadata=metadata, updated_at=updated_at, expires_at=expires_at)
+                t.update().where(t.c.id == conversation_id, t.c.owner == owner, live(t, now())).values(values)
             )
             if done.rowcount == 0:
                 raise NotFound.conversation(conversation_id)
-            return rows.conversation(self._conversation_row(conn, owner, conversation_id))
+            conv = rows.conversation(self._conversation_row(conn, owner, conversation_id))
+            if not replace:
+                merged = merge_metadata(conv.metadata, metadata, replace=False)
+                if merged != conv.metadata:
+                    conn.execute(t.update().where(t.c.id == conversation_id).values(metadata=merged))
+                conv.metadata = merged
+            return conv
 
         return self._run(tx)
 
@@ -263,14 +278,18 @@ class SqlBackend(SqlOperations, Backend):
 
         self._run(tx)
 
-    def list_conversations(self, owner, *, after, limit, order):
+    def list_conversations(self, owner, *, after, limit, order, order_by="created_at"):
+        """A keyset range of the (owner, created_at, id) or (owner,
+        updated_at, id) index."""
         _refuse_nul(after=after)
         t = self.tables.conversations
 
         def tx(conn: sa.Connection) -> Page[Conversation]:
             mine = [t.c.owner == owner, live(t, now())]
             query = sa.select(*rows.conversation_columns(self.tables)).where(*mine)
-            return _keyset_page(conn, t, query, mine, after=after, limit=limit, order=order, convert=rows.conversation)
+            return _keyset_page(
+                conn, t, query, mine, by=t.c[order_by], after=after, limit=limit, order=order, convert=rows.conversation
+            )
 
         return self._run(tx, write=False)
 
@@ -477,7 +496,15 @@ class SqlBackend(SqlOperations, Backend):
                 conditions.append(t.c.created_at >= since)
             query = sa.select(t).where(*conditions)
             return _keyset_page(
-                conn, t, query, conditions, after=after, limit=limit, order="desc", convert=rows.response
+                conn,
+                t,
+                query,
+                conditions,
+                by=t.c.created_at,
+                after=after,
+                limit=limit,
+                order="desc",
+                convert=rows.response,
             )
 
         return self._run(tx, write=False)
@@ -551,7 +578,15 @@ class SqlBackend(SqlOperations, Backend):
                 conditions.append(f.c.created_at >= since)
             query = sa.select(*rows.feedback_columns(self.tables)).where(*conditions)
             return _keyset_page(
-                conn, f, query, conditions, after=after, limit=limit, order="desc", convert=rows.feedback
+                conn,
+                f,
+                query,
+                conditions,
+                by=f.c.created_at,
+                after=after,
+                limit=limit,
+                order="desc",
+                convert=rows.feedback,
             )
 
         return self._run(tx, write=False)
@@ -564,6 +599,13 @@ class SqlBackend(SqlOperations, Backend):
         self._schema_ok = False
         self._check_schema()
         return {"dialect": self.engine.dialect.name, "schema_revision": revision}
+
+    def outage_hint(self, exc: BaseException) -> str | None:
+        """PostgreSQL's TLS set-up failures (``engine.postgres_tls_hint``)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        setting = "SQLALCHEMY_DATABASE_URI" if self.settings.sql_use_app_db else "SMG_HISTORY_POSTGRES_DB_URL"
+        return postgres_tls_hint(exc, setting)
 
     def pool_stats(self) -> dict[str, int]:
         pool = self.engine.pool
@@ -620,21 +662,25 @@ def _keyset_page(
     query: sa.Select[Any],
     conditions: list[sa.ColumnElement[bool]],
     *,
+    by: sa.Column[Any],
     after: str | None,
     limit: int,
     order: str,
     convert: Callable[[Any], T],
 ) -> Page[T]:
-    """One page of ``query`` by (created_at, id) in ``order``: an index range
+    """One page of ``query`` by (``by``, id) in ``order``: an index range
     continuing after the record ``after``, which must itself meet
     ``conditions`` (the listing's owner and filters) or the cursor is unknown.
-    Conversations, responses and feedback are all listed this way."""
+    The cursor's key is read now, so a page continues after where that record
+    is at the time of the call (``updated_at`` moves). Conversations (by
+    ``created_at`` or ``updated_at``), responses and feedback are all listed
+    this way."""
     if after is not None:
-        cursor = conn.execute(sa.select(table.c.created_at).where(table.c.id == after, *conditions)).first()
+        cursor = conn.execute(sa.select(by).where(table.c.id == after, *conditions)).first()
         if cursor is None:
             raise InvalidRequest.unknown_cursor(after)
-        query = query.where(beyond(table.c.created_at, table.c.id, cursor[0], after, order))
-    keys = (table.c.created_at, table.c.id)
+        query = query.where(beyond(by, table.c.id, cursor[0], after, order))
+    keys = (by, table.c.id)
     query = query.order_by(*(c.asc() if order == "asc" else c.desc() for c in keys)).limit(limit + 1)
     found = conn.execute(query).all()
     return Page([convert(r) for r in found[:limit]], has_more=len(found) > limit)

@@ -10,7 +10,9 @@ starts; the first call that needs a connection fails with a 503 instead.
 - ``postgres``: psycopg2 with a pool of ``POSTGRES_POOL_MAX_SIZE`` connections
   and no overflow; callers wait at most ``SQL_POOL_TIMEOUT_SECS`` for one. A
   ``connect_timeout`` of 10 s is added when the URL has none, so an unreachable
-  server answers 503 in bounded time.
+  server answers 503 in bounded time. TLS is libpq's (``sslmode``,
+  ``sslrootcert`` in the URL); ``postgres_tls_hint`` says what to fix when it
+  cannot be set up.
 - ``oracle``: python-oracledb's own session pool (``oracle.py`` builds its
   options), created at the first connection so start-up never waits for it.
 - ``SQL_USE_APP_DB``: the host's Flask-SQLAlchemy engine, used as it is (we add
@@ -29,6 +31,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from ...errors import ConfigError
+from ..base import exception_chain
 from . import oracle
 
 if TYPE_CHECKING:
@@ -128,6 +131,43 @@ def postgres_url(raw: str | None) -> URL:
     if "connect_timeout" not in url.query:
         url = url.update_query_dict({"connect_timeout": str(DEFAULT_CONNECT_TIMEOUT)})
     return url
+
+
+#: libpq's words (English messages) for TLS set-up failures, in the order they
+#: are checked, and the fixed sentence shown for each; ``{url}`` is the setting.
+_POSTGRES_TLS_CAUSES = (
+    (
+        ("does not match host name",),
+        "the server's TLS certificate does not match the host name; check {url} "
+        "(with sslmode=verify-full its host must be a name or address the certificate lists).",
+    ),
+    (("certificate verify failed",), "TLS certificate verification failed; check {url} (sslrootcert, sslmode)."),
+    (
+        ("root certificate file",),
+        "the CA file to verify the server with cannot be read; check {url} "
+        "(sslrootcert; sslmode=verify-ca and verify-full need it).",
+    ),
+    (("server does not support ssl",), "the server does not support TLS, which {url} requires (sslmode)."),
+    (
+        ("no pg_hba.conf entry", "no encryption"),
+        "the server accepts only TLS connections; set sslmode=require or verify-full in {url}.",
+    ),
+    (("ssl error",), "the TLS handshake failed; check {url} (sslmode and the ssl* parameters)."),
+)
+
+
+def postgres_tls_hint(exc: BaseException, url_setting: str) -> str | None:
+    """The ``outage_hint`` for PostgreSQL TLS set-up failures. psycopg2 gives
+    libpq's message only, so the driver errors in the chain are matched
+    against known phrases; their text is inspected, never shown."""
+    for cause in exception_chain(exc):
+        if type(cause).__module__.partition(".")[0] not in ("psycopg2", "psycopg"):
+            continue
+        text = str(cause).lower()
+        for phrases, hint in _POSTGRES_TLS_CAUSES:
+            if all(phrase in text for phrase in phrases):
+                return hint.format(url=url_setting)
+    return None
 
 
 def _postgres_engine(settings: Settings) -> Engine:

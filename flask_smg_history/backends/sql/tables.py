@@ -91,12 +91,13 @@ def live(table: sa.Table, at: float) -> sa.ColumnElement[bool]:
     return sa.or_(table.c.expires_at.is_(None), table.c.expires_at > at)
 
 
-def beyond(created: sa.Column[Any], ident: sa.Column[Any], at: float, after: str, order: str) -> sa.ColumnElement[bool]:
-    """Rows after the cursor (created_at, id) in ``order``, spelled without
-    row-value comparison, which Oracle lacks."""
+def beyond(key: sa.Column[Any], ident: sa.Column[Any], at: float, after: str, order: str) -> sa.ColumnElement[bool]:
+    """Rows after the cursor (key, id) in ``order`` (the key is a timestamp:
+    created_at or updated_at), spelled without row-value comparison, which
+    Oracle lacks."""
     if order == "asc":
-        return sa.or_(created > at, sa.and_(created == at, ident > after))
-    return sa.or_(created < at, sa.and_(created == at, ident < after))
+        return sa.or_(key > at, sa.and_(key == at, ident > after))
+    return sa.or_(key < at, sa.and_(key == at, ident < after))
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.Column("next_position", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name=f"{p}conv_pk"),
         sa.Index(f"{p}conv_owner", "owner", "created_at", "id"),
+        # An owner's conversations by activity (smgh_0003); every append moves it.
+        sa.Index(f"{p}conv_updated", "owner", "updated_at", "id"),
         # Export and copy walk every owner's conversations by creation.
         sa.Index(f"{p}conv_created", "created_at", "id"),
     )

@@ -1,0 +1,154 @@
+"""Contract: metadata updates as patches (SMG's router) by default, replace on
+request, on every backend; the merge is atomic in the backend."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from flask_smg_history import ConfigError, InvalidRequest, NotFound, get_state
+
+FULL = {f"k{n:02d}": f"v{n}" for n in range(16)}
+
+
+def test_patch_sets_keeps_and_removes(alice):
+    conv = alice.conversations.create(metadata={"a": "1", "b": "2", "c": "3"})
+    updated = alice.conversations.update(conv.id, {"b": "20", "c": None, "d": "4", "never-there": None})
+    assert updated.metadata == {"a": "1", "b": "20", "d": "4"}
+    got = alice.conversations.get(conv.id)
+    assert got.metadata == {"a": "1", "b": "20", "d": "4"}
+    assert got.updated_at >= conv.updated_at and got.created_at == conv.created_at
+    assert alice.conversations.update(conv.id, {"a": None, "b": None, "d": None}).metadata == {}
+    assert alice.conversations.get(conv.id).metadata == {}
+
+
+def test_patch_keeps_text_exactly(alice):
+    """The merge decodes and re-encodes the stored map (in Lua on Redis):
+    non-ASCII, escapes and the longest values survive it."""
+    odd = {"émoji": '😀 ü \\u0041 "q" / \\\\', "k" * 64: "v" * 512, "": "empty key"}
+    conv = alice.conversations.create(metadata=odd)
+    assert alice.conversations.update(conv.id, {"new": "x"}).metadata == {**odd, "new": "x"}
+    assert alice.conversations.get(conv.id).metadata == {**odd, "new": "x"}
+
+
+def test_patch_beyond_sixteen_merged_pairs_writes_nothing(alice):
+    conv = alice.conversations.create(metadata=FULL)
+    before = alice.conversations.get(conv.id)
+    with pytest.raises(InvalidRequest) as info:
+        alice.conversations.update(conv.id, {"extra": "x"})
+    assert info.value.param == "metadata" and info.value.code is None
+    assert "17 metadata key-value pairs" in info.value.message and "16" in info.value.message
+    after = alice.conversations.get(conv.id)
+    assert (after.metadata, after.updated_at) == (FULL, before.updated_at)
+
+    swapped = alice.conversations.update(conv.id, {"extra": "x", "k00": None})
+    assert len(swapped.metadata) == 16 and swapped.metadata["extra"] == "x" and "k00" not in swapped.metadata
+    assert alice.conversations.get(conv.id).metadata == swapped.metadata
+    assert alice.conversations.update(conv.id, {"k01": "changed"}).metadata["k01"] == "changed"  # a set, not an add
+
+
+def test_patch_limits_of_the_patch_itself(alice):
+    conv = alice.conversations.create(metadata={"a": "1"})
+    for patch, param in (
+        ({f"n{i}": "v" for i in range(17)}, "metadata"),  # 17 keys set could never fit
+        ({f"n{i}": None for i in range(33)}, "metadata"),
+        ({"k" * 65: None}, "metadata"),
+        ({"k": "v" * 513}, "metadata"),
+        ({"k": 3}, "metadata.k.value"),
+        ("not a map", "metadata"),
+    ):
+        with pytest.raises(InvalidRequest) as info:
+            alice.conversations.update(conv.id, patch)
+        assert info.value.param == param, patch
+    assert alice.conversations.get(conv.id).metadata == {"a": "1"}
+
+
+def test_one_patch_can_swap_a_full_map(alice):
+    """32 keys named, 16 set and 16 removed: the most a patch may name."""
+    conv = alice.conversations.create(metadata=FULL)
+    swap = {**{f"n{i}": "v" for i in range(16)}, **dict.fromkeys(FULL)}
+    assert alice.conversations.update(conv.id, swap).metadata == {f"n{i}": "v" for i in range(16)}
+
+
+def test_null_or_empty_patch_changes_no_key_but_refreshes_updated_at(alice):
+    conv = alice.conversations.create(metadata={"a": "1"})
+    first = alice.conversations.update(conv.id, None)
+    assert first.metadata == {"a": "1"} and first.updated_at >= conv.updated_at
+    second = alice.conversations.update(conv.id, {})
+    assert second.metadata == {"a": "1"} and second.updated_at >= first.updated_at
+    assert alice.conversations.get(conv.id).metadata == {"a": "1"}
+
+
+def test_replace_mode_by_setting(make_app):
+    app = make_app(SMG_HISTORY_METADATA_UPDATE="replace")
+    store = get_state(app).store_for("alice")
+    conv = store.conversations.create(metadata={"a": "1", "b": "2"})
+    assert store.conversations.update(conv.id, {"c": "3"}).metadata == {"c": "3"}
+    assert store.conversations.get(conv.id).metadata == {"c": "3"}
+    with pytest.raises(InvalidRequest) as info:
+        store.conversations.update(conv.id, {"c": None})  # null is a patch's removal: not in replace mode
+    assert info.value.param == "metadata.c.value"
+    assert store.conversations.update(conv.id, FULL).metadata == FULL  # a full map replaces a full map
+    assert store.conversations.update(conv.id, None).metadata == {}
+    # and a call can still ask for a patch
+    assert store.conversations.update(conv.id, {"x": "1"}, mode="patch").metadata == {"x": "1"}
+    assert store.conversations.update(conv.id, {"y": "2"}, mode="patch").metadata == {"x": "1", "y": "2"}
+
+
+def test_replace_mode_per_call(alice):
+    conv = alice.conversations.create(metadata=FULL)
+    assert alice.conversations.update(conv.id, {"only": "one"}, mode="replace").metadata == {"only": "one"}
+    assert alice.conversations.update(conv.id, {"two": "2"}).metadata == {"only": "one", "two": "2"}
+
+
+@pytest.mark.parametrize("mode", ["merge", "PATCH", "", 1])
+def test_bad_mode_is_refused_before_anything_is_written(alice, mode):
+    conv = alice.conversations.create(metadata={"a": "1"})
+    with pytest.raises(InvalidRequest) as info:
+        alice.conversations.update(conv.id, {"b": "2"}, mode=mode)
+    assert info.value.param == "mode" and "'patch' or 'replace'" in info.value.message
+    assert alice.conversations.get(conv.id).metadata == {"a": "1"}
+
+
+def test_bad_setting_stops_the_app(make_app):
+    with pytest.raises(ConfigError) as info:
+        make_app(SMG_HISTORY_METADATA_UPDATE="merge")
+    assert info.value.param == "SMG_HISTORY_METADATA_UPDATE"
+
+
+def test_patch_of_a_missing_or_foreign_conversation(alice, bob):
+    conv = alice.conversations.create(metadata={"a": "1"})
+    for mode in ("patch", "replace"):
+        with pytest.raises(NotFound):
+            bob.conversations.update(conv.id, {"b": "2"}, mode=mode)
+        with pytest.raises(NotFound):
+            alice.conversations.update("conv_missing", {"b": "2"}, mode=mode)
+    assert alice.conversations.get(conv.id).metadata == {"a": "1"}
+
+
+def test_concurrent_patches_of_different_keys_all_survive(alice):
+    """Eight threads each set a key once, then rewrite another key of their
+    own many times. A read-merge-write that was not atomic would let a
+    thread's stale read drop another thread's first key for good."""
+    threads, rounds, errors = 8, 12, []
+    conv = alice.conversations.create()
+    start = threading.Barrier(threads)
+
+    def writer(n: int) -> None:
+        try:
+            start.wait()
+            alice.conversations.update(conv.id, {f"once{n}": "set"})
+            for k in range(rounds):
+                alice.conversations.update(conv.id, {f"count{n}": str(k)})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    expected = {f"once{n}": "set" for n in range(threads)} | {f"count{n}": str(rounds - 1) for n in range(threads)}
+    assert alice.conversations.get(conv.id).metadata == expected
