@@ -178,6 +178,7 @@ def import_(source: IO[str], batch_size: int) -> None:
     except Exception as exc:
         raise click.ClickException(f"import failed after {progress.done} records: {exc}") from exc
     progress.close()
+    _backend_call("refresh_statistics", backend.refresh_statistics)
     click.echo("imported: " + " ".join(f"{k}={v}" for k, v in sorted(totals.items())))
 
 
@@ -244,6 +245,7 @@ def copy(
         ) from exc
     finally:
         progress.close()
+    guarded(target, None, "refresh_statistics", target.refresh_statistics)
     copied = target.stats(None)
     target.close()
     keys = RECORD_KINDS

@@ -259,6 +259,13 @@ class Backend(ABC):
         recognises nothing."""
         return None
 
+    def refresh_statistics(self) -> None:
+        """Bring the database's planner statistics up to date after a bulk
+        load (``flask smg-history import`` and ``copy`` call it once at the
+        end), so the first queries after it are planned on the data that is
+        there. Backends without a query planner keep this no-op."""
+        return None
+
     def pool_stats(self) -> dict[str, int]:
         """Connection-pool usage (e.g. ``{"in_use": 3, "idle": 5}``) for the
         metrics; backends without a pool report nothing."""

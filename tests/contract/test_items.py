@@ -257,3 +257,26 @@ def test_concurrent_adds_keep_one_total_order(alice, conv):
         for k in range(per_thread):
             a = texts.index(f"{n}:{k}:a")
             assert texts[a + 1] == f"{n}:{k}:b"
+
+
+def test_pages_and_recent_skip_the_gaps_deleted_items_leave(alice):
+    """Deleting items leaves gaps in the positions; reads that look at a
+    window of positions (SQL) must widen it until the page is full."""
+    conv = alice.conversations.create()
+    for start in range(0, 400, 20):
+        alice.items.add(conv.id, [{"id": f"m{n}", "role": "user", "content": str(n)} for n in range(start, start + 20)])
+    gone = set(range(5, 395)) - {100, 200}  # a long gap, two survivors inside it
+    for n in sorted(gone):
+        alice.items.delete(conv.id, f"m{n}")
+    kept = [f"m{n}" for n in range(400) if n not in gone]
+    assert [i.id for i in alice.items.recent(conv.id, 20)] == kept[-20:]
+    assert [i.id for i in alice.items.recent(conv.id, 3)] == kept[-3:]
+    for order, expected in (("asc", kept), ("desc", kept[::-1])):
+        seen, after = [], None
+        while True:
+            page = alice.items.list(conv.id, after=after, limit=4, order=order)
+            seen += [i.id for i in page.data]
+            if not page.has_more:
+                break
+            after = page.last_id
+        assert seen == expected, order

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from flask_smg_history import ConfigError, InvalidRequest, SmgHistory, get_state
+from flask_smg_history import ConfigError, Conversation, InvalidRequest, Item, SmgHistory, get_state
 from flask_smg_history.backends.sql.engine import postgres_url
 
 from ..support.apps import build_app
@@ -125,6 +125,90 @@ def test_recent_is_an_index_range_scan_on_postgres(pg_app, pg_store):
     assert "Index Scan Backward using smg_history_citems_pos" in plan, plan
     assert "Index Scan using smg_history_items_pk" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def _rows_on(plan: dict, table: str) -> int:
+    """Rows that the plan's nodes on ``table`` produced, over all their loops."""
+    total, stack = 0, [plan]
+    while stack:
+        node = stack.pop()
+        if node.get("Relation Name") == table:
+            total += node["Actual Rows"] * node["Actual Loops"]
+        stack.extend(node.get("Plans", []))
+    return total
+
+
+def _conversation_of(owner: str, cid: str, n: int) -> list:
+    items = [
+        Item(f"msg_{n}", cid, "message", {"id": f"msg_{n}", "type": "message", "role": "user", "content": []}, 1e9 + n)
+        for n in range(n)
+    ]
+    for position, item in enumerate(items):
+        item.position = position
+    return [Conversation(cid, owner, 1e9, 1e9 + n), *items]
+
+
+def test_reads_stay_bounded_on_tables_without_statistics(tmp_path):
+    """Right after a bulk load, before any ANALYZE (autovacuum is off for
+    these tables), recent() and every page of a 10,000-item conversation read
+    a bounded number of rows: without the position window PostgreSQL planned
+    a bitmap scan of all 10,000 links and a sort."""
+    with postgres(tmp_path) as config:
+        app = build_app(config)
+        backend = get_state(app).backend
+        t = backend.tables
+        with backend.engine.begin() as conn:
+            for table in t.metadata.tables.values():
+                conn.exec_driver_sql(f"ALTER TABLE {table.fullname} SET (autovacuum_enabled = false)")
+        records = _conversation_of("alice", "conv_long", 10_000) + _conversation_of("bob", "conv_other", 3_000)
+        for start in range(0, len(records), 1000):
+            backend.import_records(records[start : start + 1000])
+        with backend.engine.connect() as conn:
+            analyzed = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = %(s)s "
+                "AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)",
+                {"s": config["SMG_HISTORY_SQL_SCHEMA"]},
+            ).scalar()
+        assert analyzed == 0  # the state the test is about: no statistics at all
+
+        store = get_state(app).store_for("alice")
+        statements: list = []
+
+        @sa.event.listens_for(backend.engine, "before_cursor_execute")
+        def keep(conn, cursor, statement, parameters, context, executemany):
+            statements.append((statement, parameters))
+
+        calls = {
+            "recent": lambda: [i.position for i in store.items.recent("conv_long", 20)],
+            "first page, desc": lambda: [i.position for i in store.items.list("conv_long", limit=20).data],
+            "first page, asc": lambda: [i.position for i in store.items.list("conv_long", limit=20, order="asc").data],
+            "middle page, desc": lambda: [
+                i.position for i in store.items.list("conv_long", after="msg_5000", limit=20).data
+            ],
+            "middle page, asc": lambda: [
+                i.position for i in store.items.list("conv_long", after="msg_5000", limit=20, order="asc").data
+            ],
+        }
+        expected = {
+            "recent": list(range(9980, 10_000)),
+            "first page, desc": list(range(9999, 9979, -1)),
+            "first page, asc": list(range(20)),
+            "middle page, desc": list(range(4999, 4979, -1)),
+            "middle page, asc": list(range(5001, 5021)),
+        }
+        for name, call in calls.items():
+            statements.clear()
+            assert call() == expected[name], name
+            read = {"links": 0, "items": 0}
+            with backend.engine.connect() as conn:
+                for statement, parameters in list(statements):
+                    if not statement.lstrip().upper().startswith("SELECT"):
+                        continue
+                    (plan,) = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).one()
+                    read["links"] += _rows_on(plan[0]["Plan"], t.links.name)
+                    read["items"] += _rows_on(plan[0]["Plan"], t.items.name)
+            assert read["links"] <= 2 * 21 and read["items"] <= 21, (name, read)
+        backend.close()
 
 
 def test_concurrent_first_feedback_submissions_end_in_one_record(pg_store):

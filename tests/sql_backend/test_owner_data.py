@@ -13,7 +13,17 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from flask_smg_history import ConfigError, Conversation, InvalidRequest, Item, Response, SmgHistory, cli, get_state
+from flask_smg_history import (
+    ConfigError,
+    Conversation,
+    HistoryStore,
+    InvalidRequest,
+    Item,
+    Response,
+    SmgHistory,
+    cli,
+    get_state,
+)
 
 from ..contract.test_owner_data import _fill
 from ..support import backends
@@ -197,10 +207,17 @@ def test_copy_sqlite_to_postgres_interrupted_resumed_and_verified(tmp_path: Path
             target = targets[-1].__class__("postgres", targets[-1].settings, app)
             try:
                 assert list(target.export(None, None)) == list(source.export(None, None))
-                moved = _store(app, "alice")
-                moved.backend = target
+                with target.engine.connect() as conn:  # the copy left planner statistics behind
+                    links = conn.execute(sa.select(sa.func.count()).select_from(target.tables.links)).scalar()
+                    estimated = conn.exec_driver_sql(
+                        "SELECT reltuples FROM pg_class WHERE oid = %(t)s::regclass",
+                        {"t": f"{schema}.{target.tables.links.name}"},
+                    ).scalar()
+                assert links == 4 * 6 + 1 + 2 * 3 and estimated == links
+                moved = HistoryStore("alice", target, target.settings)
                 added = moved.items.add(convs[0].id, [{"role": "user", "content": "after the copy"}])
                 assert added[0].position == 6  # after the copied positions
+                assert [i.id for i in target.recent_items("alice", convs[0].id, 1)] == [added[0].id]
             finally:
                 for backend in (target, *targets):
                     backend.close()
@@ -240,3 +257,37 @@ def test_purge_in_batches_keeps_items_linked_from_kept_conversations(app, monkey
         "smg_history_items": 1,
         "smg_history_conv_items": 1,
     }
+
+
+def test_import_leaves_planner_statistics_behind(tmp_path: Path):
+    """``flask smg-history import`` ends with ANALYZE, so the first queries
+    after a bulk load are planned on the rows that are there."""
+    if "postgres" not in backends.selected():
+        pytest.skip("needs the postgres backend")
+    source = Flask("memory_source")
+    SmgHistory(source)
+    _fill(_store(source, "alice"), n_conv=3, n_items=5)
+    dump = tmp_path / "dump.jsonl"
+    exported = source.test_cli_runner().invoke(args=["smg-history", "export", "-o", str(dump)])
+    assert exported.exit_code == 0, exported.output
+    with backends.FACTORIES["postgres"](tmp_path) as config:
+        app = Flask("target", instance_path=str(tmp_path / "instance"))
+        app.config.update(config)
+        SmgHistory(app)
+        backend = get_state(app).backend
+
+        def estimates() -> dict[str, float]:
+            with backend.engine.connect() as conn:
+                return {
+                    table.name: conn.exec_driver_sql(
+                        "SELECT reltuples FROM pg_class WHERE oid = %(t)s::regclass", {"t": table.fullname}
+                    ).scalar()
+                    for table in backend.tables.metadata.tables.values()
+                }
+
+        assert estimates()[backend.tables.links.name] < 15  # never analyzed (-1), or empty (0)
+        imported = app.test_cli_runner().invoke(args=["smg-history", "import", str(dump)])
+        assert imported.exit_code == 0, imported.output
+        after = estimates()
+        assert after[backend.tables.links.name] == 15 and after[backend.tables.conversations.name] == 3
+        backend.close()

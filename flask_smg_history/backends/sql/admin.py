@@ -248,6 +248,26 @@ class SqlOperations:
 
         return self._run(tx)
 
+    # -- statistics ----------------------------------------------------------
+    def refresh_statistics(self) -> None:
+        """ANALYZE every history table (PostgreSQL, SQLite) or gather its
+        optimizer statistics (Oracle's ``DBMS_STATS``). After a bulk import
+        the tables otherwise keep the statistics of their empty state until
+        autovacuum gets to them; reads are bounded either way (see
+        ``_windowed``), but appends and listings plan better on real figures."""
+        dialect = self.engine.dialect.name
+        quote = self.engine.dialect.identifier_preparer.format_table
+        gather = sa.text("BEGIN DBMS_STATS.GATHER_TABLE_STATS(ownname => NVL(:owner, USER), tabname => :t); END;")
+
+        def tx(conn: sa.Connection) -> None:
+            for table in self.tables.metadata.tables.values():
+                if dialect == "oracle":
+                    conn.execute(gather, {"owner": self.settings.sql_schema, "t": table.name.upper()})
+                else:
+                    conn.exec_driver_sql(f"ANALYZE {quote(table)}")
+
+        self._run(tx)
+
     # -- stats ---------------------------------------------------------------
     def stats(self, owner: str | None) -> dict[str, Any]:
         """Counts of live records by aggregate queries (one per table)."""
