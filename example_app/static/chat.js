@@ -460,10 +460,12 @@
     const query = new URLSearchParams(ids.map((id) => ["response_id", id]));
     try {
       const votes = await call("GET", `/chat/votes?${query}`);
+      const stick = nearBottom();
       for (const id of ids) {
         const show = voteViews.get(id);
         if (show) show(votes.data[id] || null);
       }
+      if (stick) log.scrollTop = log.scrollHeight; // a comment box may have appeared at the end
     } catch (err) {
       showError(err, "Your votes could not be loaded");
     }
