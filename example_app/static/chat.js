@@ -788,4 +788,5 @@
   if (conversationId) loadFirstPages();
   else logStart.textContent = "Start a new chat: type a message below.";
   resize();
+  root.dataset.ready = "true"; // the handlers are in place (tests wait for this)
 })();

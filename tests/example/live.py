@@ -103,10 +103,18 @@ def sign_in(page, server: LiveServer, name: str) -> None:
     page.fill("#name", name)
     page.click("button[type=submit]")
     expect(page.locator("#user-name")).to_have_text(name)
+    ready(page)
+
+
+def ready(page) -> None:
+    """Wait until the chat page's script has set up its handlers: typing
+    before that would only add a line to the box."""
+    expect(page.locator("#app")).to_have_attribute("data-ready", "true")
 
 
 def send(page, text: str) -> None:
     """Type a message, press Enter, wait for its reply to finish streaming."""
+    ready(page)
     before = page.locator(REPLIES).count()
     page.fill("#message", text)
     page.press("#message", "Enter")

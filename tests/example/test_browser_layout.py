@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .live import REPLIES, LiveServer, expect, overflow, save_screenshot, send, sign_in, watch, width
+from .live import REPLIES, LiveServer, expect, overflow, ready, save_screenshot, send, sign_in, watch, width
 
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 900}
@@ -168,6 +168,7 @@ def test_resizing_from_phone_to_laptop_closes_the_drawer(browser, server, chats)
     page = open_page(browser, server, PHONE)
     try:
         page.goto(chats)
+        ready(page)
         page.click("#menu")
         expect(page.locator("#backdrop")).to_be_visible()
         page.set_viewport_size(LAPTOP)
