@@ -32,9 +32,9 @@ def friendly(exc: HistoryError) -> str:
     if isinstance(exc, HistoryUnavailable):
         return "The chat history is unavailable right now; try again in a moment."
     if isinstance(exc, NotFound) and exc.param == "conversation_id":
-        return "This chat no longer exists: it was deleted, perhaps in another tab."
+        return "This chat no longer exists; it was deleted, perhaps in another tab."
     if isinstance(exc, NotFound) and exc.param == "response_id":
-        return "This reply no longer exists: it was deleted, perhaps in another tab."
+        return "This reply no longer exists; it was deleted, perhaps in another tab."
     return exc.message
 
 

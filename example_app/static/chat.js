@@ -91,7 +91,8 @@
     if (status === 503) return [`${what}: the chat history is unavailable right now; try again in a moment.`];
     if (status === 0) return [`${what}: the server cannot be reached. Check your connection, or that the app is running.`];
     if (status >= 500) return [`${what}: something went wrong on the server (HTTP ${status}); try again.`];
-    return [`${what}: ${err.message}`];
+    if (status === 404 && !err.friendly) return [`${what}: it no longer exists; it was deleted, perhaps in another tab. Reload the page.`];
+    return [`${what}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`];
   }
 
   function showNotice(...parts) {
@@ -102,6 +103,9 @@
   function showError(err, what) {
     showNotice(...describe(err, what));
   }
+
+  // The app's own /chat routes word their errors for people; /v1's are for programs.
+  const friendlyRoute = (url) => url.startsWith("/chat/");
 
   async function call(method, url, body) {
     const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
@@ -118,7 +122,9 @@
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       const message = (data.error && data.error.message) || `the request failed (HTTP ${response.status})`;
-      throw new RequestError(response.status, message, data);
+      const error = new RequestError(response.status, message, data);
+      error.friendly = friendlyRoute(url);
+      throw error;
     }
     return data;
   }
@@ -416,7 +422,7 @@
         report(done);
       } catch (err) {
         const words = err.status === 404
-          ? ["This reply no longer exists: it was deleted, perhaps in another tab. Reload the page."]
+          ? ["This reply no longer exists; it was deleted, perhaps in another tab. Reload the page."]
           : describe(err, "Not saved");
         report(words, true);
       }
@@ -605,7 +611,9 @@
       }
       if (!response.ok) {
         const data = await response.json().catch(() => ({}));
-        throw new RequestError(response.status, (data.error && data.error.message) || `HTTP ${response.status}`, data);
+        const error = new RequestError(response.status, (data.error && data.error.message) || `HTTP ${response.status}`, data);
+        error.friendly = true;
+        throw error;
       }
       const handle = (event, data) => {
         if (event === "start") {

@@ -107,6 +107,31 @@ def test_history_unavailable(page, server):
     expect(page.locator("#message")).to_have_value("third")
 
 
+def test_a_chat_deleted_in_another_tab(page, server):
+    sign_in(page, server, "rob")
+    send(page, "soon gone")
+    other = page.context.new_page()
+    other.goto(page.url)
+    other.once("dialog", lambda dialog: dialog.accept())
+    other.locator("#conversations li.current .delete").click()
+    expect(other).to_have_url(server.url + "/")
+    other.close()
+
+    page.locator("#conversations li.current .rename").click()
+    page.fill(".rename-input", "a new title")
+    page.press(".rename-input", "Enter")
+    notice = page.locator("#notice")
+    expect(notice).to_have_text(
+        "The chat could not be renamed: it no longer exists; it was deleted, perhaps in another tab. Reload the page."
+    )
+    page.fill("#message", "still there?")
+    page.press("#message", "Enter")
+    expect(notice).to_have_text(
+        "Your message was not sent: this chat no longer exists; it was deleted, perhaps in another tab."
+    )
+    expect(page.locator("#message")).to_have_value("still there?")
+
+
 def test_the_name_field_keeps_the_servers_rule(page, server):
     page.goto(server.url + "/signin")
     field = page.locator("#name")
