@@ -62,7 +62,7 @@ def favicon():
 @bp.get("/feedback")
 @page_login_required
 def feedback():
-    votes = list(current_votes())
+    votes, complete = current_votes()
     stats = tally(votes)
     days = dict(list(stats["by_day"].items())[-CHART_DAYS:])
     comments = [fb for fb in votes if fb.comment][:LATEST_COMMENTS]
@@ -70,7 +70,8 @@ def feedback():
         "feedback.html",
         user=session["user"],
         stats=stats,
-        capped=len(votes) >= MAX_TALLIED,
+        complete=complete,
+        tallied=MAX_TALLIED,
         by_day=grouped_bars(days),
         by_model=grouped_bars(stats["by_model"]),
         comments=comments,

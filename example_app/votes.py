@@ -12,7 +12,6 @@ here from ``history.feedback.list`` rather than taken from
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 from flask_smg_history import Feedback, history
@@ -27,16 +26,19 @@ def is_withdrawn(fb: Feedback) -> bool:
     return (fb.metadata or {}).get(WITHDRAWN) == "true"
 
 
-def current_votes(limit: int = MAX_TALLIED) -> Iterator[Feedback]:
-    """The caller's votes that stand, newest first (up to ``limit`` records read)."""
+def current_votes(limit: int = MAX_TALLIED) -> tuple[list[Feedback], bool]:
+    """The caller's votes that stand, newest first, from the newest ``limit``
+    records; and whether that was all of them."""
+    votes: list[Feedback] = []
     after, read = None, 0
     while read < limit:
-        page = history.feedback.list(after=after, limit=100)
+        page = history.feedback.list(after=after, limit=min(100, limit - read))
         read += len(page.data)
-        yield from (fb for fb in page.data if not is_withdrawn(fb))
+        votes += [fb for fb in page.data if not is_withdrawn(fb)]
         if not page.has_more:
-            return
+            return votes, True
         after = page.last_id
+    return votes, False
 
 
 def tally(votes: list[Feedback]) -> dict[str, Any]:

@@ -346,3 +346,20 @@ def test_pages_send_a_content_security_policy_and_a_favicon(alice):
     assert 'rel="icon"' in html and "vendor/markdown-it/markdown-it.min.js" in html
     icon = alice.get("/favicon.ico")
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_feedback_counts_read_at_most_the_newest_votes(example, alice):
+    from flask import session
+
+    from example_app.votes import current_votes
+
+    conv = new_chat(alice)
+    for n in range(3):
+        response_id = send(alice, conv, f"message {n}").json["response_id"]
+        alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "positive"})
+    assert "Counted from" not in alice.get("/feedback").get_data(as_text=True)
+    with example.test_request_context():
+        session["user"] = "alice"
+        assert [len(v) for v in current_votes()[:1]] == [3] and current_votes()[1] is True
+        newest, complete = current_votes(limit=2)
+        assert len(newest) == 2 and complete is False
