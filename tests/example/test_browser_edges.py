@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -185,3 +186,53 @@ def test_a_60_mb_body_is_refused_before_it_is_read(server):
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert b"application/json" in headers
     assert "larger than the server accepts" in json.loads(body)["error"]["message"]
+
+
+def test_a_reply_cut_off_by_a_closed_tab_is_stored_as_incomplete(server):
+    """The browser goes away mid-stream: the server notices at its next write
+    and stores what it had generated."""
+    store = server.store_for("tess")
+    conv = store.conversations.create(metadata={"title": "cut off"})
+    cookie = _session_cookie(server, "tess")
+    body = json.dumps({"text": "/long"}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = (
+            f"POST /chat/{conv.id}/messages HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            f"Cookie: {cookie}\r\n"
+            "Content-Type: application/json\r\n"
+            "Accept: text/event-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        seen = b""
+        while seen.count(b"event: delta") < 3:
+            seen += sock.recv(65536)
+    for _ in range(100):
+        responses = store.responses.list(conversation=conv.id).data
+        if responses:
+            break
+        time.sleep(0.05)
+    [response] = responses
+    assert response.status == "incomplete"
+    text = response.output[-1]["content"][0]["text"]
+    assert text.startswith("## A long reply") and "Paragraph 40" not in text
+    items = store.items.list(conv.id, order="asc").data
+    assert [i.type for i in items] == ["message", "reasoning", "message"]
+    assert items[-1].payload["status"] == "incomplete"
+    assert len(server.app.extensions["example_streams"]) == 0
+
+
+def _session_cookie(server, name: str) -> str:
+    """A signed-in session cookie, from the sign-in form."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request(
+        "POST", "/signin", body=f"name={name}", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    response = connection.getresponse()
+    assert response.status == 302
+    cookie = response.getheader("Set-Cookie").split(";", 1)[0]
+    connection.close()
+    return cookie
