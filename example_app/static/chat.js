@@ -722,7 +722,10 @@
         stored = true;
         mine.classList.remove("sending");
         if (start.user_item) mine.dataset.id = start.user_item.id;
-        if (start.conversation.created) adopt(start.conversation);
+        if (start.conversation.created) {
+          adopt(start.conversation);
+          loadSidebar(); // the chat exists from now on
+        }
         setTitle(start.conversation.title);
       });
       if (result && result.error) showNotice(`Your message was saved, but no reply came: ${result.error}`);
@@ -742,6 +745,7 @@
       }
     }
     updateRegenerate();
+    if (document.activeElement === sendButton && !coarsePointer.matches) box.focus();
   }
 
   async function regenerate(responseId) {
