@@ -161,7 +161,8 @@ def answer(turn: Turn):
             failure = data
     user = [turn.user_item] if turn.user_item else []
     if done is None:
-        return error(502, failure["message"] if failure else "No reply came.", items=user)
+        message = failure["message"] if failure else "No reply came."
+        return error(502, message, items=user, conversation=turn.conversation.id)
     return jsonify({**done, "items": [*user, *done["items"]], "conversation": turn.conversation.id})
 
 

@@ -5,8 +5,9 @@ It streams (``"stream": true``, server-sent events of ``chat.completion.chunk``
 objects, usage last when ``stream_options.include_usage`` asks for it) or
 answers in one JSON body. It answers "count" with a ``word_count`` tool call,
 a tool result with a sentence about it, "fail" with a 400 error, "long" with
-200 numbered words ``token_delay`` seconds apart (to stop half-way), anything
-else with a numbered echo. Every request body it gets is kept in
+200 numbered words ``token_delay`` seconds apart (to stop half-way), "break"
+with a few words and then a dropped connection, anything else with a
+numbered echo. Every request body it gets is kept in
 ``requests``, and ``streams_closed`` counts the streams a client closed before
 their end.
 """
@@ -25,6 +26,8 @@ from werkzeug.wrappers import Request, Response
 MODEL = "fake-model-1"
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 LONG_WORDS = 200
+#: A piece of text that makes the stream break off: the connection drops.
+BREAK = "<break>"
 
 
 class FakeLLM:
@@ -89,6 +92,8 @@ class FakeLLM:
                 [],
                 [{**call, "function": {"name": "word_count", "arguments": arguments}}],
             )
+        if "break" in last["content"]:
+            return None, ["Half ", "a ", "reply ", BREAK], []
         if "long" in last["content"]:
             return "A long answer, then.", [f"word{n} " for n in range(1, LONG_WORDS + 1)], []
         text = f"Fake reply {len(self.requests)} to: {last['content']}"
@@ -112,6 +117,8 @@ class FakeLLM:
         for piece in pieces:
             if self.token_delay:
                 time.sleep(self.token_delay)
+            if piece == BREAK:
+                raise ConnectionAbortedError("the fake model server breaks off its stream")
             yield chunk({"content": piece})
         for index, call in enumerate(calls):
             arguments = call["function"]["arguments"]

@@ -109,6 +109,7 @@ def test_model_server_error_is_reported(client):
     message = response.json["error"]["message"]
     assert "model server" in message and "the fake model refuses" in message
     assert [i["content"][0]["text"] for i in response.json["items"]] == ["please fail"]
+    assert response.json["conversation"] == conv
     stored = client.get(f"/v1/conversations/{conv}/items").json["data"]
     assert [i["id"] for i in stored] == [response.json["items"][0]["id"]]
 
@@ -220,3 +221,24 @@ def test_regenerate_stores_a_second_response_to_the_same_input(client, llm):
     assert llm.requests[-1]["messages"] == llm.requests[-2]["messages"]
     items = client.get(f"/v1/conversations/{conv}/items?order=asc").json["data"]
     assert [i["id"] for i in items] == [i["id"] for i in first["items"] + second["items"][:1] + again["items"]]
+
+
+def test_a_new_chat_whose_first_reply_fails_keeps_the_message(client):
+    response = client.post("/chat/messages", json={"text": "please fail at once"})
+    assert response.status_code == 502
+    conv = response.json["conversation"]
+    stored = client.get(f"/v1/conversations/{conv}/items").json["data"]
+    assert [i["content"][0]["text"] for i in stored] == ["please fail at once"]
+    assert client.get(f"/v1/responses?conversation={conv}").json["data"] == []
+
+
+def test_a_stream_that_breaks_off_keeps_what_came_as_incomplete(client):
+    conv = new_chat(client)
+    response = send(client, conv, "please break")
+    assert response.status_code == 200
+    body = response.json
+    assert body["status"] == "incomplete"
+    assert "model server" in body["error"]
+    assert body["items"][-1]["content"][0]["text"] == "Half a reply "
+    stored = client.get(f"/v1/responses/{body['response_id']}").json
+    assert stored["status"] == "incomplete"
