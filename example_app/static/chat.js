@@ -317,6 +317,7 @@
     const wasOpen = sidebar.classList.contains("open");
     sidebar.classList.toggle("open", open);
     backdrop.hidden = !open;
+    document.querySelector("main").inert = open; // keyboard and screen readers stay in the drawer
     menuButton.setAttribute("aria-expanded", String(open));
     if (open) (sidebar.querySelector("#conversations li.current a") || $("new-chat")).focus();
     else if (wasOpen && narrow.matches) menuButton.focus();

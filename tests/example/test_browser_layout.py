@@ -95,10 +95,13 @@ def test_phone_chat_page(browser, server, chats):
         assert 280 <= width(page, "#sidebar") <= 340
         expect(page.locator("#conversations .title")).to_have_count(3)
         expect(page.locator("#user-name")).to_be_visible()
+        assert page.locator("main").evaluate("main => main.inert") is True
         no_sideways_scroll(page)
         page.keyboard.press("Escape")
         expect(sidebar).to_be_hidden()
         expect(page.locator("#menu")).to_have_attribute("aria-expanded", "false")
+        expect(page.locator("#menu")).to_be_focused()
+        assert page.locator("main").evaluate("main => main.inert") is False
         page.click("#menu")
         expect(sidebar).to_be_visible()
         page.mouse.click(370, 400)  # on the backdrop, beside the drawer
