@@ -13,17 +13,35 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, session
+from flask import Flask, Response, session
 
 from flask_smg_history import SmgHistory
 
 from . import auth, chat, pages
 from .responders import make_responder
+from .turns import StreamRegistry
 
 #: The backend used when neither the config nor ``SMG_HISTORY_BACKEND`` in the
 #: environment names one: a SQLite file in the instance folder, its tables
 #: created at start-up, so a first run needs no database server and no command.
 DEFAULT_BACKEND = "sqlite"
+
+#: Only the app's own files may run or style the page: whatever a stored
+#: message or a model's reply says, it cannot bring in a script, a frame or a
+#: remote image.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
@@ -39,6 +57,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         EXAMPLE_LLM_API_KEY=os.environ.get("EXAMPLE_LLM_API_KEY") or None,
         EXAMPLE_LLM_MODEL=os.environ.get("EXAMPLE_LLM_MODEL") or "gpt-4o-mini",
         EXAMPLE_MAX_MESSAGE_CHARS=32_000,
+        EXAMPLE_LOCAL_TOKEN_DELAY=0.02,
     )
     if "SMG_HISTORY_BACKEND" not in os.environ:
         app.config["SMG_HISTORY_BACKEND"] = DEFAULT_BACKEND
@@ -54,12 +73,22 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     def signed_in_user() -> str | None:
         return session.get("user")
 
+    chat.register_errors(app)  # before the extension's, which defer to these outside /v1
     ext.init_app(app)
     app.extensions["example_responder"] = make_responder(app.config)
+    app.extensions["example_streams"] = StreamRegistry()
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(chat.bp)
+    app.after_request(_security_headers)
     return app
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
 
 
 def _instance_secret(app: Flask) -> str:

@@ -13,7 +13,12 @@ from flask import Blueprint, jsonify, redirect, render_template, request, sessio
 
 bp = Blueprint("auth", __name__)
 
-NAME_RULE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+#: The one rule for user names, used by the server and, as the sign-in field's
+#: ``pattern`` and ``maxlength``, by the browser.
+NAME_MAX = 32
+NAME_PATTERN = rf"[A-Za-z0-9_.\-]{{1,{NAME_MAX}}}"
+NAME_RULE = re.compile(NAME_PATTERN)
+NAME_HELP = f"1 to {NAME_MAX} letters, digits, '_', '.' or '-'"
 
 
 @bp.route("/signin", methods=["GET", "POST"])
@@ -26,8 +31,11 @@ def signin():
             session.clear()
             session["user"] = name
             return redirect(url_for("pages.index"))
-        error = "A user name is 1 to 32 letters, digits, '_', '.' or '-'."
-    return render_template("signin.html", error=error, name=name), 400 if error else 200
+        error = f"A user name is {NAME_HELP}."
+    page = render_template(
+        "signin.html", error=error, name=name, name_pattern=NAME_PATTERN, name_max=NAME_MAX, name_help=NAME_HELP
+    )
+    return page, 400 if error else 200
 
 
 @bp.post("/signout")

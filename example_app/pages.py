@@ -1,20 +1,21 @@
 """Server-rendered pages: the chat shell and the feedback report.
 
 The chat page is a shell; its script fills the sidebar and the conversation
-from the JSON API. The feedback page is drawn entirely on the server from
-``history.feedback.stats`` and ``history.feedback.list``.
+from the JSON API. The feedback page is drawn entirely on the server from the
+votes that stand (``votes.py``: a vote taken back is left out).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, current_app, render_template, session
+from flask import Blueprint, current_app, render_template, send_from_directory, session
 
 from flask_smg_history import NotFound, history
 
 from .auth import page_login_required
 from .chart import grouped_bars
+from .votes import MAX_TALLIED, current_votes, tally
 
 bp = Blueprint("pages", __name__)
 
@@ -53,16 +54,24 @@ def conversation(conversation_id: str):
     return chat_page(conv)
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml")
+
+
 @bp.get("/feedback")
 @page_login_required
 def feedback():
-    stats = history.feedback.stats()
+    votes, complete = current_votes()
+    stats = tally(votes)
     days = dict(list(stats["by_day"].items())[-CHART_DAYS:])
-    comments = [fb for fb in history.feedback.list(limit=100).data if fb.comment][:LATEST_COMMENTS]
+    comments = [fb for fb in votes if fb.comment][:LATEST_COMMENTS]
     return render_template(
         "feedback.html",
         user=session["user"],
         stats=stats,
+        complete=complete,
+        tallied=MAX_TALLIED,
         by_day=grouped_bars(days),
         by_model=grouped_bars(stats["by_model"]),
         comments=comments,

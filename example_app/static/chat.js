@@ -1,7 +1,10 @@
-// The chat page's behaviour. The sidebar and the conversation come from the
-// extension's JSON API (data-api, "/v1"); only sending a message and deleting
-// a chat go to the app's own /chat routes. Every stored string reaches the
-// page through textContent, never as HTML.
+// The chat page's behaviour. The sidebar, the conversation and the votes come
+// from the extension's JSON API (data-api, "/v1"); sending a message,
+// regenerating or stopping a reply, reading the page's votes and deleting a
+// chat go to the app's own /chat routes. Replies stream in as server-sent
+// events over a fetch. Stored strings reach the page through textContent, and
+// an assistant's Markdown through markdown-it (raw HTML off) and an allow-list
+// of elements and attributes: nothing a message says can run as script.
 "use strict";
 
 (() => {
@@ -9,37 +12,103 @@
   const API = root.dataset.api;
   const MAX_CHARS = Number(root.dataset.maxChars);
   const PAGE = 20;
+  const SIDEBAR_PAGE = 50;
+  const TITLE_SUFFIX = " · flask-smg-history example";
   const $ = (id) => document.getElementById(id);
   const log = $("log");
   const logStart = $("log-start");
   const notice = $("notice");
   const box = $("message");
   const sendButton = $("send");
+  const sidebar = $("sidebar");
+  const backdrop = $("backdrop");
+  const menuButton = $("menu");
+  const narrow = window.matchMedia("(max-width: 767.98px)");
+  const coarsePointer = window.matchMedia("(pointer: coarse)");
 
   let conversationId = root.dataset.conversation || null;
   let cursor = null; // the oldest item shown: the next page starts after it
-  let hasMore = true;
+  let hasMore = Boolean(conversationId);
   let loading = false;
+  let active = null; // the reply streaming now: {controller, streamId, stopping}
+  let sidebarCursor = null;
 
   // -- helpers ---------------------------------------------------------------
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     for (const [name, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
       if (name === "text") node.textContent = value;
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-      else node.setAttribute(name, value);
+      else node.setAttribute(name, value === true ? "" : value);
     }
-    for (const child of children) if (child) node.append(child);
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
     return node;
   }
 
-  function showNotice(message) {
-    notice.textContent = message || "";
-    notice.hidden = !message;
+  const SVG = "http://www.w3.org/2000/svg";
+  const ICONS = {
+    copy: [["rect", { x: 9, y: 9, width: 11, height: 11, rx: 2 }], ["path", { d: "M5 15V5a2 2 0 0 1 2-2h10" }]],
+    check: [["path", { d: "M5 12.5l4.5 4.5L19 7" }]],
+    regenerate: [["path", { d: "M20 12a8 8 0 1 1-2.3-5.7L20 8.5" }], ["path", { d: "M20 3.5v5h-5" }]],
+    rename: [["path", { d: "M4 20h4L19 9l-4-4L4 16z" }], ["path", { d: "M13.5 6.5l4 4" }]],
+    delete: [["path", { d: "M4 7h16M9 7V4.5h6V7M6.5 7l1 13h9l1-13" }]],
+  };
+
+  function icon(name) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    for (const [tag, attrs] of ICONS[name]) {
+      const shape = document.createElementNS(SVG, tag);
+      for (const [key, value] of Object.entries(attrs)) shape.setAttribute(key, String(value));
+      svg.append(shape);
+    }
+    return svg;
   }
 
+  function setTitle(title) {
+    const shown = title || "New chat";
+    document.title = shown + TITLE_SUFFIX;
+    $("chat-title").textContent = shown;
+  }
+
+  // -- errors, in words a person can act on ------------------------------------
+  class RequestError extends Error {
+    constructor(status, message, data) {
+      super(message);
+      this.status = status;
+      this.data = data || {};
+    }
+  }
+
+  // Words (and, for a sign-out, a link) for an error; `what` says what failed.
+  function describe(err, what) {
+    const status = err && err.status;
+    if (status === 401) {
+      return ["You were signed out, perhaps in another tab. ", el("a", { href: "/signin", text: "Sign in again" }), " to go on."];
+    }
+    if (status === 503) return [`${what}: the chat history is unavailable right now; try again in a moment.`];
+    if (status === 0) return [`${what}: the server cannot be reached. Check your connection, or that the app is running.`];
+    if (status >= 500) return [`${what}: something went wrong on the server (HTTP ${status}); try again.`];
+    if (status === 404 && !err.friendly) return [`${what}: it no longer exists; it was deleted, perhaps in another tab. Reload the page.`];
+    return [`${what}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`];
+  }
+
+  function showNotice(...parts) {
+    notice.replaceChildren(...parts.filter((part) => part !== "" && part !== undefined));
+    notice.hidden = notice.childNodes.length === 0;
+  }
+
+  function showError(err, what) {
+    showNotice(...describe(err, what));
+  }
+
+  // The app's own /chat routes word their errors for people; /v1's are for programs.
+  const friendlyRoute = (url) => url.startsWith("/chat/");
+
   async function call(method, url, body) {
-    const options = { method, headers: {}, credentials: "same-origin" };
+    const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
@@ -48,52 +117,157 @@
     try {
       response = await fetch(url, options);
     } catch (err) {
-      throw new Error("The server cannot be reached: check that the app is running.");
+      throw new RequestError(0, "the server cannot be reached");
     }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const error = new Error((data.error && data.error.message) || `The request failed (HTTP ${response.status}).`);
-      error.status = response.status;
-      error.data = data;
+      const message = (data.error && data.error.message) || `the request failed (HTTP ${response.status})`;
+      const error = new RequestError(response.status, message, data);
+      error.friendly = friendlyRoute(url);
       throw error;
     }
     return data;
   }
 
   const conversationUrl = (id) => `${API}/conversations/${encodeURIComponent(id)}`;
+  const chatUrl = (id, rest = "") => `/chat/${encodeURIComponent(id)}${rest}`;
+
+  // -- Markdown ------------------------------------------------------------------
+  // markdown-it escapes raw HTML (html: false) and refuses javascript:, vbscript:,
+  // file: and data: links. The rendered markup is then parsed in an inert
+  // <template> and kept only if every element and attribute is on this list.
+  const md = window.markdownit({ html: false, linkify: true, typographer: false });
+  const ALLOWED = {
+    A: ["href", "title"], P: [], BR: [], HR: [], EM: [], STRONG: [], S: [], CODE: ["class"], PRE: [],
+    BLOCKQUOTE: [], UL: [], OL: ["start"], LI: [], H1: [], H2: [], H3: [], H4: [], H5: [], H6: [],
+    TABLE: [], THEAD: [], TBODY: [], TR: [], TH: ["style"], TD: ["style"],
+  };
+  const SAFE_HREF = /^(https?:|mailto:|#|\/(?!\/))/i;
+
+  function sanitize(parent) {
+    for (const node of [...parent.childNodes]) {
+      if (node.nodeType === Node.TEXT_NODE) continue;
+      if (node.nodeType !== Node.ELEMENT_NODE) {
+        node.remove();
+        continue;
+      }
+      if (node.tagName === "IMG") {
+        // No remote images: an image becomes a link to it.
+        const src = node.getAttribute("src") || "";
+        const alt = node.getAttribute("alt") || "image";
+        node.replaceWith(SAFE_HREF.test(src) ? el("a", { href: src, text: `🖼 ${alt}` }) : document.createTextNode(alt));
+        continue;
+      }
+      const allowed = ALLOWED[node.tagName];
+      if (!allowed) {
+        node.replaceWith(document.createTextNode(node.textContent));
+        continue;
+      }
+      for (const attr of [...node.attributes]) {
+        if (!allowed.includes(attr.name)) node.removeAttribute(attr.name);
+      }
+      if (node.tagName === "A") {
+        const href = node.getAttribute("href") || "";
+        if (!SAFE_HREF.test(href)) node.removeAttribute("href");
+        else if (!href.startsWith("#")) {
+          node.setAttribute("target", "_blank");
+          node.setAttribute("rel", "noopener noreferrer nofollow");
+        }
+      }
+      if (node.tagName === "CODE" && !/^language-[\w+#.-]{1,40}$/.test(node.getAttribute("class") || "")) {
+        node.removeAttribute("class");
+      }
+      if (node.hasAttribute("style")) {
+        // Table alignment comes as a style attribute; the page's CSP allows no inline style.
+        const align = /text-align:\s*(left|center|right)/.exec(node.getAttribute("style"));
+        node.removeAttribute("style");
+        if (align) node.className = `align-${align[1]}`;
+      }
+      sanitize(node);
+    }
+  }
+
+  function enhance(container) {
+    for (const table of container.querySelectorAll("table")) {
+      const wrap = el("div", { class: "table-wrap" });
+      table.replaceWith(wrap);
+      wrap.append(table);
+    }
+    for (const pre of container.querySelectorAll("pre")) {
+      const code = pre.querySelector("code");
+      const language = code && /^language-(.+)$/.exec(code.className);
+      const copy = el("button", { type: "button", class: "copy-code", "aria-label": "Copy code" }, icon("copy"), el("span", { text: "Copy" }));
+      copy.addEventListener("click", () => copyWithFeedback(copy, pre.textContent, "Copy"));
+      const block = el("div", { class: "code-block" }, el("div", { class: "code-head" }, el("span", { text: language ? language[1] : "code" }), copy));
+      pre.replaceWith(block);
+      block.append(pre);
+    }
+  }
+
+  function renderMarkdown(target, source) {
+    const template = document.createElement("template");
+    template.innerHTML = md.render(source);
+    sanitize(template.content);
+    enhance(template.content);
+    target.replaceChildren(template.content);
+  }
+
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch (err) {
+      const area = el("textarea", { class: "sr-only", "aria-hidden": "true" });
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      return ok;
+    }
+  }
+
+  async function copyWithFeedback(button, text, label) {
+    const ok = await copyText(text);
+    const span = button.querySelector("span");
+    button.replaceChildren(icon(ok ? "check" : "copy"), ...(span ? [el("span", { text: ok ? "Copied" : "Copy failed" })] : []));
+    button.setAttribute("aria-label", ok ? "Copied" : "Copying failed");
+    button.classList.toggle("copied", ok);
+    setTimeout(() => {
+      button.replaceChildren(icon("copy"), ...(span ? [el("span", { text: label })] : []));
+      button.setAttribute("aria-label", button.dataset.label || "Copy code");
+      button.classList.remove("copied");
+    }, 1500);
+  }
 
   // -- sidebar ---------------------------------------------------------------
-  const SIDEBAR_PAGE = 50;
-  let sidebarCursor = null;
-
-  // Lists the newest chats again (more = false) or appends the next older page.
+  // Lists the chats again, most recently active first (more = false), or appends the next page.
   async function loadSidebar(more = false) {
     const list = $("conversations");
-    const older = $("older-chats");
-    const query = new URLSearchParams({ limit: String(SIDEBAR_PAGE), order: "desc" });
+    const query = new URLSearchParams({ limit: String(SIDEBAR_PAGE), order: "desc", order_by: "updated_at" });
     if (more && sidebarCursor) query.set("after", sidebarCursor);
     let page;
     try {
       page = await call("GET", `${API}/conversations?${query}`);
     } catch (err) {
-      showNotice(`Your chats could not be listed: ${err.message}`);
+      showError(err, "Your chats could not be listed");
       return;
     }
     const entries = page.data.map(sidebarEntry);
     if (more) list.append(...entries);
     else list.replaceChildren(...entries);
     sidebarCursor = page.last_id || sidebarCursor;
-    older.hidden = !page.has_more;
+    $("older-chats").hidden = !page.has_more;
     $("no-conversations").hidden = list.children.length > 0;
   }
 
   function sidebarEntry(conv) {
     const title = conv.metadata.title || "Untitled chat";
-    const link = el("a", { href: `/c/${encodeURIComponent(conv.id)}`, class: "title", text: title, title });
-    const item = el("li", { "data-id": conv.id }, link);
-    if (conv.id === conversationId) item.classList.add("current");
-    const rename = el("button", { type: "button", class: "icon rename", title: "Rename", "aria-label": `Rename ${title}`, text: "✎" });
-    const remove = el("button", { type: "button", class: "icon delete", title: "Delete", "aria-label": `Delete ${title}`, text: "🗑" });
+    const current = conv.id === conversationId;
+    const link = el("a", { href: `/c/${encodeURIComponent(conv.id)}`, class: "title", text: title, title, "aria-current": current ? "page" : null });
+    const item = el("li", { "data-id": conv.id, class: current ? "current" : null }, link);
+    const rename = el("button", { type: "button", class: "icon rename", title: "Rename", "aria-label": `Rename ${title}` }, icon("rename"));
+    const remove = el("button", { type: "button", class: "icon delete", title: "Delete", "aria-label": `Delete ${title}` }, icon("delete"));
     rename.addEventListener("click", () => startRename(item, conv));
     remove.addEventListener("click", () => removeConversation(conv, title));
     item.append(rename, remove);
@@ -112,10 +286,10 @@
       }
       try {
         await call("POST", conversationUrl(conv.id), { metadata: { ...conv.metadata, title } });
-        showNotice("");
-        if (conv.id === conversationId) document.title = `${title} · flask-smg-history example`;
+        showNotice();
+        if (conv.id === conversationId) setTitle(title);
       } catch (err) {
-        showNotice(`The chat could not be renamed: ${err.message}`);
+        showError(err, "The chat could not be renamed");
       }
       loadSidebar();
     });
@@ -130,23 +304,32 @@
   async function removeConversation(conv, title) {
     if (!window.confirm(`Delete “${title}” and all its messages and votes?`)) return;
     try {
-      await call("DELETE", `/chat/${encodeURIComponent(conv.id)}`);
+      await call("DELETE", chatUrl(conv.id));
     } catch (err) {
-      showNotice(`The chat could not be deleted: ${err.message}`);
+      showError(err, "The chat could not be deleted");
       return;
     }
     if (conv.id === conversationId) window.location.assign("/");
     else loadSidebar();
   }
 
-  async function newConversation() {
-    const conv = await call("POST", `${API}/conversations`, { metadata: {} });
-    conversationId = conv.id;
-    window.history.replaceState(null, "", `/c/${encodeURIComponent(conv.id)}`);
-    hasMore = false;
-    logStart.textContent = "This is the beginning of this chat.";
-    return conv;
+  function openSidebar(open) {
+    const wasOpen = sidebar.classList.contains("open");
+    sidebar.classList.toggle("open", open);
+    backdrop.hidden = !open;
+    document.querySelector("main").inert = open; // keyboard and screen readers stay in the drawer
+    menuButton.setAttribute("aria-expanded", String(open));
+    if (open) (sidebar.querySelector("#conversations li.current a") || $("new-chat")).focus();
+    else if (wasOpen && narrow.matches) menuButton.focus();
   }
+
+  menuButton.addEventListener("click", () => openSidebar(true));
+  $("close-sidebar").addEventListener("click", () => openSidebar(false));
+  backdrop.addEventListener("click", () => openSidebar(false));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && sidebar.classList.contains("open")) openSidebar(false);
+  });
+  narrow.addEventListener("change", () => openSidebar(false));
 
   // -- items -----------------------------------------------------------------
   function textOf(item) {
@@ -154,10 +337,10 @@
     return (item.content || []).map((part) => part.text || part.refusal || "").join("");
   }
 
-  function folded(kind, summary, ...bodies) {
+  function folded(item, kind, summary, ...bodies) {
     return el(
       "details",
-      { class: `item aux ${kind}` },
+      { class: `item aux ${kind}`, "data-id": item.id, "data-response": item.response_id },
       el("summary", { text: summary }),
       ...bodies.filter((body) => body !== undefined && body !== null && body !== "").map((body) => el("pre", { text: String(body) })),
     );
@@ -168,76 +351,142 @@
       case "message":
         return renderMessage(item);
       case "reasoning":
-        return folded("reasoning", "Reasoning", (item.summary || []).map((s) => s.text).join("\n") || "(hidden)");
+        return folded(item, "reasoning", "Reasoning", (item.summary || []).map((s) => s.text).join("\n") || "(hidden)");
       case "function_call":
-        return folded("function-call", `Function call: ${item.name}`, item.arguments);
+        return folded(item, "function-call", `Function call: ${item.name}`, item.arguments);
       case "function_call_output":
-        return folded("function-output", "Function output", typeof item.output === "string" ? item.output : JSON.stringify(item.output));
+        return folded(item, "function-output", "Function output", typeof item.output === "string" ? item.output : JSON.stringify(item.output));
       case "mcp_call":
-        return folded("mcp-call", `MCP call: ${item.server_label} / ${item.name}`, item.arguments, item.error || item.output);
+        return folded(item, "mcp-call", `MCP call: ${item.server_label} / ${item.name}`, item.arguments, item.error || item.output);
       default:
-        return folded("other", item.type, JSON.stringify(item, null, 2));
+        return folded(item, "other", item.type, JSON.stringify(item, null, 2));
     }
+  }
+
+  function who(item) {
+    return el("div", { class: "who", text: `Assistant${item.model ? ` · ${item.model}` : ""}` });
   }
 
   function renderMessage(item) {
     const role = item.role || "user";
-    const node = el("div", { class: `item message ${role}`, "data-id": item.id });
-    const who = role === "assistant" ? `Assistant${item.model ? ` · ${item.model}` : ""}` : role === "user" ? "You" : role;
-    node.append(el("div", { class: "who", text: who }), el("div", { class: "text", text: textOf(item) }));
-    if (role === "assistant" && item.response_id) node.append(voteBox(item.response_id));
+    const text = textOf(item);
+    if (role !== "assistant") {
+      const label = role === "user" ? "You" : role;
+      return el("div", { class: `item message ${role}`, "data-id": item.id }, el("div", { class: "who", text: label }), el("div", { class: "text", text }));
+    }
+    const incomplete = item.status === "incomplete";
+    const body = el("div", { class: "text markdown" });
+    renderMarkdown(body, text);
+    const node = el("article", { class: `item message assistant${incomplete ? " incomplete" : ""}`, "data-id": item.id, "data-response": item.response_id }, who(item), body);
+    if (incomplete) node.append(el("div", { class: "stopped-note", text: text ? "Stopped: this reply is incomplete." : "Stopped before any text." }));
+    if (item.response_id) node.append(...replyActions(item.response_id, text));
     return node;
   }
 
-  // -- feedback --------------------------------------------------------------
-  function voteBox(responseId) {
-    const url = `${API}/responses/${encodeURIComponent(responseId)}/feedback`;
-    const up = el("button", { type: "button", class: "vote up", "aria-pressed": "false", title: "Good reply", text: "👍" });
-    const down = el("button", { type: "button", class: "vote down", "aria-pressed": "false", title: "Bad reply", text: "👎" });
-    const comment = el("input", { class: "comment", placeholder: "Optional comment", maxlength: "4096", "aria-label": "Comment" });
-    const save = el("button", { type: "button", class: "save-comment", text: "Save comment" });
+  // -- reply actions: copy, vote, regenerate ------------------------------------------
+  const voteViews = new Map(); // response ID -> show(vote or null)
+
+  function replyActions(responseId, text) {
+    const feedbackUrl = `${API}/responses/${encodeURIComponent(responseId)}/feedback`;
+    const copy = el("button", { type: "button", class: "copy-reply", title: "Copy", "aria-label": "Copy this reply", "data-label": "Copy this reply" }, icon("copy"));
+    copy.addEventListener("click", () => copyWithFeedback(copy, text));
+    const up = el("button", { type: "button", class: "vote up", "aria-pressed": "false", title: "Good reply", "aria-label": "Good reply", text: "👍" });
+    const down = el("button", { type: "button", class: "vote down", "aria-pressed": "false", title: "Bad reply", "aria-label": "Bad reply", text: "👎" });
+    const again = el("button", { type: "button", class: "regenerate", title: "Regenerate", "aria-label": "Regenerate this reply", hidden: true }, icon("regenerate"));
+    again.addEventListener("click", () => regenerate(responseId));
     const status = el("span", { class: "vote-status", role: "status" });
-    const box = el("div", { class: "votes", "data-response": responseId }, up, down, comment, save, status);
+    const comment = el("input", { class: "comment", placeholder: "Tell us more (optional), then Enter", maxlength: "4096", "aria-label": "Comment on this reply" });
+    const save = el("button", { type: "button", class: "save-comment", text: "Save" });
+    const commentRow = el("div", { class: "comment-row", hidden: true }, comment, save);
+    const actions = el("div", { class: "actions", "data-response": responseId }, copy, up, down, again, status);
     let rating = null;
 
-    function show(fb) {
-      rating = fb ? fb.rating : null;
+    function show(vote) {
+      rating = vote ? vote.rating : null;
       up.setAttribute("aria-pressed", String(rating === "positive"));
       down.setAttribute("aria-pressed", String(rating === "negative"));
-      if (fb && fb.comment && !comment.value) comment.value = fb.comment;
+      commentRow.hidden = !rating;
+      if (!rating) comment.value = "";
+      else if (vote.comment && !comment.value) comment.value = vote.comment;
     }
 
-    async function submit(newRating) {
-      status.textContent = "Saving…";
-      status.classList.remove("error");
+    function report(message, isError = false) {
+      status.classList.toggle("error", isError);
+      status.replaceChildren(...(Array.isArray(message) ? message : [message]));
+    }
+
+    async function post(body, done) {
+      report("Saving…");
       try {
-        const body = { rating: newRating };
-        if (comment.value.trim()) body.comment = comment.value.trim();
-        show(await call("POST", url, body));
-        status.textContent = "Saved";
+        const saved = await call("POST", feedbackUrl, body);
+        show(saved.metadata && saved.metadata.withdrawn === "true" ? null : saved);
+        report(done);
       } catch (err) {
-        status.classList.add("error");
-        status.textContent =
-          err.status === 404
-            ? "This reply no longer exists: it was deleted, perhaps in another tab. Reload the page."
-            : `Your vote was not saved: ${err.message}`;
+        const words = err.status === 404
+          ? ["This reply no longer exists; it was deleted, perhaps in another tab. Reload the page."]
+          : describe(err, "Not saved");
+        report(words, true);
       }
     }
 
-    up.addEventListener("click", () => submit("positive"));
-    down.addEventListener("click", () => submit("negative"));
-    save.addEventListener("click", () => {
-      if (!rating) {
-        status.classList.add("error");
-        status.textContent = "Choose 👍 or 👎 first, then save your comment.";
+    function vote(newRating) {
+      if (rating === newRating) {
+        // A second click on the same vote takes it back (see votes.py).
+        post({ rating: newRating, metadata: { withdrawn: "true" } }, "Vote removed");
         return;
       }
-      submit(rating);
+      const body = { rating: newRating };
+      if (comment.value.trim()) body.comment = comment.value.trim();
+      post(body, "Thanks for the feedback");
+    }
+
+    function saveComment() {
+      if (!rating) return;
+      const body = { rating };
+      if (comment.value.trim()) body.comment = comment.value.trim();
+      post(body, "Comment saved");
+    }
+
+    up.addEventListener("click", () => vote("positive"));
+    down.addEventListener("click", () => vote("negative"));
+    save.addEventListener("click", saveComment);
+    comment.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing && event.keyCode !== 229) {
+        event.preventDefault();
+        saveComment();
+      }
     });
-    call("GET", url).then(show, (err) => {
-      if (err.status !== 404) status.textContent = `Your vote could not be loaded: ${err.message}`;
-    });
-    return box;
+    voteViews.set(responseId, show);
+    return [actions, commentRow];
+  }
+
+  // The caller's votes on these replies, in one request.
+  async function loadVotes(responseIds) {
+    const ids = [...new Set(responseIds)];
+    if (!ids.length) return;
+    const query = new URLSearchParams(ids.map((id) => ["response_id", id]));
+    try {
+      const votes = await call("GET", `/chat/votes?${query}`);
+      const stick = nearBottom();
+      for (const id of ids) {
+        const show = voteViews.get(id);
+        if (show) show(votes.data[id] || null);
+      }
+      if (stick) log.scrollTop = log.scrollHeight; // a comment box may have appeared at the end
+    } catch (err) {
+      showError(err, "Your votes could not be loaded");
+    }
+  }
+
+  // Only the chat's latest reply can be regenerated: its button alone is shown.
+  function updateRegenerate() {
+    for (const button of log.querySelectorAll(".regenerate")) button.hidden = true;
+    const items = log.querySelectorAll(".item:not([hidden])");
+    const last = items[items.length - 1];
+    if (!last || !last.dataset.response || active) return;
+    const reply = log.querySelector(`.message.assistant[data-response="${CSS.escape(last.dataset.response)}"]`);
+    const button = reply && reply.querySelector(".regenerate");
+    if (button) button.hidden = false;
   }
 
   // -- the conversation, page by page ------------------------------------------
@@ -255,9 +504,11 @@
       cursor = page.last_id || cursor;
       hasMore = page.has_more;
       logStart.textContent = hasMore ? "Scroll up for older messages." : "This is the beginning of this chat.";
+      updateRegenerate();
+      loadVotes(page.data.filter((i) => i.type === "message" && i.role === "assistant" && i.response_id).map((i) => i.response_id));
     } catch (err) {
       logStart.textContent = "";
-      showNotice(`Messages could not be loaded: ${err.message}`);
+      showError(err, "Messages could not be loaded");
       hasMore = false;
     } finally {
       loading = false;
@@ -275,10 +526,179 @@
     if (log.scrollTop < 120) loadOlder();
   });
 
+  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+
+  // -- a streaming reply ---------------------------------------------------------
+  // The placeholder shown while a reply streams: folded items go before it,
+  // text into it; at the end it is replaced by the stored items.
+  function pendingReply(model) {
+    const body = el("div", { class: "text markdown" }, el("span", { class: "typing", "aria-label": "The assistant is writing" }, el("i"), el("i"), el("i")));
+    let label = who({ model });
+    const node = el("article", { class: "item message assistant pending" }, label, body);
+    const extra = [];
+    let text = "";
+    let timer = null;
+
+    function paint() {
+      timer = null;
+      const stick = nearBottom();
+      renderMarkdown(body, text);
+      if (stick) log.scrollTop = log.scrollHeight;
+    }
+
+    return {
+      node,
+      setModel(name) {
+        const next = who({ model: name });
+        label.replaceWith(next);
+        label = next;
+      },
+      add(item) {
+        const stick = nearBottom();
+        const child = renderItem(item);
+        node.before(child);
+        extra.push(child);
+        if (stick) log.scrollTop = log.scrollHeight;
+      },
+      append(piece) {
+        text += piece;
+        if (!timer) timer = setTimeout(paint, 40);
+      },
+      finish(items) {
+        clearTimeout(timer);
+        const stick = nearBottom();
+        for (const child of extra) child.remove();
+        node.replaceWith(...items.map(renderItem));
+        if (stick) log.scrollTop = log.scrollHeight;
+      },
+      drop() {
+        clearTimeout(timer);
+        for (const child of extra) child.remove();
+        node.remove();
+      },
+    };
+  }
+
+  function setBusy(busy) {
+    sendButton.classList.toggle("busy", busy);
+    sendButton.setAttribute("aria-label", busy ? "Stop the reply" : "Send");
+    sendButton.title = busy ? "Stop" : "Send";
+    sendButton.disabled = false;
+    log.setAttribute("aria-busy", String(busy));
+    updateRegenerate();
+  }
+
+  // POST a turn to `url` and follow its events until the last one. Resolves
+  // with the "done" data, or null when the server said no reply came; throws
+  // a RequestError when the request itself failed (nothing was stored then).
+  async function stream(url, body, reply, onStart) {
+    const controller = new AbortController();
+    active = { controller, streamId: null, stopping: false };
+    setBusy(true);
+    let outcome;
+    let started = false;
+    try {
+      let response;
+      try {
+        response = await fetch(url, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+          body: JSON.stringify(body),
+          signal: controller.signal,
+        });
+      } catch (err) {
+        throw new RequestError(0, "the server cannot be reached");
+      }
+      if (!response.ok) {
+        const data = await response.json().catch(() => ({}));
+        const error = new RequestError(response.status, (data.error && data.error.message) || `HTTP ${response.status}`, data);
+        error.friendly = true;
+        throw error;
+      }
+      const handle = (event, data) => {
+        if (event === "start") {
+          started = true;
+          active.streamId = data.stream_id;
+          reply.setModel(data.model);
+          onStart(data);
+          if (active.stopping) requestStop();
+        } else if (event === "item") reply.add(data.item);
+        else if (event === "delta") reply.append(data.text);
+        else if (event === "done" || event === "error") outcome = { event, data };
+      };
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          break; // aborted, or the connection dropped: handled below
+        }
+        if (chunk.done) break;
+        buffer += chunk.value;
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let event = "message";
+          const data = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event: ")) event = line.slice(7);
+            else if (line.startsWith("data: ")) data.push(line.slice(6));
+          }
+          handle(event, JSON.parse(data.join("\n") || "{}"));
+        }
+      }
+    } finally {
+      clearTimeout(active.fallback);
+      active = null;
+      setBusy(false);
+    }
+    if (!outcome && started) {
+      // The stream ended without its last event: the server kept what it had
+      // generated, so show the chat as stored.
+      reply.drop();
+      showNotice("The reply was cut off before it finished. What was generated is kept: reload the page to see it.");
+      return null;
+    }
+    if (!outcome) throw new RequestError(0, "the server cannot be reached");
+    if (outcome.event === "error") {
+      reply.drop();
+      return { error: outcome.data.message };
+    }
+    reply.finish(outcome.data.items);
+    if (outcome.data.error) showNotice(`The reply stopped early: ${outcome.data.error}`);
+    return outcome.data;
+  }
+
+  async function requestStop() {
+    if (!active) return;
+    active.stopping = true;
+    sendButton.disabled = true;
+    sendButton.setAttribute("aria-label", "Stopping the reply");
+    if (!active.streamId) return; // asked again as soon as the stream starts
+    const current = active;
+    // If the server cannot stop it (another process serves the stream), close the stream instead.
+    current.fallback = setTimeout(() => current.controller.abort(), 5000);
+    try {
+      await call("POST", `/chat/streams/${encodeURIComponent(current.streamId)}/stop`);
+    } catch (err) {
+      current.controller.abort();
+    }
+  }
+
   // -- sending -----------------------------------------------------------------
-  async function send(event) {
-    event.preventDefault();
-    if (sendButton.disabled) return;
+  function adopt(conversation) {
+    conversationId = conversation.id;
+    window.history.replaceState(null, "", `/c/${encodeURIComponent(conversation.id)}`);
+    hasMore = false;
+    logStart.textContent = "This is the beginning of this chat.";
+  }
+
+  async function send() {
+    if (active) return; // a reply is streaming: Enter keeps what is typed; the button stops it
     const text = box.value;
     if (!text.trim()) {
       showNotice("Type a message first: an empty message is not sent.");
@@ -288,51 +708,98 @@
       showNotice(`Your message is ${text.length.toLocaleString("en")} characters long; the limit is ${MAX_CHARS.toLocaleString("en")}. Shorten it.`);
       return;
     }
-    showNotice("");
-    sendButton.disabled = true;
-    const pending = el("div", { class: "item message assistant pending", text: "Waiting for the reply…" });
+    showNotice();
+    box.value = "";
+    resize();
+    const mine = renderMessage({ role: "user", content: text });
+    mine.classList.add("sending");
+    const reply = pendingReply();
+    log.append(mine, reply.node);
+    log.scrollTop = log.scrollHeight;
+    const url = conversationId ? chatUrl(conversationId, "/messages") : "/chat/messages";
+    let stored = false;
     try {
-      const created = !conversationId;
-      if (created) await newConversation();
-      log.append(pending);
-      log.scrollTop = log.scrollHeight;
-      const result = await call("POST", `/chat/${encodeURIComponent(conversationId)}/messages`, { text });
-      pending.replaceWith(...result.items.map(renderItem));
-      box.value = "";
+      const result = await stream(url, { text }, reply, (start) => {
+        stored = true;
+        mine.classList.remove("sending");
+        if (start.user_item) mine.dataset.id = start.user_item.id;
+        if (start.conversation.created) {
+          adopt(start.conversation);
+          loadSidebar(); // the chat exists from now on
+        }
+        setTitle(start.conversation.title);
+      });
+      if (result && result.error) showNotice(`Your message was saved, but no reply came: ${result.error}`);
       loadSidebar();
     } catch (err) {
-      const stored = err.data && err.data.items;
-      if (stored) {
-        // The message was stored but no reply came: show it, as a reload would.
-        pending.replaceWith(...stored.map(renderItem));
-        box.value = "";
-        showNotice(`Your message was saved, but no reply came: ${err.message}`);
+      reply.drop();
+      if (!stored) {
+        // Nothing was stored: take the message back into the box, unless something new was typed.
+        mine.remove();
+        if (!box.value) {
+          box.value = text;
+          resize();
+        }
+        showError(err, "Your message was not sent");
       } else {
-        pending.remove();
-        showNotice(`Your message was not sent: ${err.message}`);
+        showError(err, "No reply came");
       }
-    } finally {
-      sendButton.disabled = false;
-      log.scrollTop = log.scrollHeight;
-      box.focus();
     }
+    updateRegenerate();
+    if (document.activeElement === sendButton && !coarsePointer.matches) box.focus();
   }
 
-  $("composer").addEventListener("submit", send);
-  $("older-chats").addEventListener("click", () => loadSidebar(true));
-  box.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) send(event);
-  });
-  $("new-chat").addEventListener("click", async () => {
+  async function regenerate(responseId) {
+    if (active || !conversationId) return;
+    showNotice();
+    const old = [...log.querySelectorAll(`.item[data-response="${CSS.escape(responseId)}"]`)];
+    for (const node of old) node.hidden = true;
+    const reply = pendingReply();
+    log.append(reply.node);
+    log.scrollTop = log.scrollHeight;
     try {
-      const conv = await newConversation();
-      window.location.assign(`/c/${encodeURIComponent(conv.id)}`);
+      const result = await stream(chatUrl(conversationId, "/regenerate"), { response_id: responseId }, reply, () => {});
+      if (result && !result.error) {
+        for (const node of old) node.remove();
+        loadSidebar();
+      } else {
+        for (const node of old) node.hidden = false;
+        if (result) showNotice(`No new reply came: ${result.error}`);
+      }
     } catch (err) {
-      showNotice(`A new chat could not be started: ${err.message}`);
+      reply.drop();
+      for (const node of old) node.hidden = false;
+      showError(err, "The reply could not be regenerated");
     }
+    updateRegenerate();
+  }
+
+  // -- the composer ------------------------------------------------------------
+  function resize() {
+    box.style.height = "auto";
+    box.style.height = `${Math.min(box.scrollHeight + 2, window.innerHeight * 0.4)}px`;
+  }
+
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (active) requestStop();
+    else send();
   });
+  box.addEventListener("input", resize);
+  box.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey) return;
+    // An Enter that confirms an IME composition (Japanese, Chinese...) is not a send.
+    if (event.isComposing || event.keyCode === 229) return;
+    // On touch screens Enter adds a line; the button sends.
+    if (coarsePointer.matches) return;
+    event.preventDefault();
+    send();
+  });
+  $("older-chats").addEventListener("click", () => loadSidebar(true));
 
   loadSidebar();
   if (conversationId) loadFirstPages();
   else logStart.textContent = "Start a new chat: type a message below.";
+  resize();
+  root.dataset.ready = "true"; // the handlers are in place (tests wait for this)
 })();

@@ -29,7 +29,13 @@ def make_example(request, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     built: list[Flask] = []
 
     def factory(**config: Any) -> Flask:
-        config = {"TESTING": True, "SECRET_KEY": "test", "SMG_HISTORY_BACKEND": request.param, **config}
+        config = {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SMG_HISTORY_BACKEND": request.param,
+            "EXAMPLE_LOCAL_TOKEN_DELAY": 0,
+            **config,
+        }
         built.append(create_app(config, instance_path=str(tmp_path / "instance")))
         return built[-1]
 

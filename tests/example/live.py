@@ -103,11 +103,38 @@ def sign_in(page, server: LiveServer, name: str) -> None:
     page.fill("#name", name)
     page.click("button[type=submit]")
     expect(page.locator("#user-name")).to_have_text(name)
+    ready(page)
+
+
+def ready(page) -> None:
+    """Wait until the chat page's script has set up its handlers: typing
+    before that would only add a line to the box."""
+    expect(page.locator("#app")).to_have_attribute("data-ready", "true")
 
 
 def send(page, text: str) -> None:
-    """Type a message, press Enter, wait for its reply."""
+    """Type a message, press Enter, wait for its reply to finish streaming."""
+    ready(page)
     before = page.locator(REPLIES).count()
     page.fill("#message", text)
     page.press("#message", "Enter")
     expect(page.locator(REPLIES)).to_have_count(before + 1)
+    expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+
+
+def watch(page) -> list[str]:
+    """Every console message and page error of ``page``, as text, from now on."""
+    seen: list[str] = []
+    page.on("console", lambda message: seen.append(f"console.{message.type}: {message.text}"))
+    page.on("pageerror", lambda exc: seen.append(f"pageerror: {exc}"))
+    return seen
+
+
+def overflow(page) -> tuple[int, int]:
+    """The page's scroll width and the window's width: equal when nothing
+    sticks out sideways."""
+    return tuple(page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]"))
+
+
+def width(page, selector: str) -> float:
+    return page.locator(selector).first.bounding_box()["width"]

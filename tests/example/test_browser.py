@@ -2,9 +2,10 @@
 against the app served on a loopback port.
 
 The tests run in file order and share one server and one signed-in user, as a
-person would: sign in, chat, vote, rename, scroll back, restart the server,
-then a second user looks for the first one's chats, and a third pages through
-a long sidebar.
+person would: sign in, chat, vote (and take a vote back), rename, scroll back,
+restart the server, then a second user looks for the first one's chats, and a
+third pages through a long sidebar. Alice's tab records every console message
+and page error from the start: her whole session must log none.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import pytest
 
 from flask_smg_history import get_state
 
-from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in
+from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in, watch
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app on its default backend, SQLite in its instance folder."""
     folder = tmp_path_factory.mktemp("example")
-    config = {"SECRET_KEY": "browser-test", "SMG_HISTORY_BACKEND": "sqlite", "EXAMPLE_LLM_BASE_URL": None}
+    config = {
+        "SECRET_KEY": "browser-test",
+        "SMG_HISTORY_BACKEND": "sqlite",
+        "EXAMPLE_LLM_BASE_URL": None,
+        "EXAMPLE_LOCAL_TOKEN_DELAY": 0.002,
+    }
     live = LiveServer(config, folder / "instance")
     live.start()
     yield live
@@ -30,17 +36,21 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def alice(browser, server):
-    """Alice's tab, kept across the tests; any script error in it fails the run."""
+def session():
+    """Alice's tab and what its console said."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def alice(browser, server, session):
+    """Alice's tab, kept across the tests."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(20_000)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    session["console"] = watch(page)
     sign_in(page, server, "alice")
     yield page
     context.close()
-    assert errors == [], errors
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +59,20 @@ def state() -> dict:
     return {}
 
 
-def test_sign_in_create_chat_and_send_three_messages(alice, server, state):
+def test_sign_in_and_send_three_messages(alice, server, state):
     expect(alice.locator(".responder")).to_contain_text("built-in local responder")
     expect(alice.locator("#no-conversations")).to_be_visible()
+    expect(alice).to_have_title("New chat · flask-smg-history example")
+    # "New chat" stores nothing: a chat exists from its first message on.
     alice.click("#new-chat")
-    expect(alice).to_have_url(re.compile(r"/c/conv_[0-9a-f]+$"))
+    expect(alice).to_have_url(server.url + "/")
+    expect(alice.locator("#log-start")).to_have_text("Start a new chat: type a message below.")
+    assert server.store_for("alice").conversations.list().data == []
+
     send(alice, "Hello <b>there</b>, what can you do?")
+    expect(alice).to_have_url(re.compile(r"/c/conv_[0-9a-f]+$"))
+    expect(alice).to_have_title("Hello <b>there</b>, what can you do? · flask-smg-history example")
+    expect(alice.locator("#chat-title")).to_have_text("Hello <b>there</b>, what can you do?")
     send(alice, "/tool count the words in this sentence please")
     send(alice, "/mcp ping the demo server")
 
@@ -71,21 +89,30 @@ def test_sign_in_create_chat_and_send_three_messages(alice, server, state):
     output.locator("summary").click()
     expect(output.locator("pre")).to_contain_text('"words": 7')
     expect(alice.locator("#conversations li.current .title")).to_have_text("Hello <b>there</b>, what can you do?")
+    assert len(server.store_for("alice").conversations.list().data) == 1
     state["chat_url"] = alice.url
 
 
-def test_vote_rename_and_reload(alice, server, state):
+def test_vote_comment_with_enter_rename_and_reload(alice, server, state):
     replies = alice.locator(REPLIES)
-    replies.nth(0).locator(".comment").fill("Clear and friendly")
-    replies.nth(0).locator(".vote.up").click()
-    expect(replies.nth(0).locator(".vote-status")).to_have_text("Saved")
+    first = replies.nth(0)
+    # The comment box appears only once a reply has a vote.
+    expect(first.locator(".comment")).to_be_hidden()
+    first.locator(".vote.up").click()
+    expect(first.locator(".vote-status")).to_have_text("Thanks for the feedback")
+    expect(first.locator(".comment")).to_be_visible()
+    first.locator(".comment").fill("Clear and friendly")
+    first.locator(".comment").press("Enter")
+    expect(first.locator(".vote-status")).to_have_text("Comment saved")
     replies.nth(1).locator(".vote.down").click()
-    expect(replies.nth(1).locator(".vote-status")).to_have_text("Saved")
+    expect(replies.nth(1).locator(".vote-status")).to_have_text("Thanks for the feedback")
+    expect(replies.nth(2).locator(".comment")).to_be_hidden()
 
     alice.locator("#conversations li.current .rename").click()
     alice.fill(".rename-input", "Trying the example app")
     alice.press(".rename-input", "Enter")
     expect(alice.locator("#conversations li.current .title")).to_have_text("Trying the example app")
+    expect(alice).to_have_title("Trying the example app · flask-smg-history example")
 
     alice.reload()
     replies = alice.locator(REPLIES)
@@ -96,7 +123,58 @@ def test_vote_rename_and_reload(alice, server, state):
     expect(replies.nth(1).locator(".vote.down")).to_have_attribute("aria-pressed", "true")
     expect(replies.nth(2).locator(".vote.up")).to_have_attribute("aria-pressed", "false")
     expect(alice.locator("#conversations li.current .title")).to_have_text("Trying the example app")
-    save_screenshot(alice, "chat.png", server.instance_path.parent)
+    expect(alice).to_have_title("Trying the example app · flask-smg-history example")
+    fb = server.store_for("alice").feedback.get(replies.nth(0).get_attribute("data-response"))
+    assert (fb.rating, fb.comment) == ("positive", "Clear and friendly")
+
+
+def test_a_second_click_takes_a_vote_back(alice, server):
+    third = alice.locator(REPLIES).nth(2)
+    third.locator(".vote.up").click()
+    expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "true")
+    third.locator(".vote.up").click()
+    expect(third.locator(".vote-status")).to_have_text("Vote removed")
+    expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "false")
+    expect(third.locator(".comment")).to_be_hidden()
+    alice.reload()
+    third = alice.locator(REPLIES).nth(2)
+    expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "false")
+    expect(alice.locator(REPLIES).nth(0).locator(".vote.up")).to_have_attribute("aria-pressed", "true")
+    fb = server.store_for("alice").feedback.get(third.get_attribute("data-response"))
+    assert fb.metadata == {"withdrawn": "true"} and fb.comment is None
+
+
+def test_copy_a_reply(alice):
+    alice.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=alice.url.split("/c/")[0])
+    reply = alice.locator(REPLIES).nth(0)
+    reply.hover()
+    reply.locator(".copy-reply").click()
+    expect(reply.locator(".copy-reply")).to_have_attribute("aria-label", "Copied")
+    copied = alice.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("You said “Hello <b>there</b>, what can you do?”: **6** words")
+
+
+def test_regenerate_the_latest_reply(alice, server):
+    replies = alice.locator(REPLIES)
+    expect(replies.nth(0).locator(".regenerate")).to_be_hidden()
+    expect(replies.nth(1).locator(".regenerate")).to_be_hidden()
+    last = replies.nth(2)
+    old_id = last.get_attribute("data-response")
+    last.locator(".regenerate").click()
+    expect(alice.locator(f'[data-response="{old_id}"]')).to_have_count(0)
+    expect(replies).to_have_count(3)
+    expect(replies.nth(2).locator(".text")).to_contain_text("(Take 2.) You said “/mcp ping the demo server”")
+    expect(replies.nth(2).locator(".regenerate")).to_be_visible()
+    new_id = replies.nth(2).get_attribute("data-response")
+    store = server.store_for("alice")
+    old, new = store.responses.get(old_id), store.responses.get(new_id)
+    assert new.previous_response_id == old.previous_response_id is not None
+    assert [i["id"] for i in new.input] == [i["id"] for i in old.input]
+    assert new.metadata["regenerates"] == old_id
+    alice.reload()
+    expect(alice.locator(REPLIES)).to_have_count(3)
+    expect(alice.locator(REPLIES).nth(2)).to_have_attribute("data-response", new_id)
+    expect(alice.locator("details.mcp-call")).to_have_count(1)
 
 
 def test_bad_input_gets_clear_messages(alice):
@@ -110,11 +188,25 @@ def test_bad_input_gets_clear_messages(alice):
     alice.fill("#message", "")
 
 
+def test_a_normal_session_logs_nothing_in_the_console(alice, session):
+    """Everything Alice did so far: sign-in, three messages and their replies,
+    votes (none on some replies), a comment, a rename, reloads, a copy and a
+    regeneration."""
+    alice.goto(alice.url)
+    expect(alice.locator(REPLIES)).to_have_count(3)
+    alice.click("text=Feedback report")
+    expect(alice.locator("#count-total")).to_be_visible()
+    alice.go_back()
+    expect(alice.locator(REPLIES)).to_have_count(3)
+    assert session["console"] == []
+
+
 def test_html_title_is_shown_as_text(alice):
     alice.click("#new-chat")
-    expect(alice.locator("#log-start")).to_have_text("This is the beginning of this chat.")
+    expect(alice.locator("#log-start")).to_have_text("Start a new chat: type a message below.")
     expect(alice.locator(REPLIES)).to_have_count(0)
     send(alice, "a chat to rename")
+    expect(alice.locator("#log-start")).to_have_text("This is the beginning of this chat.")
     payload = "<img src=x onerror=window.__pwned=1>"
     alice.locator("#conversations li.current .rename").click()
     alice.fill(".rename-input", payload)
@@ -122,6 +214,7 @@ def test_html_title_is_shown_as_text(alice):
     expect(alice.locator("#conversations li.current .title")).to_have_text(payload)
     alice.reload()
     expect(alice.locator("#conversations li.current .title")).to_have_text(payload)
+    expect(alice.locator("#chat-title")).to_have_text(payload)
     assert alice.evaluate("window.__pwned") is None
     assert alice.locator("#conversations img").count() == 0
 
@@ -169,7 +262,8 @@ def test_scroll_back_through_120_messages(alice, server):
 
 
 def test_feedback_page(alice, server):
-    alice.click("text=Feedback")
+    alice.click("text=Feedback report")
+    # Two votes stand; the one taken back and the one on the deleted chat do not count.
     expect(alice.locator("#count-total")).to_have_text("2")
     expect(alice.locator("#count-positive")).to_have_text("1")
     expect(alice.locator("#count-negative")).to_have_text("1")
@@ -190,6 +284,7 @@ def test_restart_keeps_everything(alice, server, state):
     expect(replies.nth(0).locator(".vote.up")).to_have_attribute("aria-pressed", "true")
     expect(replies.nth(0).locator(".comment")).to_have_value("Clear and friendly")
     expect(replies.nth(1).locator(".vote.down")).to_have_attribute("aria-pressed", "true")
+    expect(replies.nth(2).locator(".text")).to_contain_text("(Take 2.)")
 
 
 def test_second_user_sees_none_of_the_first_users_chats(browser, server, state):
@@ -203,7 +298,7 @@ def test_second_user_sees_none_of_the_first_users_chats(browser, server, state):
         expect(bob.locator("#notice")).to_have_text("This chat does not exist, or it belongs to another user.")
         expect(bob.locator(".message")).to_have_count(0)
         assert "Trying the example app" not in bob.content()
-        bob.click("text=Feedback")
+        bob.click("text=Feedback report")
         expect(bob.locator("#count-total")).to_have_text("0")
     finally:
         context.close()

@@ -3,6 +3,7 @@ errors, deleting, the feedback page and owner isolation."""
 
 from __future__ import annotations
 
+import io
 import re
 
 from example_app.responders import LOCAL_MODEL
@@ -186,3 +187,179 @@ def test_session_key_is_kept_in_the_instance_folder(tmp_path):
     first = create_app({"SMG_HISTORY_BACKEND": "memory"}, instance_path=str(tmp_path / "i"))
     second = create_app({"SMG_HISTORY_BACKEND": "memory"}, instance_path=str(tmp_path / "i"))
     assert first.secret_key == second.secret_key and len(first.secret_key) == 64
+
+
+# -- the /chat routes' edges ---------------------------------------------------------
+
+
+def test_sign_in_name_rule_is_the_same_in_the_field_and_on_the_server(example):
+    from example_app.auth import NAME_MAX, NAME_PATTERN
+
+    page = example.test_client().get("/signin").get_data(as_text=True)
+    assert f'maxlength="{NAME_MAX}"' in page and NAME_MAX == 32
+    assert f'pattern="{NAME_PATTERN}"' in page
+    assert signed_in(example, "a" * 32)
+    response = example.test_client().post("/signin", data={"name": "a" * 33})
+    assert response.status_code == 400 and "1 to 32 letters" in response.get_data(as_text=True)
+    assert example.test_client().post("/signin", data={"name": "a b"}).status_code == 400
+
+
+def test_first_message_creates_the_chat_with_it(alice):
+    assert alice.get("/v1/conversations").json["data"] == []
+    body = alice.post("/chat/messages", json={"text": "A brand new chat"}).json
+    conv = body["conversation"]
+    chats = alice.get("/v1/conversations").json["data"]
+    assert [c["id"] for c in chats] == [conv] and chats[0]["metadata"] == {"title": "A brand new chat"}
+    items = alice.get(f"/v1/conversations/{conv}/items?order=asc").json["data"]
+    assert [i["id"] for i in items] == [i["id"] for i in body["items"]]
+    assert items[0]["content"][0]["text"] == "A brand new chat"
+    refused = alice.post("/chat/messages", json={"text": "  "})
+    assert refused.status_code == 400 and len(alice.get("/v1/conversations").json["data"]) == 1
+
+
+def test_chat_routes_answer_json_errors(alice):
+    conv = new_chat(alice)
+    bad = alice.post(f"/chat/{conv}/messages", data="{not json", content_type="application/json")
+    assert bad.status_code == 400 and bad.json["error"]["message"] == "The request body is not valid JSON."
+    array = alice.post(f"/chat/{conv}/messages", json=["hi"])
+    assert array.status_code == 400 and "JSON object" in array.json["error"]["message"]
+    form = alice.post(f"/chat/{conv}/messages", data={"text": "hi"})
+    assert form.status_code == 400 and "application/json" in form.json["error"]["message"]
+    for method, url in (("GET", f"/chat/{conv}/messages"), ("GET", "/chat/messages"), ("PUT", f"/chat/{conv}")):
+        response = alice.open(url, method=method)
+        assert response.status_code == 405 and response.mimetype == "application/json", url
+        assert response.json["error"]["message"]
+    missing = alice.get("/chat/no/such/route")
+    assert missing.status_code == 404 and missing.mimetype == "application/json"
+    # Outside /chat and /v1, Flask's own pages are untouched.
+    assert alice.get("/no-such-page").mimetype == "text/html"
+    assert alice.get("/v1/no-such-route").json["error"]["type"] == "invalid_request_error"
+
+
+def test_chat_routes_refuse_bodies_over_the_extensions_limit(make_example):
+    app = make_example(SMG_HISTORY_MAX_REQUEST_BYTES=2048)
+    client = signed_in(app, "alice")
+    conv = new_chat(client)
+    assert get_state(app).settings.max_request_bytes == 2048
+    big = send(client, conv, "x" * 3000)
+    assert big.status_code == 413 and "2,048 bytes" in big.json["error"]["message"]
+    fits = send(client, conv, "x" * 1900)
+    assert fits.status_code == 200
+    # A body sent without a Content-Length (chunked): no more than the limit is read.
+    body = _CountingBody(b'{"text": "' + b"y" * 100_000 + b'"}')
+    streamed = client.post(
+        f"/chat/{conv}/messages",
+        content_type="application/json",
+        environ_overrides={"wsgi.input": body, "wsgi.input_terminated": True},
+    )
+    assert streamed.status_code == 413
+    assert body.read_bytes <= 2049
+
+
+class _CountingBody(io.BytesIO):
+    read_bytes = 0
+
+    def read(self, size=-1):
+        piece = super().read(size)
+        self.read_bytes += len(piece)
+        return piece
+
+
+def test_history_unavailable_is_a_friendly_503(example, alice, monkeypatch):
+    from flask_smg_history import HistoryUnavailable
+
+    conv = new_chat(alice)
+    backend = get_state(example).backend
+
+    def down(*args, **kwargs):
+        raise HistoryUnavailable("The history backend (test) is unavailable (OperationalError); try again later.")
+
+    monkeypatch.setattr(backend, "get_conversation", down)
+    response = send(alice, conv, "hi")
+    assert response.status_code == 503
+    assert response.json["error"]["message"] == "The chat history is unavailable right now; try again in a moment."
+
+
+def test_votes_come_in_one_answer_without_404s(alice):
+    conv = new_chat(alice)
+    ids = [send(alice, conv, f"message {n}").json["response_id"] for n in range(3)]
+    alice.post(f"/v1/responses/{ids[0]}/feedback", json={"rating": "positive", "comment": "good"})
+    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative"})
+    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "metadata": {"withdrawn": "true"}})
+    query = "&".join(f"response_id={i}" for i in [*ids, "resp_missing"])
+    votes = alice.get(f"/chat/votes?{query}")
+    assert votes.status_code == 200
+    assert votes.json["data"] == {ids[0]: {"rating": "positive", "comment": "good"}}
+    too_many = "&".join(f"response_id=r{n}" for n in range(101))
+    assert alice.get(f"/chat/votes?{too_many}").status_code == 400
+
+
+def test_withdrawn_votes_leave_the_feedback_page(alice):
+    conv = new_chat(alice)
+    ids = [send(alice, conv, f"message {n}").json["response_id"] for n in range(2)]
+    alice.post(f"/v1/responses/{ids[0]}/feedback", json={"rating": "positive", "comment": "kept"})
+    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "comment": "taken back"})
+    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "metadata": {"withdrawn": "true"}})
+    page = alice.get("/feedback").get_data(as_text=True)
+    assert re.search(r'id="count-total">1<', page) and re.search(r'id="count-negative">0<', page)
+    assert "kept" in page and "taken back" not in page
+
+
+def test_regenerate_only_the_latest_reply(alice):
+    conv = new_chat(alice)
+    first = send(alice, conv, "one").json
+    second = send(alice, conv, "two").json
+    older = alice.post(f"/chat/{conv}/regenerate", json={"response_id": first["response_id"]})
+    assert older.status_code == 409 and "latest reply" in older.json["error"]["message"]
+    again = alice.post(f"/chat/{conv}/regenerate", json={"response_id": second["response_id"]}).json
+    assert again["items"][-1]["content"][0]["text"].startswith("(Take 2.)")
+    third = alice.post(f"/chat/{conv}/regenerate", json={"response_id": again["response_id"]}).json
+    assert third["items"][-1]["content"][0]["text"].startswith("(Take 3.)")
+    listed = alice.get(f"/v1/responses?conversation={conv}&limit=10").json["data"]
+    assert len(listed) == 4  # both originals and both regenerations stay stored
+    missing = alice.post(f"/chat/{conv}/regenerate", json={"response_id": "resp_missing"})
+    assert missing.status_code == 404 and "no longer exists" in missing.json["error"]["message"]
+    other = new_chat(alice)
+    assert alice.post(f"/chat/{other}/regenerate", json={"response_id": third["response_id"]}).status_code == 400
+    # Deleting the chat deletes every response stored for it, replaced ones too.
+    alice.delete(f"/chat/{conv}")
+    assert alice.get(f"/v1/responses?conversation={conv}").json["data"] == []
+
+
+def test_stopping_a_finished_or_foreign_stream_changes_nothing(example, alice, bob):
+    registry = example.extensions["example_streams"]
+    stream_id, event = registry.open("alice")
+    assert bob.post(f"/chat/streams/{stream_id}/stop").json == {"id": stream_id, "stopping": False}
+    assert not event.is_set()
+    assert alice.post(f"/chat/streams/{stream_id}/stop").json == {"id": stream_id, "stopping": True}
+    assert event.is_set()
+    registry.close(stream_id)
+    assert alice.post(f"/chat/streams/{stream_id}/stop").json["stopping"] is False
+
+
+def test_pages_send_a_content_security_policy_and_a_favicon(alice):
+    page = alice.get("/")
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "object-src 'none'" in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    html = page.get_data(as_text=True)
+    assert 'rel="icon"' in html and "vendor/markdown-it/markdown-it.min.js" in html
+    icon = alice.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_feedback_counts_read_at_most_the_newest_votes(example, alice):
+    from flask import session
+
+    from example_app.votes import current_votes
+
+    conv = new_chat(alice)
+    for n in range(3):
+        response_id = send(alice, conv, f"message {n}").json["response_id"]
+        alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "positive"})
+    assert "Counted from" not in alice.get("/feedback").get_data(as_text=True)
+    with example.test_request_context():
+        session["user"] = "alice"
+        assert [len(v) for v in current_votes()[:1]] == [3] and current_votes()[1] is True
+        newest, complete = current_votes(limit=2)
+        assert len(newest) == 2 and complete is False
