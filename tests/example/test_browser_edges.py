@@ -148,7 +148,6 @@ def test_the_name_field_keeps_the_servers_rule(page, server):
     expect(page.locator("#user-name")).to_have_text("a.b-c_d" + "e" * 25)
 
 
-@pytest.mark.xfail(strict=False, reason="needs order_by=updated_at from main")
 def test_sidebar_lists_chats_by_last_activity(page, server):
     sign_in(page, server, "quinn")
     send(page, "the older chat")
