@@ -2,11 +2,11 @@
 streams back), regenerating or stopping a reply, reading the page's votes in
 one request, and deleting a chat.
 
-Everything else the page does (listing, renaming, paging, voting) goes to the
-extension's ``/v1`` blueprint directly. These need the app: a reply has to be
-generated and stored as a response plus conversation items, and deleting a
-chat also deletes the responses its replies came from, so a vote left open in
-another tab finds nothing to rate.
+Everything else the page does (listing, renaming, paging, voting and taking a
+vote back) goes to the extension's ``/v1`` blueprint directly. These need the
+app: a reply has to be generated and stored as a response plus conversation
+items, and deleting a chat also deletes the responses its replies came from,
+so a vote left open in another tab finds nothing to rate.
 
 Every answer, errors included, is JSON (or, for a reply asked for with
 ``Accept: text/event-stream``, a stream of server-sent events); bodies are
@@ -26,7 +26,6 @@ from flask_smg_history import HistoryError, NotFound, get_state, history
 
 from .auth import api_login_required
 from .turns import Turn, friendly
-from .votes import is_withdrawn
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 log = logging.getLogger(__name__)
@@ -260,8 +259,7 @@ def votes():
             fb = history.feedback.get(response_id)
         except NotFound:
             continue
-        if not is_withdrawn(fb):
-            found[response_id] = {"rating": fb.rating, "comment": fb.comment}
+        found[response_id] = {"rating": fb.rating, "comment": fb.comment}
     return jsonify({"object": "votes", "data": found})
 
 

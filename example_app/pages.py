@@ -1,8 +1,10 @@
 """Server-rendered pages: the chat shell and the feedback report.
 
 The chat page is a shell; its script fills the sidebar and the conversation
-from the JSON API. The feedback page is drawn entirely on the server from the
-votes that stand (``votes.py``: a vote taken back is left out).
+from the JSON API. The feedback page is drawn entirely on the server: its
+counts and charts from ``history.feedback.stats`` (every vote; a vote taken
+back is deleted, so it is in none of them), its comments from
+``history.feedback.list``.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ import datetime as dt
 
 from flask import Blueprint, current_app, render_template, send_from_directory, session
 
-from flask_smg_history import NotFound, history
+from flask_smg_history import Feedback, NotFound, history
 
 from .auth import page_login_required
 from .chart import grouped_bars
-from .votes import MAX_TALLIED, current_votes, tally
 
 bp = Blueprint("pages", __name__)
 
 CHART_DAYS = 14
 LATEST_COMMENTS = 20
+#: The latest comments are looked for among at most this many of the newest votes.
+COMMENT_SCAN = 1_000
 
 
 def chat_page(conversation=None, status: int = 200, notice: str | None = None):
@@ -59,21 +62,32 @@ def favicon():
     return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml")
 
 
+def latest_comments(limit: int = LATEST_COMMENTS, scan: int = COMMENT_SCAN) -> list[Feedback]:
+    """The caller's newest votes that have a comment, newest first: pages of
+    votes are read until ``limit`` are found or ``scan`` votes were read."""
+    comments: list[Feedback] = []
+    after, read = None, 0
+    while read < scan:
+        page = history.feedback.list(after=after, limit=min(100, scan - read))
+        read += len(page.data)
+        comments += [fb for fb in page.data if fb.comment]
+        if len(comments) >= limit or not page.has_more:
+            break
+        after = page.last_id
+    return comments[:limit]
+
+
 @bp.get("/feedback")
 @page_login_required
 def feedback():
-    votes, complete = current_votes()
-    stats = tally(votes)
+    stats = history.feedback.stats()
     days = dict(list(stats["by_day"].items())[-CHART_DAYS:])
-    comments = [fb for fb in votes if fb.comment][:LATEST_COMMENTS]
     return render_template(
         "feedback.html",
         user=session["user"],
         stats=stats,
-        complete=complete,
-        tallied=MAX_TALLIED,
         by_day=grouped_bars(days),
         by_model=grouped_bars(stats["by_model"]),
-        comments=comments,
+        comments=latest_comments(),
         when=lambda ts: dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

@@ -37,6 +37,8 @@ conversation_deleted = _signals.signal("smg-history.conversation-deleted")
 response_stored = _signals.signal("smg-history.response-stored")
 #: ``owner``, ``feedback`` (a ``Feedback``).
 feedback_submitted = _signals.signal("smg-history.feedback-submitted")
+#: ``owner``, ``response_id``, ``feedback_id``.
+feedback_deleted = _signals.signal("smg-history.feedback-deleted")
 
 
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:

@@ -460,6 +460,14 @@ class FeedbackStore(_Part):
         _check_id(response_id, "resp", "response_id")
         return self._call("feedback.get", self._backend.get_feedback, self._store.owner, response_id)
 
+    def delete(self, response_id: str) -> str:
+        """Withdraw this owner's feedback on a response (the response
+        stays) and return the feedback's ID; ``NotFound`` when there is none."""
+        _check_id(response_id, "resp", "response_id")
+        feedback_id = self._call("feedback.delete", self._backend.delete_feedback, self._store.owner, response_id)
+        self._store._emit(signals.feedback_deleted, response_id=response_id, feedback_id=feedback_id)
+        return feedback_id
+
     def list(
         self,
         rating: str | None = None,

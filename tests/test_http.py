@@ -339,6 +339,16 @@ def test_feedback_endpoints(make_app):
     assert stats["total"] == 1 and stats["by_rating"] == {"positive": 1, "negative": 0}
     assert stats["by_model"] == {"gpt-test": {"positive": 1, "negative": 0}}
     assert client.get("/v1/feedback/stats", headers=B).get_json()["total"] == 0
+    error = _error(client.delete(url, headers=B), 404, "response_id")  # bob's view: no such response of his
+    assert error["message"] == f"No feedback for response with id '{resp.id}'."
+    withdrawn = client.delete(url, headers=A)
+    assert withdrawn.status_code == 200
+    assert withdrawn.get_json() == {"id": first["id"], "object": "response.feedback.deleted", "deleted": True}
+    _error(client.get(url, headers=A), 404, "response_id")
+    _error(client.delete(url, headers=A), 404, "response_id")
+    assert client.get("/v1/feedback", headers=A).get_json()["data"] == []
+    assert client.get("/v1/feedback/stats", headers=A).get_json()["total"] == 0
+    assert client.get(f"/v1/responses/{resp.id}", headers=A).status_code == 200
 
 
 def test_health_and_openapi(client):

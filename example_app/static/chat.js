@@ -418,8 +418,7 @@
     async function post(body, done) {
       report("Saving…");
       try {
-        const saved = await call("POST", feedbackUrl, body);
-        show(saved.metadata && saved.metadata.withdrawn === "true" ? null : saved);
+        show(await call("POST", feedbackUrl, body));
         report(done);
       } catch (err) {
         const words = err.status === 404
@@ -429,10 +428,26 @@
       }
     }
 
+    // A second click on the same vote takes it back: the feedback is deleted.
+    // A 404 means there was none left to delete (taken back in another tab, or
+    // the reply deleted with its chat), which is what was asked for.
+    async function takeBack() {
+      report("Removing…");
+      try {
+        await call("DELETE", feedbackUrl);
+      } catch (err) {
+        if (err.status !== 404) {
+          report(describe(err, "Not removed"), true);
+          return;
+        }
+      }
+      show(null);
+      report("Vote removed");
+    }
+
     function vote(newRating) {
       if (rating === newRating) {
-        // A second click on the same vote takes it back (see votes.py).
-        post({ rating: newRating, metadata: { withdrawn: "true" } }, "Vote removed");
+        takeBack();
         return;
       }
       const body = { rating: newRating };

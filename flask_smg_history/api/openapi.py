@@ -212,6 +212,7 @@ def build_openapi(settings) -> dict[str, Any]:
                 "Rate a response", feedback, params=[rid], body={"$ref": "#/components/schemas/FeedbackSubmit"}
             ),
             "get": _op("The caller's feedback on a response", feedback, params=[rid]),
+            "delete": _op("Withdraw the caller's feedback on a response", deleted, params=[rid]),
         },
     )
     spec.path(

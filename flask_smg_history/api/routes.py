@@ -187,6 +187,11 @@ def create_blueprint(settings: Settings) -> Blueprint:
     def get_feedback(response_id: str):
         return jsonify(render.feedback(history.feedback.get(response_id)))
 
+    @bp.delete("/responses/<response_id>/feedback")
+    def delete_feedback(response_id: str):
+        feedback_id = history.feedback.delete(response_id)
+        return jsonify(render.deleted(feedback_id, "response.feedback.deleted"))
+
     @bp.get("/feedback")
     def list_feedback():
         page = history.feedback.list(

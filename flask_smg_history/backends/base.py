@@ -161,6 +161,11 @@ class Backend(ABC):
     def get_feedback(self, owner: str, response_id: str) -> Feedback: ...
 
     @abstractmethod
+    def delete_feedback(self, owner: str, response_id: str) -> str:
+        """Remove the owner's feedback on a response and return its ID, or
+        raise ``NotFound.feedback``. The response stays."""
+
+    @abstractmethod
     def list_feedback(
         self,
         owner: str,

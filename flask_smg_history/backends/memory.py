@@ -232,6 +232,14 @@ class MemoryBackend(Backend):
                 raise NotFound.feedback(response_id)
             return copy.deepcopy(fb)
 
+    def delete_feedback(self, owner, response_id):
+        with self._lock:
+            fb = self._feedback.get((response_id, owner))
+            if fb is None or not is_live(fb.expires_at, now()):
+                raise NotFound.feedback(response_id)
+            del self._feedback[(response_id, owner)]
+            return fb.id
+
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         with self._lock:
             at = now()

@@ -64,6 +64,9 @@ class NoneBackend(Backend):
     def get_feedback(self, owner, response_id):
         raise NotFound.feedback(response_id)
 
+    def delete_feedback(self, owner, response_id):
+        raise NotFound.feedback(response_id)
+
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         return Page(data=[], has_more=False)
 

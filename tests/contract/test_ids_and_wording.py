@@ -25,6 +25,7 @@ RESPONSE_CALLS = [
     ("responses.chain", lambda s, rid: s.responses.chain(rid)),
     ("feedback.submit", lambda s, rid: s.feedback.submit(rid, rating="positive")),
     ("feedback.get", lambda s, rid: s.feedback.get(rid)),
+    ("feedback.delete", lambda s, rid: s.feedback.delete(rid)),
 ]
 
 
@@ -131,6 +132,7 @@ def test_http_answers_malformed_path_ids_with_400(make_app):
         ("get", "/v1/responses/abc/input_items", None, "response_id", "abc", "resp"),
         ("get", "/v1/responses/abc/feedback", None, "response_id", "abc", "resp"),
         ("post", "/v1/responses/abc/feedback", {"rating": "positive"}, "response_id", "abc", "resp"),
+        ("delete", "/v1/responses/abc/feedback", None, "response_id", "abc", "resp"),
     ]
     for method, url, body, param, bad, prefix in requests:
         error = _error(getattr(client, method)(url, json=body), 400)

@@ -142,6 +142,30 @@ def test_feedback_submit_replace_list_and_stats(alice):
     assert sum(day["negative"] for day in stats["by_day"].values()) == 2
 
 
+def test_feedback_delete_withdraws_one_vote_and_nothing_else(alice, bob):
+    a = alice.responses.store(_response(model="m1"))
+    b = alice.responses.store(_response(model="m1"))
+    first = alice.feedback.submit(a.id, "negative", comment="wrong")
+    alice.feedback.submit(b.id, "positive")
+    bob_resp = bob.responses.store(_response(model="m1"))
+    bob.feedback.submit(bob_resp.id, "negative")
+    assert alice.feedback.delete(a.id) == first.id
+    with pytest.raises(NotFound) as info:
+        alice.feedback.get(a.id)
+    assert (info.value.param, info.value.message) == ("response_id", f"No feedback for response with id '{a.id}'.")
+    assert alice.responses.get(a.id).id == a.id  # the response stays
+    assert [f.response_id for f in alice.feedback.list().data] == [b.id]
+    assert alice.feedback.stats()["by_rating"] == {"positive": 1, "negative": 0}
+    with pytest.raises(NotFound):  # twice: nothing left to withdraw
+        alice.feedback.delete(a.id)
+    with pytest.raises(NotFound):  # another owner's vote is as missing as none
+        alice.feedback.delete(bob_resp.id)
+    assert bob.feedback.get(bob_resp.id).rating == "negative"
+    again = alice.feedback.submit(a.id, "positive")
+    assert again.id != first.id and alice.feedback.get(a.id).rating == "positive"
+    assert alice.feedback.stats()["by_rating"] == {"positive": 2, "negative": 0}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [

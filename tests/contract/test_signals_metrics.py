@@ -16,6 +16,7 @@ def received(app):
         "conversation_deleted",
         "response_stored",
         "feedback_submitted",
+        "feedback_deleted",
     ):
 
         def handler(sender, _name=name, **kwargs):
@@ -33,7 +34,8 @@ def test_every_write_sends_its_signal(app, alice, received):
     added = alice.items.add(conv.id, [{"role": "assistant", "content": "hello"}])
     alice.items.delete(conv.id, added[0].id)
     resp = alice.responses.store({"model": "m", "input": "hi"})
-    alice.feedback.submit(resp.id, "positive")
+    fb = alice.feedback.submit(resp.id, "positive")
+    alice.feedback.delete(resp.id)
     alice.conversations.delete(conv.id)
     names = [name for name, _, _ in received]
     assert names == [
@@ -42,6 +44,7 @@ def test_every_write_sends_its_signal(app, alice, received):
         "item_deleted",
         "response_stored",
         "feedback_submitted",
+        "feedback_deleted",
         "conversation_deleted",
     ]
     assert all(sender is app and kwargs["owner"] == "alice" for _, sender, kwargs in received)
@@ -50,6 +53,7 @@ def test_every_write_sends_its_signal(app, alice, received):
     assert received[2][2] == {"owner": "alice", "conversation_id": conv.id, "item_id": added[0].id}
     assert received[3][2]["response"].id == resp.id
     assert received[4][2]["feedback"].rating == "positive"
+    assert received[5][2] == {"owner": "alice", "response_id": resp.id, "feedback_id": fb.id}
 
 
 def test_failed_writes_send_nothing(alice, received):

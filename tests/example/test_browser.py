@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from flask_smg_history import get_state
+from flask_smg_history import NotFound, get_state
 
 from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in, watch
 
@@ -128,20 +128,65 @@ def test_vote_comment_with_enter_rename_and_reload(alice, server, state):
     assert (fb.rating, fb.comment) == ("positive", "Clear and friendly")
 
 
-def test_a_second_click_takes_a_vote_back(alice, server):
+def test_a_second_click_takes_a_vote_back_and_a_new_vote_counts(alice, server):
+    """Vote, take the vote back, vote again: after each step the store, the
+    API and the feedback page (in a second tab) agree. Two votes stand from
+    the test before: 👍 with a comment on the first reply, 👎 on the second."""
+    store = server.store_for("alice")
+    report = alice.context.new_page()
+
+    def feedback_page() -> tuple[tuple[str, ...], str]:
+        """The feedback page's counts (total, positive, negative) and comments."""
+        report.goto(server.url + "/feedback")
+        counts = tuple(report.locator(f"#count-{name}").inner_text() for name in ("total", "positive", "negative"))
+        return counts, report.locator("main").inner_text()
+
+    def listed() -> dict[str, dict]:
+        answer = alice.request.get(server.url + "/v1/feedback?limit=100")
+        assert answer.ok, answer.text()
+        return {fb["response_id"]: fb for fb in answer.json()["data"]}
+
     third = alice.locator(REPLIES).nth(2)
+    response_id = third.get_attribute("data-response")
     third.locator(".vote.up").click()
+    expect(third.locator(".vote-status")).to_have_text("Thanks for the feedback")
     expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "true")
+    third.locator(".comment").fill("On second thoughts")
+    third.locator(".save-comment").click()
+    expect(third.locator(".vote-status")).to_have_text("Comment saved")
+    first_id = store.feedback.get(response_id).id
+    assert listed()[response_id]["id"] == first_id
+    counts, text = feedback_page()
+    assert counts == ("3", "2", "1") and "On second thoughts" in text
+
     third.locator(".vote.up").click()
     expect(third.locator(".vote-status")).to_have_text("Vote removed")
     expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "false")
     expect(third.locator(".comment")).to_be_hidden()
+    with pytest.raises(NotFound):
+        store.feedback.get(response_id)
+    assert response_id not in listed()
+    counts, text = feedback_page()
+    assert counts == ("2", "1", "1") and "On second thoughts" not in text
     alice.reload()
     third = alice.locator(REPLIES).nth(2)
     expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "false")
+    expect(third.locator(".vote.down")).to_have_attribute("aria-pressed", "false")
     expect(alice.locator(REPLIES).nth(0).locator(".vote.up")).to_have_attribute("aria-pressed", "true")
-    fb = server.store_for("alice").feedback.get(third.get_attribute("data-response"))
-    assert fb.metadata == {"withdrawn": "true"} and fb.comment is None
+
+    # Voting again after the undo stores a new vote; the old comment went with the old one.
+    third.locator(".vote.down").click()
+    expect(third.locator(".vote-status")).to_have_text("Thanks for the feedback")
+    expect(third.locator(".vote.down")).to_have_attribute("aria-pressed", "true")
+    expect(third.locator(".comment")).to_have_value("")
+    again = store.feedback.get(response_id)
+    assert (again.rating, again.comment) == ("negative", None) and again.id != first_id
+    assert listed()[response_id]["rating"] == "negative"
+    counts, text = feedback_page()
+    assert counts == ("3", "1", "2") and "On second thoughts" not in text
+    report.close()
+    alice.reload()
+    expect(alice.locator(REPLIES).nth(2).locator(".vote.down")).to_have_attribute("aria-pressed", "true")
 
 
 def test_copy_a_reply(alice):
@@ -263,10 +308,11 @@ def test_scroll_back_through_120_messages(alice, server):
 
 def test_feedback_page(alice, server):
     alice.click("text=Feedback report")
-    # Two votes stand; the one taken back and the one on the deleted chat do not count.
-    expect(alice.locator("#count-total")).to_have_text("2")
+    # Three votes stand, the one on the regenerated reply among them; the one
+    # taken back and the one refused on the deleted chat are in no count.
+    expect(alice.locator("#count-total")).to_have_text("3")
     expect(alice.locator("#count-positive")).to_have_text("1")
-    expect(alice.locator("#count-negative")).to_have_text("1")
+    expect(alice.locator("#count-negative")).to_have_text("2")
     expect(alice.locator("svg.chart")).to_have_count(2)
     expect(alice.locator("#comments")).to_contain_text("Clear and friendly")
     save_screenshot(alice, "feedback.png", server.instance_path.parent, full_page=True)

@@ -1,11 +1,12 @@
 """What a user can run into, each in words they can act on: signed out in
-another tab, the history unavailable, a name the rules refuse. Also the
-sidebar's order by last activity, and the ``/chat`` body limit on a real
-socket."""
+another tab, the history unavailable, a vote taken back in another tab, a name
+the rules refuse. Also the sidebar's order by last activity, and the ``/chat``
+body limit on a real socket."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -131,6 +132,33 @@ def test_a_chat_deleted_in_another_tab(page, server):
         "Your message was not sent: this chat no longer exists; it was deleted, perhaps in another tab."
     )
     expect(page.locator("#message")).to_have_value("still there?")
+
+
+def test_a_vote_taken_back_in_another_tab(page, server):
+    sign_in(page, server, "tess")
+    send(page, "vote on me")
+    reply = page.locator(REPLIES).last
+    response_id = reply.get_attribute("data-response")
+    reply.locator(".vote.up").click()
+    expect(reply.locator(".vote-status")).to_have_text("Thanks for the feedback")
+    other = page.context.new_page()
+    other.goto(page.url)
+    up = other.locator(REPLIES).last.locator(".vote.up")
+    expect(up).to_have_attribute("aria-pressed", "true")
+    up.click()
+    expect(up).to_have_attribute("aria-pressed", "false")
+    other.close()
+
+    # This tab still shows the vote: taking it back finds nothing to delete
+    # (a 404), which is what was asked for, so it is no error.
+    reply.locator(".vote.up").click()
+    status = reply.locator(".vote-status")
+    expect(status).to_have_text("Vote removed")
+    expect(status).not_to_have_class(re.compile("error"))
+    expect(reply.locator(".vote.up")).to_have_attribute("aria-pressed", "false")
+    reply.locator(".vote.up").click()
+    expect(status).to_have_text("Thanks for the feedback")
+    assert server.store_for("tess").feedback.get(response_id).rating == "positive"
 
 
 def test_the_name_field_keeps_the_servers_rule(page, server):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from example_app.responders import LOCAL_MODEL
-from flask_smg_history import get_state
+from flask_smg_history import NotFound, get_state
 
 from .conftest import new_chat, send, signed_in
 
@@ -285,7 +287,7 @@ def test_votes_come_in_one_answer_without_404s(alice):
     ids = [send(alice, conv, f"message {n}").json["response_id"] for n in range(3)]
     alice.post(f"/v1/responses/{ids[0]}/feedback", json={"rating": "positive", "comment": "good"})
     alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative"})
-    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "metadata": {"withdrawn": "true"}})
+    assert alice.delete(f"/v1/responses/{ids[1]}/feedback").status_code == 200
     query = "&".join(f"response_id={i}" for i in [*ids, "resp_missing"])
     votes = alice.get(f"/chat/votes?{query}")
     assert votes.status_code == 200
@@ -294,15 +296,35 @@ def test_votes_come_in_one_answer_without_404s(alice):
     assert alice.get(f"/chat/votes?{too_many}").status_code == 400
 
 
-def test_withdrawn_votes_leave_the_feedback_page(alice):
+def counts(page: str) -> tuple[int, int, int]:
+    """The feedback page's total, positive and negative counts."""
+    found = [re.search(rf'id="count-{name}">(\d+)<', page) for name in ("total", "positive", "negative")]
+    assert all(found), page
+    return tuple(int(match.group(1)) for match in found)
+
+
+def test_a_vote_taken_back_is_deleted_and_a_new_one_counts(example, alice):
     conv = new_chat(alice)
     ids = [send(alice, conv, f"message {n}").json["response_id"] for n in range(2)]
     alice.post(f"/v1/responses/{ids[0]}/feedback", json={"rating": "positive", "comment": "kept"})
-    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "comment": "taken back"})
-    alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "metadata": {"withdrawn": "true"}})
+    first = alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "negative", "comment": "taken back"}).json
+    assert counts(alice.get("/feedback").get_data(as_text=True)) == (2, 1, 1)
+
+    deleted = alice.delete(f"/v1/responses/{ids[1]}/feedback")
+    assert deleted.status_code == 200
+    assert deleted.json == {"id": first["id"], "object": "response.feedback.deleted", "deleted": True}
+    with pytest.raises(NotFound):
+        get_state(example).store_for("alice").feedback.get(ids[1])
+    assert [fb["response_id"] for fb in alice.get("/v1/feedback").json["data"]] == [ids[0]]
     page = alice.get("/feedback").get_data(as_text=True)
-    assert re.search(r'id="count-total">1<', page) and re.search(r'id="count-negative">0<', page)
+    assert counts(page) == (1, 1, 0)
     assert "kept" in page and "taken back" not in page
+    # Nothing left to take back: a 404, as the page expects.
+    assert alice.delete(f"/v1/responses/{ids[1]}/feedback").status_code == 404
+
+    again = alice.post(f"/v1/responses/{ids[1]}/feedback", json={"rating": "positive"}).json
+    assert again["id"] != first["id"] and again["comment"] is None
+    assert counts(alice.get("/feedback").get_data(as_text=True)) == (2, 2, 0)
 
 
 def test_regenerate_only_the_latest_reply(alice):
@@ -348,18 +370,21 @@ def test_pages_send_a_content_security_policy_and_a_favicon(alice):
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
 
 
-def test_feedback_counts_read_at_most_the_newest_votes(example, alice):
+def test_latest_comments_are_looked_for_among_the_newest_votes(example, alice):
     from flask import session
 
-    from example_app.votes import current_votes
+    from example_app.pages import latest_comments
 
     conv = new_chat(alice)
-    for n in range(3):
+    for n, comment in enumerate(["oldest", None, "newer", None]):
         response_id = send(alice, conv, f"message {n}").json["response_id"]
-        alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "positive"})
-    assert "Counted from" not in alice.get("/feedback").get_data(as_text=True)
+        alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "positive", "comment": comment})
+    page = alice.get("/feedback").get_data(as_text=True)
+    assert counts(page) == (4, 4, 0)
+    assert page.index(">newer<") < page.index(">oldest<")
     with example.test_request_context():
         session["user"] = "alice"
-        assert [len(v) for v in current_votes()[:1]] == [3] and current_votes()[1] is True
-        newest, complete = current_votes(limit=2)
-        assert len(newest) == 2 and complete is False
+        assert [fb.comment for fb in latest_comments()] == ["newer", "oldest"]
+        assert [fb.comment for fb in latest_comments(limit=1)] == ["newer"]
+        assert [fb.comment for fb in latest_comments(scan=3)] == ["newer"]
+        assert latest_comments(scan=1) == []

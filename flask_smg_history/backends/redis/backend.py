@@ -511,6 +511,14 @@ class RedisBackend(RedisOperations, Backend):
             raise NotFound.feedback(response_id)
         return fb
 
+    def delete_feedback(self, owner, response_id):
+        result = self._run(
+            "delete_feedback", owner, [response_id, repr(now())], f"Feedback on response '{response_id}'"
+        )
+        if self._status(result) == "nf":
+            raise NotFound.feedback(response_id)
+        return codec.text(result[1])
+
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         at = now()
         ref_key = self._owner_key(owner, "fbref")

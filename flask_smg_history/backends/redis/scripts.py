@@ -411,6 +411,22 @@ extend(T .. ':fbref', deadline)
 return {'ok', id}
 """
 
+#: ARGV response id, now. Removes the owner's feedback on that response
+#: (the response stays); returns ``nf``, or ``ok`` and the feedback's ID.
+DELETE_FEEDBACK = r"""
+local fb = rk(ARGV[1], 'fb')
+local id = redis.call('HGET', fb, 'i')
+if not id then return {'nf'} end
+local doc = cjson.decode(redis.call('HGET', fb, 'd'))
+if doc.expires_at ~= nil and doc.expires_at ~= cjson.null and tonumber(doc.expires_at) <= tonumber(ARGV[2]) then
+  return {'nf'}
+end
+redis.call('DEL', fb)
+redis.call('ZREM', T .. ':fb', id)
+redis.call('HDEL', T .. ':fbref', id)
+return {'ok', id}
+"""
+
 #: ARGV count. Removes up to ``count`` conversations, then responses, then
 #: the owner's remaining keys. Returns ``done`` or ``more``, then counts of
 #: conversations, items, responses and feedback removed.
@@ -524,6 +540,7 @@ SCRIPTS: dict[str, str] = {
         "store_response": STORE_RESPONSE,
         "delete_response": DELETE_RESPONSE,
         "submit_feedback": SUBMIT_FEEDBACK,
+        "delete_feedback": DELETE_FEEDBACK,
         "erase": ERASE,
         "import_conversation": IMPORT_CONVERSATION,
         "import_items": IMPORT_ITEMS,

@@ -616,6 +616,19 @@ class SqlBackend(SqlOperations, Backend):
 
         return self._run(tx, write=False)
 
+    def delete_feedback(self, owner, response_id):
+        _refuse_nul(feedback_of=response_id)
+        f = self.tables.feedback
+
+        def tx(conn: sa.Connection) -> str:
+            mine = sa.and_(f.c.response_id == response_id, f.c.owner == owner, live(f, now()))
+            feedback_id = conn.execute(sa.select(f.c.id).where(mine)).scalar()
+            if feedback_id is None or conn.execute(f.delete().where(f.c.id == feedback_id, mine)).rowcount == 0:
+                raise NotFound.feedback(response_id)
+            return feedback_id
+
+        return self._run(tx)
+
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         _refuse_nul(after=after)
         if _has_nul(model):
