@@ -227,21 +227,21 @@ def _assert_redis_tls(app: Flask, server: TlsRedisServer) -> None:
 @pytest.mark.redis
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_rediss_verified_with_the_right_ca(apps, tmp_path, certs, redis_tls, host):
-    app = _redis_app(apps, tmp_path, redis_tls.url(host, ssl_cert_reqs="required", ssl_ca_certs=str(certs.ca)))
+    app = _redis_app(apps, tmp_path, redis_tls.tls_url(host, ssl_cert_reqs="required", ssl_ca_certs=str(certs.ca)))
     _round_trip(app)
     _assert_redis_tls(app, redis_tls)
 
 
 @pytest.mark.redis
 def test_rediss_without_verification_accepts_an_unknown_ca(apps, tmp_path, redis_foreign):
-    app = _redis_app(apps, tmp_path, redis_foreign.url(ssl_cert_reqs="none"))
+    app = _redis_app(apps, tmp_path, redis_foreign.tls_url(ssl_cert_reqs="none"))
     _round_trip(app)
     _assert_redis_tls(app, redis_foreign)
 
 
 @pytest.mark.redis
 def test_rediss_without_the_hostname_check_accepts_another_name(apps, tmp_path, certs, redis_misnamed):
-    app = _redis_app(apps, tmp_path, redis_misnamed.url(ssl_ca_certs=str(certs.ca), ssl_check_hostname="false"))
+    app = _redis_app(apps, tmp_path, redis_misnamed.tls_url(ssl_ca_certs=str(certs.ca), ssl_check_hostname="false"))
     _round_trip(app)
     _assert_redis_tls(app, redis_misnamed)
 
@@ -249,14 +249,14 @@ def test_rediss_without_the_hostname_check_accepts_another_name(apps, tmp_path, 
 @pytest.mark.redis
 def test_rediss_with_the_wrong_ca_is_a_503_naming_the_setting(apps, tmp_path, certs, redis_tls, redis_foreign):
     # The server's CA is not the one given, then not one the system trusts.
-    for url in (redis_tls.url(ssl_ca_certs=str(certs.foreign_ca)), redis_foreign.url()):
+    for url in (redis_tls.tls_url(ssl_ca_certs=str(certs.foreign_ca)), redis_foreign.tls_url()):
         app = _redis_app(apps, tmp_path, url)
         _assert_503(app, _redis_503("ConnectionError", REDIS_VERIFY), REDIS_TIMEOUT + SLACK, (str(certs.directory),))
 
 
 @pytest.mark.redis
 def test_rediss_to_a_host_the_certificate_is_not_for_is_a_503(apps, tmp_path, certs, redis_misnamed):
-    app = _redis_app(apps, tmp_path, redis_misnamed.url(ssl_ca_certs=str(certs.ca)))
+    app = _redis_app(apps, tmp_path, redis_misnamed.tls_url(ssl_ca_certs=str(certs.ca)))
     _assert_503(app, _redis_503("ConnectionError", REDIS_HOSTNAME), REDIS_TIMEOUT + SLACK, (OTHER_NAME,))
 
 
@@ -296,7 +296,7 @@ def test_a_tls_server_going_away_is_an_ordinary_outage(apps, tmp_path, certs):
     and the next call after the server is back succeeds."""
     server = TlsRedisServer(tmp_path / "redis", certs.server, certs.server_key, certs.ca).start()
     try:
-        app = _redis_app(apps, tmp_path, server.url(ssl_ca_certs=str(certs.ca)))
+        app = _redis_app(apps, tmp_path, server.tls_url(ssl_ca_certs=str(certs.ca)))
         _round_trip(app)
         server.stop()
         message = "The history backend (redis) is unavailable (ConnectionError); try again later."

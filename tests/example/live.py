@@ -80,6 +80,13 @@ class LiveServer:
         self.stop()
         self.start()
 
+    def __enter__(self) -> LiveServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def store_for(self, owner: str):
         assert self.app
         return get_state(self.app).store_for(owner)

@@ -29,10 +29,8 @@ def server(tmp_path_factory):
         "EXAMPLE_LLM_BASE_URL": None,
         "EXAMPLE_LOCAL_TOKEN_DELAY": 0.002,
     }
-    live = LiveServer(config, folder / "instance")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer(config, folder / "instance") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,8 @@ from .live import REPLIES, LiveServer, expect, ready, send, sign_in
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     config = {"SECRET_KEY": "edges-test", "SMG_HISTORY_BACKEND": "sqlite", "EXAMPLE_LOCAL_TOKEN_DELAY": 0.002}
-    live = LiveServer(config, tmp_path_factory.mktemp("edges") / "instance")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer(config, tmp_path_factory.mktemp("edges") / "instance") as live:
+        yield live
 
 
 @pytest.fixture

@@ -16,10 +16,8 @@ LAPTOP = {"width": 1280, "height": 900}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     config = {"SECRET_KEY": "layout-test", "SMG_HISTORY_BACKEND": "memory", "EXAMPLE_LOCAL_TOKEN_DELAY": 0.002}
-    live = LiveServer(config, tmp_path_factory.mktemp("layout") / "instance")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer(config, tmp_path_factory.mktemp("layout") / "instance") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

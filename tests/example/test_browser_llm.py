@@ -19,10 +19,8 @@ def llm():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, llm):
     config = {"SECRET_KEY": "llm-test", "SMG_HISTORY_BACKEND": "memory", "EXAMPLE_LLM_BASE_URL": llm.base_url}
-    live = LiveServer({**config, "EXAMPLE_LLM_MODEL": MODEL}, tmp_path_factory.mktemp("llm") / "instance")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer({**config, "EXAMPLE_LLM_MODEL": MODEL}, tmp_path_factory.mktemp("llm") / "instance") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

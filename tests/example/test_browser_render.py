@@ -38,10 +38,8 @@ HOSTILE = """\
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     config = {"SECRET_KEY": "render-test", "SMG_HISTORY_BACKEND": "memory", "EXAMPLE_LOCAL_TOKEN_DELAY": 0.002}
-    live = LiveServer(config, tmp_path_factory.mktemp("render") / "instance")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer(config, tmp_path_factory.mktemp("render") / "instance") as live:
+        yield live
 
 
 @pytest.fixture

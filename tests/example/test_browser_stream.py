@@ -20,10 +20,8 @@ def server(tmp_path_factory):
         "EXAMPLE_LLM_BASE_URL": None,
         "EXAMPLE_LOCAL_TOKEN_DELAY": 0.01,
     }
-    live = LiveServer(config, tmp_path_factory.mktemp("stream") / "instance")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer(config, tmp_path_factory.mktemp("stream") / "instance") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

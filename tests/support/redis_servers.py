@@ -58,12 +58,16 @@ def free_port(with_bus: bool = False) -> int:
 
 class RedisServer:
     """One ``redis-server`` on a loopback port; ``stop`` and ``start`` again
-    to simulate an outage (same port, empty data)."""
+    to simulate an outage (same port, empty data). With ``tls`` (certificate,
+    key, CA) it speaks only TLS on that port and has no plain port at all."""
 
-    def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, *extra: str, tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
         self.directory = directory
         self.port = port or free_port(with_bus=bool(extra))
         self.extra = extra
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,31 +78,47 @@ class RedisServer:
     def log(self) -> Path:
         return self.directory / f"redis-{self.port}.log"
 
+    @property
+    def _output(self) -> Path:
+        """stdout and stderr: where redis-server reports a bad command line."""
+        return self.directory / f"redis-{self.port}.out"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        cert, key, ca = self.tls
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--logfile",
-                str(self.log),
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
+        with self._output.open("wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    REDIS_SERVER,
+                    *self._listen_args(),
+                    "--bind", "127.0.0.1",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", str(self.directory),
+                    "--logfile", str(self.log),
+                    *self.extra,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        # Over TLS the probe does not verify: it checks the server is up, the
+        # tests check what verification does.
+        tls = {"ssl": True, "ssl_cert_reqs": "none"} if self.tls else {}
         client = redis.Redis(
-            port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+            port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0), **tls
         )
         deadline = time.monotonic() + 10
         ready = False
@@ -131,10 +151,16 @@ class RedisServer:
         self.process = None
 
     def _log_tail(self) -> str:
-        try:
-            return " | ".join(self.log.read_text().splitlines()[-5:])
-        except OSError:
-            return "(no log)"
+        lines = []
+        for path in (self._output, self.log):
+            try:
+                lines += path.read_text(errors="replace").splitlines()
+            except OSError:
+                pass
+        said = " | ".join(lines[-8:]) or "(no log)"
+        if self.tls and "tls" in said.lower() and ("bad directive" in said.lower() or "not built" in said.lower()):
+            return f"{REDIS_SERVER} is built without TLS support, which the TLS tests need: {said}"
+        return said
 
 
 class Cluster:

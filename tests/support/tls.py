@@ -35,11 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from .redis_servers import REDIS_SERVER, _die_with_parent, free_port
+from .redis_servers import RedisServer, _die_with_parent, free_port
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 #: The name the mismatched certificate is for: ``.invalid`` never resolves.
@@ -116,87 +112,15 @@ def make_certificates(directory: Path) -> Certificates:
 
 
 # -- redis ---------------------------------------------------------------------
-class TlsRedisServer:
+class TlsRedisServer(RedisServer):
     """A ``redis-server`` that speaks only TLS, on ``127.0.0.1:port``."""
 
     def __init__(self, directory: Path, cert: Path, key: Path, ca: Path) -> None:
-        self.directory, self.cert, self.key, self.ca = directory, cert, key, ca
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(directory, tls=(cert, key, ca))
 
-    @property
-    def log(self) -> Path:
-        return self.directory / f"redis-tls-{self.port}.log"
-
-    def url(self, host: str = "127.0.0.1", **query: str) -> str:
+    def tls_url(self, host: str = "127.0.0.1", **query: str) -> str:
         params = "&".join(f"{k}={v}" for k, v in query.items())
         return f"rediss://{host}:{self.port}/0" + (f"?{params}" if params else "")
-
-    def start(self) -> TlsRedisServer:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        output = self.directory / f"redis-tls-{self.port}.out"
-        with output.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    REDIS_SERVER,
-                    "--port", "0",
-                    "--tls-port", str(self.port),
-                    "--bind", "127.0.0.1",
-                    "--tls-cert-file", str(self.cert),
-                    "--tls-key-file", str(self.key),
-                    "--tls-ca-cert-file", str(self.ca),
-                    "--tls-auth-clients", "no",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(self.directory),
-                    "--logfile", str(self.log),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-        # Readiness over TLS without verification: this probe checks the
-        # server is up, the tests check what verification does.
-        client = redis.Redis(
-            port=self.port,
-            ssl=True,
-            ssl_cert_reqs="none",
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),
-        )
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(self._failure(output))
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(self._failure(output)) from None
-                    time.sleep(0.02)
-        except BaseException:
-            self.stop()
-            raise
-        finally:
-            client.close()
-
-    def _failure(self, output: Path) -> str:
-        said = " | ".join((_tail(output) + _tail(self.log)).splitlines()[-8:])
-        if "tls" in said.lower() and ("bad directive" in said.lower() or "not built" in said.lower()):
-            return (
-                f"{REDIS_SERVER} is built without TLS support, which the TLS tests need "
-                f"(Debian's redis-server package 6.0 and later has it): {said}"
-            )
-        return f"the TLS redis-server on port {self.port} did not start: {said}"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 # -- postgresql ----------------------------------------------------------------
