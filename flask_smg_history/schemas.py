@@ -10,6 +10,7 @@ names the field the way OpenAI does (``items[3].role``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -35,7 +36,8 @@ _SMG_WORDED = ("Unsupported item type", "Cannot add more than")
 
 #: IDs a client may choose: letters, digits, ``_`` and ``-``, up to 128 chars,
 #: so an ID is safe in a URL path, a SQL bind and a Redis key alike.
-ID_RULE = validate.Regexp(r"^[A-Za-z0-9_-]{1,128}$", error="must be 1 to 128 letters, digits, '_' or '-'.")
+#: (``\Z``, not ``$``, which would let a trailing newline through.)
+ID_RULE = validate.Regexp(r"^[A-Za-z0-9_-]{1,128}\Z", error="must be 1 to 128 letters, digits, '_' or '-'.")
 
 
 class MetadataField(fields.Dict):
@@ -113,18 +115,66 @@ class MessageItemSchema(Schema):
 
     @post_load
     def to_stored(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        assistant = data["role"] == "assistant"
-        content = data["content"]
-        if isinstance(content, str):
-            content = [{"type": "output_text" if assistant else "input_text", "text": content}]
-        parts = []
-        for part in content:
-            if part["type"] == "output_text":
-                part = {"annotations": [], "logprobs": [], **part}
-            parts.append(part)
-        stored = {**data, "type": "message", "content": parts}
-        stored.setdefault("status", "completed")
-        return stored
+        return _stored_message(data)
+
+
+def _stored_message(data: dict[str, Any]) -> dict[str, Any]:
+    """A valid message as it is stored: content as a list of parts (string
+    content becomes one ``input_text``, or ``output_text`` for the assistant),
+    ``output_text`` parts with OpenAI's empty ``annotations`` and ``logprobs``,
+    ``type`` and ``status`` filled in."""
+    assistant = data["role"] == "assistant"
+    content = data["content"]
+    if isinstance(content, str):
+        content = [{"type": "output_text" if assistant else "input_text", "text": content}]
+    parts = []
+    for part in content:
+        if part["type"] == "output_text":
+            part = {"annotations": [], "logprobs": [], **part}
+        parts.append(part)
+    stored = {**data, "type": "message", "content": parts}
+    stored.setdefault("status", "completed")
+    return stored
+
+
+#: The fields of ``MessageItemSchema`` in its order, which is the order of the
+#: keys of the payload it loads.
+_MESSAGE_FIELDS = ("type", "id", "role", "content", "status")
+_QUICK_KEYS = frozenset(_MESSAGE_FIELDS)
+_ID_PATTERN = re.compile(ID_RULE.regex.pattern)
+#: What a message's JSON holds beside its text, at most: keys, punctuation,
+#: role, status, a 128-character ID and the empty ``annotations``/``logprobs``.
+_MESSAGE_JSON_OVERHEAD = 512
+#: The most characters ``json.dumps`` writes for one character of text (an
+#: astral character becomes two ``\uXXXX`` escapes).
+_JSON_CHAR_MAX = 12
+
+
+def _quick_message(raw: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
+    """The stored payload of the commonest item, a message with string
+    content (``{"role", "content"}`` with optional ``type``, ``id`` and
+    ``status``), checked without marshmallow, whose per-call machinery costs
+    more than the rest of an append; ``None`` for anything else, which then
+    takes the full path. It accepts only what ``MessageItemSchema`` and the
+    size limit accept and returns the same payload, key order included
+    (``tests/test_quick_validation.py`` checks both over generated items);
+    text that might be near the size limit takes the full path, which
+    measures it."""
+    if not raw.keys() <= _QUICK_KEYS:
+        return None
+    role, content = raw.get("role"), raw.get("content")
+    if type(role) is not str or role not in MESSAGE_ROLES or type(content) is not str:
+        return None
+    if "type" in raw and not (type(raw["type"]) is str and raw["type"] == "message"):
+        return None
+    if "id" in raw and not (type(raw["id"]) is str and _ID_PATTERN.match(raw["id"])):
+        return None
+    if "status" in raw and not (type(raw["status"]) is str and raw["status"] in MESSAGE_STATUSES):
+        return None
+    if _JSON_CHAR_MAX * len(content) + _MESSAGE_JSON_OVERHEAD > max_bytes:
+        return None
+    return _stored_message({key: raw[key] for key in _MESSAGE_FIELDS if key in raw})
+
 
 
 #: Item types whose OpenAI resource schema requires ``status``; one sent
@@ -183,6 +233,15 @@ class ItemReferenceSchema(Schema):
 
     type = fields.Str(required=True, validate=validate.Equal("item_reference"))
     id = fields.Str(required=True, validate=ID_RULE)
+
+
+def load_item_list(items: Any) -> list[Any]:
+    """The list ``items.add`` takes: 1 to 20 objects. A plainly good list (the
+    usual case) passes without marshmallow; any other goes through
+    ``ItemsAddSchema`` for its error."""
+    if type(items) is list and 0 < len(items) <= MAX_ITEMS_PER_ADD and all(type(item) is dict for item in items):
+        return items
+    return load(_ITEMS_ADD, {"items": items})["items"]
 
 
 def _at_most_per_add(items: list[Any]) -> None:
@@ -290,6 +349,7 @@ def load(schema: Schema, data: Any, *, param_prefix: str = "") -> dict[str, Any]
         raise InvalidRequest(f"Invalid '{param}': {message}" if param else message, param=param or None) from None
 
 
+_ITEMS_ADD = ItemsAddSchema()
 _MESSAGE = MessageItemSchema()
 _OTHER = OtherItemSchema()
 _REFERENCE = ItemReferenceSchema()
@@ -313,12 +373,21 @@ def load_item(raw: Any, param: str, max_bytes: int) -> dict[str, Any]:
     """Validate one input item and return its stored payload (without ``id``
     when the caller gave none: the store mints it). An item reference comes
     back as is, for the backend to resolve."""
+    if type(raw) is dict:
+        quick = _quick_message(raw, max_bytes)
+        if quick is not None:
+            return quick
+    return load_item_by_schema(raw, param, max_bytes)
+
+
+def load_item_by_schema(raw: Any, param: str, max_bytes: int) -> dict[str, Any]:
+    """``load_item`` without the quick path: the reference it is held to."""
     if not isinstance(raw, dict):
         raise InvalidRequest(f"Invalid '{param}': expected an object.", param=param)
     if _depth(raw) > MAX_DEPTH:
         raise InvalidRequest(f"Invalid '{param}': nested more than {MAX_DEPTH} levels deep.", param=param)
     kind = raw.get("type", "message")
-    schema = {"message": _MESSAGE, "item_reference": _REFERENCE}.get(kind, _OTHER)
+    schema = {"message": _MESSAGE, "item_reference": _REFERENCE}.get(kind, _OTHER) if isinstance(kind, str) else _OTHER
     payload = load(schema, raw, param_prefix=param)
     if len(json.dumps(payload, separators=(",", ":"))) > max_bytes:
         raise InvalidRequest(f"Invalid '{param}': the item is larger than {max_bytes} bytes.", param=param)

@@ -33,7 +33,6 @@ T = TypeVar("T")
 _CONVERSATION_CREATE = schemas.ConversationCreateSchema()
 _CONVERSATION_UPDATE = schemas.ConversationUpdateSchema()
 _CONVERSATION_PATCH = schemas.ConversationPatchSchema()
-_ITEMS_ADD = schemas.ItemsAddSchema()
 _RESPONSE_STORE = schemas.ResponseStoreSchema()
 _FEEDBACK_SUBMIT = schemas.FeedbackSubmitSchema()
 log = logging.getLogger("flask_smg_history")
@@ -259,9 +258,8 @@ class Items(_Part):
         """Append 1 to 20 items after everything already in the conversation.
         The batch is validated whole before anything is written."""
         _check_id(conversation_id, "conv", "conversation_id")
-        data = schemas.load(_ITEMS_ADD, {"items": items})
         at = now()
-        records = self._store._new_items(data["items"], conversation_id, at)
+        records = self._store._new_items(schemas.load_item_list(items), conversation_id, at)
         added = self._call(
             "items.add",
             self._backend.add_items,
