@@ -30,6 +30,7 @@ class Metrics:
         self._counts: Counter[tuple[str, str, str]] = Counter()
         self._seconds: Counter[tuple[str, str]] = Counter()
         self.registry = None
+        self._labelled: dict[tuple[str, str], tuple[Any, Any]] = {}
         if prometheus_client is not None:
             self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
             self._operations = prometheus_client.Counter(
@@ -58,10 +59,23 @@ class Metrics:
             self._counts[(operation, backend, outcome)] += 1
             self._seconds[(operation, backend)] += seconds
         if self.registry is not None:
-            self._operations.labels(operation, backend, outcome).inc()
-            self._latency.labels(operation, backend).observe(seconds)
+            counter, histogram = self._children(operation, outcome)
+            counter.inc()
+            histogram.observe(seconds)
             if error_kind is not None:
                 self._errors.labels(backend, error_kind).inc()
+
+    def _children(self, operation: str, outcome: str) -> tuple[Any, Any]:
+        """The labelled counter and histogram of an (operation, outcome),
+        looked up once: ``labels()`` costs as much as the rest of ``record``,
+        which runs on every call."""
+        key = (operation, outcome)
+        found = self._labelled.get(key)
+        if found is None:
+            backend = self._backend.name
+            found = self._operations.labels(operation, backend, outcome), self._latency.labels(operation, backend)
+            self._labelled[key] = found
+        return found
 
     def snapshot(self) -> dict[str, Any]:
         """``{"operations": {(operation, backend, outcome): count},

@@ -71,8 +71,16 @@ local function extend(key, deadline)
   local t = redis.call('PEXPIRETIME', key)
   if t == -1 or (t >= 0 and t < tonumber(deadline)) then redis.call('PEXPIREAT', key, deadline) end
 end
--- Give a conversation's keys one deadline and extend what it shares.
+-- Give a conversation's keys one deadline and extend what it shares. With
+-- no deadline, a conversation whose meta and owner whose index never expire
+-- has nothing else that does (touch keeps a conversation's keys on one
+-- deadline, and the owner's indexes on one), so only its shared items are
+-- made persistent: the common case costs 3 calls instead of 8.
 local function touch(cid, deadline)
+  if deadline == '' and redis.call('PTTL', ck(cid, 'meta')) == -1 and redis.call('PTTL', KEYS[1]) == -1 then
+    for _, id in ipairs(redis.call('SMEMBERS', ck(cid, 'shared'))) do redis.call('PERSIST', sk(id)) end
+    return
+  end
   expire(deadline, conv_keys(cid))
   for _, id in ipairs(redis.call('SMEMBERS', ck(cid, 'shared'))) do extend(sk(id), deadline) end
   extend(KEYS[1], deadline)
@@ -97,13 +105,16 @@ local function locate(id, now)
 end
 -- Check a whole batch of (id, JSON) pairs from ARGV[from]; an empty JSON is
 -- a reference. Returns an error reply, or nil when all of it may be written.
+-- An ID linked here is also located (in this conversation's data, or
+-- shared), so only a located ID needs the ZSCORE: a new one costs 2 calls.
 local function check(cid, from, now)
   local seen = {}
   for i = from, #ARGV, 2 do
     local id = ARGV[i]
-    if seen[id] or redis.call('ZSCORE', ck(cid, 'items'), id) then return {'dup', id} end
+    if seen[id] then return {'dup', id} end
     seen[id] = true
     local where = locate(id, now)
+    if where and redis.call('ZSCORE', ck(cid, 'items'), id) then return {'dup', id} end
     if ARGV[i + 1] == '' then
       if not where then return {'nf_item', id} end
     elseif where then
