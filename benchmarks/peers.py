@@ -14,7 +14,8 @@ medians.
 - raw: the bare driver doing the same job the simplest way: psycopg2
   ``INSERT`` + ``COMMIT`` into a ``(id bigserial, session_id, message jsonb)``
   table with an index on ``(session_id, id)``, and ``ORDER BY id DESC LIMIT
-  20``; redis-py ``RPUSH`` and ``LRANGE -20 -1``; messages are JSON, decoded.
+  20`` in autocommit (one round trip); redis-py ``RPUSH`` and ``LRANGE -20
+  -1``; messages are JSON, decoded.
 
 Appends keep a conversation near its nominal length: each conversation takes
 at most a tenth of its length in appends before the next, prefilled one is
@@ -209,12 +210,16 @@ class RawPostgres(Contender):
         self.conn.commit()
 
     def read(self, handle: Any) -> list[Any]:
-        with self.conn.cursor() as cur:
-            cur.execute(
-                f"SELECT message FROM {self.table} WHERE session_id = %s ORDER BY id DESC LIMIT %s", (handle, CONTEXT)
-            )
-            rows = cur.fetchall()
-        self.conn.commit()
+        self.conn.autocommit = True  # one round trip: no BEGIN, no COMMIT
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT message FROM {self.table} WHERE session_id = %s ORDER BY id DESC LIMIT %s",
+                    (handle, CONTEXT),
+                )
+                rows = cur.fetchall()
+        finally:
+            self.conn.autocommit = False
         return [row[0] for row in reversed(rows)]
 
     def close(self) -> None:

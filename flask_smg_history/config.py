@@ -131,13 +131,20 @@ class Settings:
     )
     postgres_db_url: str | None = _setting(
         None,
-        "PostgreSQL URL, `postgres://` or `postgresql://`, query parameters passed to psycopg2.",
+        "PostgreSQL URL, `postgres://` or `postgresql://`, query parameters passed to the driver (psycopg).",
         secret=True,
     )
     postgres_pool_max_size: int = _setting(
         16,
         "Connections in the PostgreSQL pool.",
         minimum=1,
+    )
+    postgres_prepared_statements: bool = _setting(
+        True,
+        (
+            "Let psycopg prepare the statements a connection runs often (planned once, not on every call). "
+            "Turn off behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21)."
+        ),
     )
     sql_pool_timeout_secs: float = _setting(
         30.0,

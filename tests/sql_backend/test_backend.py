@@ -19,7 +19,7 @@ from ..support.backends_sql import postgres
 
 def test_postgres_url_forms():
     url = postgres_url("postgres://app:pw@db:5433/history?sslmode=require")
-    assert (url.drivername, url.host, url.port, url.database) == ("postgresql+psycopg2", "db", 5433, "history")
+    assert (url.drivername, url.host, url.port, url.database) == ("postgresql+psycopg", "db", 5433, "history")
     assert url.query == {"sslmode": "require", "connect_timeout": "10"}
     assert postgres_url("postgresql://db/h?connect_timeout=3").query["connect_timeout"] == "3"
     with pytest.raises(ConfigError) as info:
@@ -89,6 +89,41 @@ def pg_app(request, tmp_path):
 @pytest.fixture
 def pg_store(pg_app):
     return get_state(pg_app).store_for("alice")
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_writes_are_transactions_and_reads_are_single_statements(tmp_path, driver):
+    """On both drivers a write of several statements runs in one transaction
+    (one transaction ID throughout, rolled back whole on an error), while a
+    read sends no BEGIN: each statement is its own transaction."""
+    with postgres(tmp_path) as config:
+        config["SMG_HISTORY_POSTGRES_DB_URL"] = config["SMG_HISTORY_POSTGRES_DB_URL"].replace(
+            "postgresql://", f"postgresql+{driver}://"
+        )
+        app = build_app(config)
+        backend = get_state(app).backend
+        assert backend.engine.driver == driver
+        xid = "SELECT txid_current()"
+
+        def twice(conn):
+            return conn.exec_driver_sql(xid).scalar(), conn.exec_driver_sql(xid).scalar()
+
+        first, second = backend._run(twice)
+        assert first == second
+        first, second = backend._run(twice, write=False)
+        assert first != second
+        schema = config["SMG_HISTORY_SQL_SCHEMA"]
+
+        def write_then_fail(conn):
+            conn.exec_driver_sql(f"CREATE TABLE {schema}.tx_probe (n int)")
+            raise RuntimeError("fails after writing")
+
+        with pytest.raises(RuntimeError):
+            backend._run(write_then_fail)
+        assert not sa.inspect(backend.engine).has_table("tx_probe", schema=schema)
+        backend._run(lambda conn: conn.exec_driver_sql(f"CREATE TABLE {schema}.tx_probe (n int)"))
+        assert sa.inspect(backend.engine).has_table("tx_probe", schema=schema)
+        backend.close()
 
 
 def test_single_item_appends_on_both_paths(pg_store):
@@ -255,3 +290,24 @@ def test_responses_list_is_an_index_range_scan_on_postgres(pg_app, pg_store):
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
     assert "Index Scan Backward using smg_history_resp_owner" in plan, plan
     assert "Sort" not in plan, plan
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_hot_statements_are_prepared_on_the_server_unless_turned_off(tmp_path, prepared):
+    """psycopg prepares a statement a connection has run five times; with
+    SMG_HISTORY_POSTGRES_PREPARED_STATEMENTS off (for PgBouncer) it never does."""
+    with postgres(tmp_path) as config:
+        config["SMG_HISTORY_POSTGRES_PREPARED_STATEMENTS"] = prepared
+        config["SMG_HISTORY_POSTGRES_POOL_MAX_SIZE"] = 1  # every call on the same connection
+        app = build_app(config)
+        store = get_state(app).store_for("alice")
+        conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
+        for _ in range(6):
+            assert len(store.items.recent(conv.id, 20)) == 1
+        backend = get_state(app).backend
+        found = backend._run(
+            lambda conn: conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all(),
+            write=False,
+        )
+        assert any("next_position" in sql for sql in found) is prepared
+        backend.close()

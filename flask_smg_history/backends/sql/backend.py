@@ -57,7 +57,7 @@ from ..base import Backend, merge_metadata
 from . import items as links
 from . import migrate, rows
 from .admin import SqlOperations
-from .engine import SQLITE_BEGIN, build_engine, postgres_tls_hint
+from .engine import build_engine, postgres_tls_hint
 from .tables import beyond, build_tables, live
 
 T = TypeVar("T")
@@ -85,17 +85,8 @@ class SqlBackend(SqlOperations, Backend):
         self.engine = built.engine
         self._owned = built.owned
         self._closer = built.closer
-        sqlite = self.engine.dialect.name == "sqlite"
-        postgres = self.engine.dialect.name == "postgresql"
-        self.write_options = {SQLITE_BEGIN: "IMMEDIATE"} if sqlite else {}
-        # PostgreSQL reads run in autocommit: under READ COMMITTED every
-        # statement takes its own snapshot inside a transaction too, so this
-        # gives up nothing and saves the BEGIN and COMMIT round trips (a third
-        # of a short read's time on loopback). So does an append of one item,
-        # which is one statement (``_append_one_statement``).
-        autocommit = {"isolation_level": "AUTOCOMMIT"} if postgres else {}
-        self._read_options = {SQLITE_BEGIN: "DEFERRED"} if sqlite else autocommit
-        self._single_statement_options = autocommit or self.write_options
+        self._transactions = built.transactions
+        self.write_options = built.transactions.write
         self._reserve_positions = self._reserve_statement()
         self._recent = self._recent_statement()
         one_statement = self.engine.dialect.name == "postgresql" and self.engine.dialect.paramstyle == "pyformat"
@@ -148,7 +139,7 @@ class SqlBackend(SqlOperations, Backend):
             self._schema_ok = True
 
     def _current_revision(self) -> str | None:
-        with self._connect(self._read_options) as conn:
+        with self._connect(self._transactions.read) as conn:
             return migrate.current_revision(self, conn)
 
     # -- transactions --------------------------------------------------------
@@ -166,7 +157,8 @@ class SqlBackend(SqlOperations, Backend):
         a read-only one (``write=False``), or, where ``fn`` sends exactly one
         statement (``single``), the statement's own transaction."""
         self._check_schema()
-        options = self._single_statement_options if single else self.write_options if write else self._read_options
+        kinds = self._transactions
+        options = kinds.single if single else kinds.write if write else kinds.read
         for attempt in (1, 2):
             with self._connect(options) as conn:
                 try:
@@ -670,7 +662,7 @@ class SqlBackend(SqlOperations, Backend):
 
     # -- operations ----------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        with self._connect(self._read_options) as conn:
+        with self._connect(self._transactions.read) as conn:
             conn.execute(sa.text("SELECT 1" + (" FROM DUAL" if self.engine.dialect.name == "oracle" else "")))
             revision = migrate.current_revision(self, conn)
         self._schema_ok = False
@@ -699,10 +691,12 @@ class SqlBackend(SqlOperations, Backend):
 
 
 def _refuses_nul(exc: Exception) -> bool:
-    """psycopg2 refuses NUL in a text parameter (ValueError) and JSONB refuses
+    """The driver refuses NUL in a text parameter (psycopg2 with a
+    ValueError, psycopg with a DataError saying so) and JSONB refuses
     ``\\u0000`` (SQLSTATE 22P05, untranslatable character)."""
     if isinstance(exc, sa_exc.DataError):
-        return getattr(exc.orig, "pgcode", None) == "22P05"
+        code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+        return code == "22P05" or "NUL" in str(exc.orig)
     return "NUL" in str(exc)
 
 
@@ -719,8 +713,8 @@ def _refuse_nul(
     after: str | None = None,
 ) -> None:
     """Answer an ID holding NUL as the missing record it is, without a round
-    trip: no stored ID holds one (PostgreSQL text cannot), and psycopg2 would
-    refuse the parameter with a ValueError, a 500."""
+    trip: no stored ID holds one (PostgreSQL text cannot), and the driver
+    would refuse the parameter (a 500)."""
     if _has_nul(conversation_id):
         raise NotFound.conversation(conversation_id)
     if _has_nul(item_id):

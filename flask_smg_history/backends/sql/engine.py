@@ -7,8 +7,16 @@ starts; the first call that needs a connection fails with a 503 instead.
   in WAL mode. Write transactions start with ``BEGIN IMMEDIATE`` so that
   concurrent writers queue on SQLite's busy timeout instead of failing with
   "database is locked" when a read lock cannot be upgraded.
-- ``postgres``: psycopg2 with a pool of ``POSTGRES_POOL_MAX_SIZE`` connections
-  and no overflow; callers wait at most ``SQL_POOL_TIMEOUT_SECS`` for one. A
+- ``postgres``: psycopg (3) with a pool of ``POSTGRES_POOL_MAX_SIZE`` connections
+  and no overflow; callers wait at most ``SQL_POOL_TIMEOUT_SECS`` for one.
+  psycopg prepares a statement on the server once a connection has run it
+  five times, so the hot statements are planned once per connection, not on
+  every call (planning cost more than running them). Its connections are in
+  autocommit, and a transaction of several statements begins with an
+  explicit ``BEGIN`` (the "begin" event below): reads and one-statement
+  writes then cost one round trip, not three. A URL naming another driver
+  (``postgresql+psycopg2://``) gets the same by switching each read to
+  autocommit. A
   ``connect_timeout`` of 10 s is added when the URL has none, so an unreachable
   server answers 503 in bounded time. TLS is libpq's (``sslmode``,
   ``sslrootcert`` in the URL); ``postgres_tls_hint`` says what to fix when it
@@ -41,24 +49,47 @@ if TYPE_CHECKING:
 
 #: Added to a PostgreSQL URL without its own ``connect_timeout`` (seconds).
 DEFAULT_CONNECT_TIMEOUT = 10
-#: Execution option naming how a SQLite transaction begins.
-SQLITE_BEGIN = "smg_history_sqlite_begin"
+#: Execution option naming how a transaction begins on the engines whose
+#: "begin" event issues BEGIN: SQLite's ``IMMEDIATE`` (the default) or
+#: ``DEFERRED``; PostgreSQL's ``BEGIN`` (the default) or ``""``, none, for
+#: work that is one statement or only reads.
+BEGIN = "smg_history_begin"
+#: Switches a PostgreSQL connection to autocommit for one checkout.
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """The execution options of a backend's three kinds of work: ``write``,
+    statements that must commit together; ``read``, statements that only
+    read; ``single``, one statement that writes, atomic by itself. On
+    PostgreSQL the last two need no transaction of their own: under READ
+    COMMITTED each statement takes its own snapshot inside one too."""
+
+    write: dict[str, Any]
+    read: dict[str, Any]
+    single: dict[str, Any]
 
 
 @dataclass
 class BuiltEngine:
     engine: Engine
     owned: bool  # False for the host's engine, which we must not dispose
+    transactions: Transactions
     closer: Any = None  # releases an extra pool (Oracle's), when there is one
 
 
 def build_engine(name: str, settings: Settings, app: Flask) -> BuiltEngine:
     if settings.sql_use_app_db:
-        return BuiltEngine(_host_engine(app), owned=False)
+        engine = _host_engine(app)
+        # Not our engine: no listeners, so PostgreSQL reads switch to autocommit.
+        single = _AUTOCOMMIT if engine.dialect.name == "postgresql" else {}
+        return BuiltEngine(engine, owned=False, transactions=Transactions({}, single, single))
     if name == "sqlite":
-        return BuiltEngine(_sqlite_engine(settings, app), owned=True)
+        immediate = {BEGIN: "IMMEDIATE"}
+        return BuiltEngine(_sqlite_engine(settings, app), True, Transactions(immediate, {BEGIN: "DEFERRED"}, immediate))
     if name == "postgres":
-        return BuiltEngine(_postgres_engine(settings), owned=True)
+        return _postgres_engine(settings)
     if name == "oracle":
         return _oracle_engine(settings)
     raise ConfigError(f"SMG_HISTORY_BACKEND={name!r} is not a SQL backend.", param="SMG_HISTORY_BACKEND")
@@ -97,7 +128,7 @@ def _sqlite_engine(settings: Settings, app: Flask) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        mode = conn.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        mode = conn.get_execution_options().get(BEGIN, "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
@@ -105,8 +136,8 @@ def _sqlite_engine(settings: Settings, app: Flask) -> Engine:
 
 def postgres_url(raw: str | None) -> URL:
     """Accept ``postgres://`` and ``postgresql://`` (SMG's forms) and pick
-    psycopg2 unless the URL names a driver; query parameters are kept and go
-    to ``psycopg2.connect``."""
+    psycopg (3) unless the URL names a driver; query parameters are kept and
+    go to the driver's ``connect``."""
     if not raw:
         raise ConfigError(
             "The postgres backend needs SMG_HISTORY_POSTGRES_DB_URL, e.g. "
@@ -122,7 +153,7 @@ def postgres_url(raw: str | None) -> URL:
             param="SMG_HISTORY_POSTGRES_DB_URL",
         ) from exc
     if url.drivername in ("postgres", "postgresql"):
-        url = url.set(drivername="postgresql+psycopg2")
+        url = url.set(drivername="postgresql+psycopg")
     if not url.drivername.startswith("postgresql"):
         raise ConfigError(
             f"SMG_HISTORY_POSTGRES_DB_URL must start with postgres:// or postgresql://, not {url.drivername}://.",
@@ -170,16 +201,38 @@ def postgres_tls_hint(exc: BaseException, url_setting: str) -> str | None:
     return None
 
 
-def _postgres_engine(settings: Settings) -> Engine:
-    return sa.create_engine(
-        postgres_url(settings.postgres_db_url),
+def _postgres_engine(settings: Settings) -> BuiltEngine:
+    url = postgres_url(settings.postgres_db_url)
+    psycopg = url.get_driver_name() == "psycopg"
+    engine = sa.create_engine(
+        url,
         pool_size=settings.postgres_pool_max_size,
         max_overflow=0,
         pool_timeout=settings.sql_pool_timeout_secs,
         # Reuse the most recently returned connection: under light load one
         # warm server process serves every call instead of all in turn.
         pool_use_lifo=True,
+        **({"isolation_level": "AUTOCOMMIT"} if psycopg else {}),
     )
+    if not psycopg:
+        return BuiltEngine(engine, owned=True, transactions=Transactions({}, _AUTOCOMMIT, _AUTOCOMMIT))
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # psycopg's commit() and rollback() follow the server's transaction
+        # state, so a BEGIN issued here is committed or rolled back by them.
+        mode = conn.get_execution_options().get(BEGIN, "BEGIN")
+        if mode:
+            conn.exec_driver_sql(mode)
+
+    if not settings.postgres_prepared_statements:
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.prepare_threshold = None
+
+    none = {BEGIN: ""}
+    return BuiltEngine(engine, owned=True, transactions=Transactions({}, none, none))
 
 
 class _LazyOraclePool:
@@ -211,4 +264,4 @@ def _oracle_engine(settings: Settings) -> BuiltEngine:
         oracle.enable_thick_mode()
     pool = _LazyOraclePool(options)
     engine = sa.create_engine("oracle+oracledb://", creator=pool.acquire, poolclass=NullPool)
-    return BuiltEngine(engine, owned=True, closer=pool.close)
+    return BuiltEngine(engine, owned=True, transactions=Transactions({}, {}, {}), closer=pool.close)
