@@ -1,6 +1,7 @@
 """Load and faults: gunicorn with several workers, 32 concurrent clients.
 
     .venv/bin/python -m benchmarks.load --backend postgres [--seconds 60] [--restart-at 20]
+    .venv/bin/python -m benchmarks.load --backend redis --compare [--seconds 120]
 
 Half the requests add one item to one of 64 conversations, half list a page of
 20 items. It prints requests per second and p50/p99 latency per operation,
@@ -12,6 +13,12 @@ when nothing else uses it), Redis by killing and restarting the server this
 script starts for itself (port 6390, append-only file fsynced on every write,
 so what Redis accepted survives). Requests during the outage should be 503s,
 none should hang beyond the timeouts, and the service should recover by itself.
+
+With ``--compare`` a second gunicorn, with the same settings, serves the
+hand-written Flask views of ``benchmarks/naive_app.py`` (same routes, the bare
+driver) on the same database, and the clients load the two in turn, in
+``--phases`` alternating slices of the run, so a busy moment of the machine
+falls on both; it prints both and the ratio of requests per second.
 """
 
 from __future__ import annotations
@@ -33,7 +40,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PORT = 0  # chosen at start-up
 REDIS_PORT = 6390
 KEY = "sk-load"
 HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
@@ -82,6 +88,30 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: dict
     return response.status, response.read()
 
 
+def gunicorn(app: str, port: int, env: dict[str, str], workers: int) -> subprocess.Popen:
+    """The same gunicorn settings for every app served."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "--threads",
+            "8",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "30",
+            "--log-level",
+            "warning",
+            app,
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Load and fault run against gunicorn.")
     parser.add_argument("--backend", choices=("postgres", "redis"), required=True)
@@ -89,48 +119,45 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--restart-at", type=float, help="Restart the database this many seconds in.")
+    parser.add_argument("--compare", action="store_true", help="Also serve benchmarks/naive_app.py and compare.")
+    parser.add_argument("--phases", type=int, default=6, help="Alternating slices of a --compare run.")
     args = parser.parse_args()
+    if args.compare and args.restart_at is not None:
+        parser.error("--restart-at runs against the extension alone")
 
-    global PORT
-    PORT = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="smg-load-"))
     env = {**os.environ, "SMG_HISTORY_BACKEND": args.backend, "SMG_HISTORY_API_KEYS": f"{KEY}=load"}
+    naive_env = {**os.environ, "NAIVE_BACKEND": args.backend, "NAIVE_API_KEY": KEY}
     redis_proc = None
     prefix = f"load{os.getpid()}_"
     if args.backend == "postgres":
         env |= {
-            "SMG_HISTORY_POSTGRES_DB_URL": "postgresql://root@127.0.0.1:5432/test?connect_timeout=3",
+            "SMG_HISTORY_POSTGRES_DB_URL": f"{PG_URL}?connect_timeout=3",
             "SMG_HISTORY_TABLE_PREFIX": prefix,
             "SMG_HISTORY_CREATE_TABLES": "true",
         }
+        naive_env |= {"NAIVE_POSTGRES_URL": PG_URL, "NAIVE_TABLE": f"{prefix}naive"}
     else:
         redis_proc = start_redis(workdir)
-        env |= {"SMG_HISTORY_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0", "SMG_HISTORY_REDIS_SOCKET_TIMEOUT": "2"}
-    gunicorn = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            str(args.workers),
-            "--threads",
-            "8",
-            "-b",
-            f"127.0.0.1:{PORT}",
-            "--timeout",
-            "30",
-            "--log-level",
-            "warning",
-            "benchmarks.load_app:create()",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+        redis_url = f"redis://127.0.0.1:{REDIS_PORT}/0"
+        env |= {"SMG_HISTORY_REDIS_URL": redis_url, "SMG_HISTORY_REDIS_SOCKET_TIMEOUT": "2"}
+        naive_env |= {"NAIVE_REDIS_URL": redis_url, "NAIVE_KEY_PREFIX": f"{prefix}naive:"}
+    targets = {"ours": free_port()}
+    servers = [gunicorn("benchmarks.load_app:create()", targets["ours"], env, args.workers)]
+    if args.compare:
+        if args.backend == "postgres":
+            create_naive_table(f"{prefix}naive")
+        targets["hand-written"] = free_port()
+        servers.append(gunicorn("benchmarks.naive_app:create()", targets["hand-written"], naive_env, args.workers))
     try:
-        run(args, redis_proc, workdir)
+        if args.compare:
+            compare(args, targets)
+        else:
+            run(args, targets["ours"], redis_proc, workdir)
     finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        gunicorn.wait(15)
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+            server.wait(15)
         if redis_proc is not None:
             redis_proc.kill()
         if args.backend == "postgres":
@@ -138,62 +165,140 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+PG_URL = "postgresql://root@127.0.0.1:5432/test"
+
+
+def create_naive_table(table: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, conversation_id text NOT NULL, message jsonb)")
+        )
+        connection.execute(sa.text(f"CREATE INDEX ON {table} (conversation_id, id)"))
+    engine.dispose()
+
+
 def drop_tables(prefix: str) -> None:
     import sqlalchemy as sa
 
-    engine = sa.create_engine("postgresql+psycopg2://root@127.0.0.1:5432/test")
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg2://"))
     with engine.begin() as connection:
-        for table in ("feedback", "responses", "items", "conversations"):
+        for table in ("feedback", "responses", "conv_items", "items", "conversations", "naive", "alembic_version"):
             connection.execute(sa.text(f'DROP TABLE IF EXISTS "{prefix}{table}" CASCADE'))
+    engine.dispose()
 
 
-def run(args, redis_proc, workdir: Path) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-    for _ in range(100):
-        try:
-            request(conn, "GET", "/v1/history/health")
-            break
-        except OSError:
-            time.sleep(0.2)
-            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-    conversations = [json.loads(request(conn, "POST", "/v1/conversations", {})[1])["id"] for _ in range(64)]
+class Load:
+    """One target's requests: latencies, statuses and accepted item IDs,
+    accumulated over the slices of the run it was loaded in."""
 
-    latencies: dict[str, list[float]] = {"create-item": [], "list-items": []}
-    statuses: Counter[tuple[str, int]] = Counter()
-    accepted: dict[str, list[str]] = {cid: [] for cid in conversations}
-    lock = threading.Lock()
-    deadline = time.monotonic() + args.seconds
-    longest = [0.0]
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.latencies: dict[str, list[float]] = {"create-item": [], "list-items": []}
+        self.statuses: Counter[tuple[str, int]] = Counter()
+        self.accepted: dict[str, list[str]] = {}
+        self.longest = 0.0
+        self.seconds = 0.0
+        self.lock = threading.Lock()
 
-    def client(n: int) -> None:
-        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-        k = n
-        while time.monotonic() < deadline:
-            cid = conversations[k % len(conversations)]
-            op = "create-item" if k % 2 == 0 else "list-items"
-            k += 1
-            started = time.perf_counter()
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def start(self) -> None:
+        conn = self.connect()
+        for _ in range(100):
             try:
-                if op == "create-item":
-                    status, body = request(
-                        c,
-                        "POST",
-                        f"/v1/conversations/{cid}/items",
-                        {"items": [{"role": "user", "content": f"load {n}:{k}"}]},
-                    )
-                else:
-                    status, body = request(c, "GET", f"/v1/conversations/{cid}/items?limit=20")
-            except (OSError, http.client.HTTPException):
-                status, body = 0, b""
-                c.close()
-                c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-            elapsed = time.perf_counter() - started
-            with lock:
-                latencies[op].append(elapsed)
-                statuses[(op, status)] += 1
-                longest[0] = max(longest[0], elapsed)
-                if op == "create-item" and status == 200:
-                    accepted[cid].append(json.loads(body)["data"][0]["id"])
+                request(conn, "GET", "/v1/conversations/none/items")
+                break
+            except OSError:
+                time.sleep(0.2)
+                conn = self.connect()
+        for _ in range(64):
+            self.accepted[json.loads(request(conn, "POST", "/v1/conversations", {})[1])["id"]] = []
+
+    def drive(self, seconds: float, concurrency: int, fault: threading.Thread | None = None) -> None:
+        """``concurrency`` clients on keep-alive connections for ``seconds``."""
+        conversations = list(self.accepted)
+        deadline = time.monotonic() + seconds
+
+        def client(n: int) -> None:
+            c = self.connect()
+            k = n
+            while time.monotonic() < deadline:
+                cid = conversations[k % len(conversations)]
+                op = "create-item" if k % 2 == 0 else "list-items"
+                k += 1
+                started = time.perf_counter()
+                try:
+                    if op == "create-item":
+                        body = {"items": [{"role": "user", "content": f"load {n}:{k}"}]}
+                        status, raw = request(c, "POST", f"/v1/conversations/{cid}/items", body)
+                    else:
+                        status, raw = request(c, "GET", f"/v1/conversations/{cid}/items?limit=20")
+                except (OSError, http.client.HTTPException):
+                    status, raw = 0, b""
+                    c.close()
+                    c = self.connect()
+                elapsed = time.perf_counter() - started
+                with self.lock:
+                    self.latencies[op].append(elapsed)
+                    self.statuses[(op, status)] += 1
+                    self.longest = max(self.longest, elapsed)
+                    if op == "create-item" and status == 200:
+                        self.accepted[cid].append(json.loads(raw)["data"][0]["id"])
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(concurrency)]
+        if fault is not None:
+            threads.append(fault)
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.seconds += time.monotonic() - started
+
+    def rates(self) -> dict[str, float]:
+        return {op: len(values) / self.seconds for op, values in self.latencies.items()}
+
+    def report(self, name: str) -> None:
+        for op, values in self.latencies.items():
+            ok = self.statuses[(op, 200)]
+            values.sort()
+            p50 = statistics.median(values) * 1000
+            p99 = values[int(len(values) * 0.99) - 1] * 1000
+            rate = len(values) / self.seconds
+            print(f"{name:13} {op:12} {rate:8.0f} req/s  ok={ok}  p50={p50:.1f} ms  p99={p99:.1f} ms")
+        errors = {f"{op} {status}": n for (op, status), n in sorted(self.statuses.items()) if status != 200}
+        print(f"{name:13} errors: {errors or 'none'}   longest request: {self.longest * 1000:.0f} ms")
+
+    def check(self, name: str) -> None:
+        """Read every conversation back: every accepted item once."""
+        lost = duplicated = stored_total = 0
+        conn = self.connect()
+        for cid, ids in self.accepted.items():
+            seen, after = [], None
+            while True:
+                query = f"/v1/conversations/{cid}/items?limit=100&order=asc" + (f"&after={after}" if after else "")
+                status, body = request(conn, "GET", query)
+                if status != 200:
+                    raise SystemExit(f"reading {cid} back from {name} failed: {status} {body[:300]!r}")
+                page = json.loads(body)
+                seen += [item["id"] for item in page["data"]]
+                if not page["has_more"]:
+                    break
+                after = page["last_id"]
+            stored_total += len(seen)
+            duplicated += len(seen) - len(set(seen))
+            lost += len(set(ids) - set(seen))
+        accepted = sum(map(len, self.accepted.values()))
+        print(f"{name:13} accepted items: {accepted}  stored: {stored_total}  lost: {lost}  duplicated: {duplicated}")
+
+
+def run(args, port: int, redis_proc, workdir: Path) -> None:
+    load = Load(port)
+    load.start()
 
     def fault() -> None:
         time.sleep(args.restart_at)
@@ -207,47 +312,31 @@ def run(args, redis_proc, workdir: Path) -> None:
             redis_proc.__dict__.update(start_redis(workdir).__dict__)
         print(f"[{args.restart_at:.0f}s+] {args.backend} is back", flush=True)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(args.concurrency)]
-    if args.restart_at is not None:
-        threads.append(threading.Thread(target=fault))
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - started
+    load.drive(args.seconds, args.concurrency, threading.Thread(target=fault) if args.restart_at is not None else None)
+    print(f"backend={args.backend} workers={args.workers} concurrency={args.concurrency} seconds={load.seconds:.1f}")
+    load.report("ours")
+    load.check("ours")
 
-    print(f"backend={args.backend} workers={args.workers} concurrency={args.concurrency} seconds={wall:.1f}")
-    for op, values in latencies.items():
-        ok = statuses[(op, 200)]
-        values.sort()
-        p50 = statistics.median(values) * 1000
-        p99 = values[int(len(values) * 0.99) - 1] * 1000
-        print(f"{op:12} {len(values) / wall:8.0f} req/s  ok={ok}  p50={p50:.1f} ms  p99={p99:.1f} ms")
-    errors = {f"{op} {status}": n for (op, status), n in sorted(statuses.items()) if status != 200}
-    print(f"errors: {errors or 'none'}   longest request: {longest[0] * 1000:.0f} ms")
 
-    lost = duplicated = stored_total = 0
-    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)  # the first one idled out
-    for cid, ids in accepted.items():
-        seen, after = [], None
-        while True:
-            query = f"/v1/conversations/{cid}/items?limit=100&order=asc" + (f"&after={after}" if after else "")
-            status, body = request(conn, "GET", query)
-            if status != 200:
-                raise SystemExit(f"reading {cid} back failed: {status} {body[:300]!r}")
-            page = json.loads(body)
-            seen += [item["id"] for item in page["data"]]
-            if not page["has_more"]:
-                break
-            after = page["last_id"]
-        stored_total += len(seen)
-        duplicated += len(seen) - len(set(seen))
-        lost += len(set(ids) - set(seen))
+def compare(args, targets: dict[str, int]) -> None:
+    loads = {name: Load(port) for name, port in targets.items()}
+    for load in loads.values():
+        load.start()
+    for phase in range(args.phases):
+        order = list(loads.items()) if phase % 2 == 0 else list(reversed(loads.items()))
+        for _, load in order:
+            load.drive(args.seconds / args.phases / len(loads), args.concurrency)
     print(
-        f"accepted items: {sum(map(len, accepted.values()))}  stored: {stored_total}  lost: {lost}  "
-        f"duplicated: {duplicated}"
+        f"backend={args.backend} workers={args.workers} threads=8 concurrency={args.concurrency} "
+        f"phases={args.phases} seconds per target={loads['ours'].seconds:.1f}"
     )
+    for name, load in loads.items():
+        load.report(name)
+    ours, theirs = loads["ours"].rates(), loads["hand-written"].rates()
+    for op in ours:
+        print(f"ours / hand-written, {op}: {ours[op] / theirs[op]:.2f}x the requests per second (target >= 0.8)")
+    for name, load in loads.items():
+        load.check(name)
 
 
 if __name__ == "__main__":

@@ -188,7 +188,9 @@ class RawPostgres(Contender):
         self.conn = psycopg2.connect(PG_URL)
         self.table = f"raw_peers_{uuid.uuid4().hex[:8]}"
         with self.conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE {self.table} (id bigserial PRIMARY KEY, session_id text NOT NULL, message jsonb)")
+            cur.execute(
+                f"CREATE TABLE {self.table} (id bigserial PRIMARY KEY, session_id text NOT NULL, message jsonb)"
+            )
             cur.execute(f"CREATE INDEX ON {self.table} (session_id, id)")
         self.conn.commit()
 
@@ -275,7 +277,7 @@ def measure(contenders: list[Contender], size: int, rounds: int) -> dict[tuple[s
         turn = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
         for c in turn:
             handle = handles[c.name][r // per_conversation]
-            samples[(c.name, "append")].append(timed(lambda c=c, h=handle: c.append(h, size + r)))
+            samples[(c.name, "append")].append(timed(lambda c=c, h=handle, n=size + r: c.append(h, n)))
             samples[(c.name, "read")].append(timed(lambda c=c, h=handle: c.read(h)))
         if r == 0:
             found = {c.name: len(c.read(handles[c.name][0])) for c in contenders}

@@ -176,7 +176,6 @@ def _quick_message(raw: dict[str, Any], max_bytes: int) -> dict[str, Any] | None
     return _stored_message({key: raw[key] for key in _MESSAGE_FIELDS if key in raw})
 
 
-
 #: Item types whose OpenAI resource schema requires ``status``; one sent
 #: without it is stored as ``completed`` so clients that validate strictly
 #: can parse it back.

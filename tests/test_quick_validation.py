@@ -22,8 +22,12 @@ IDS = st.one_of(
     st.sampled_from(["", "a b", "ab\n", "x" * 129, "é", "msg_1/2"]),
 )
 TEXT = st.one_of(st.text(max_size=60), st.text(min_size=150, max_size=400), st.just("😀" * 30))
-JUNK = st.one_of(st.none(), st.integers(), st.booleans(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=2))
-PARTS = st.lists(st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text"]), "text": TEXT}), max_size=2)
+JUNK = st.one_of(
+    st.none(), st.integers(), st.booleans(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=2)
+)
+PARTS = st.lists(
+    st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text"]), "text": TEXT}), max_size=2
+)
 
 FIELDS: dict[str, Any] = {
     "type": st.one_of(st.just("message"), st.sampled_from(["function_call", "Message", ""]), JUNK),
