@@ -165,7 +165,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import flask_smg_history
-import psycopg2  # the postgres extra
+import psycopg  # the postgres extra
 from alembic.script import ScriptDirectory
 
 purelib = Path(sysconfig.get_paths()["purelib"]).resolve()
