@@ -71,7 +71,9 @@ def item_args(items: list[Item]) -> list[str]:
 
 def item(conversation_id: str, item_id: str, score: Any, raw: Any) -> Item | None:
     try:
-        doc = json.loads(raw)
+        # Decoding first spares json.loads its encoding detection (a read
+        # parses 20 of these).
+        doc = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
         if not isinstance(doc["p"], dict):
             raise TypeError("payload is not an object")
         return Item(
