@@ -47,6 +47,7 @@ from . import codec
 from .codec import log
 from .operations import RedisOperations
 from .scripts import SCRIPTS
+from .stats import RedisStats
 
 #: Walking an owner index fetches this many records per round trip at least.
 _INDEX_CHUNK = 32
@@ -67,7 +68,7 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
-class RedisBackend(RedisOperations, Backend):
+class RedisBackend(RedisOperations, RedisStats, Backend):
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (
         rex.ConnectionError,  # includes a full pool ("No connection available") and BusyLoadingError
         rex.TimeoutError,

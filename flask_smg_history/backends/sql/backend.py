@@ -58,6 +58,7 @@ from . import items as links
 from . import migrate, rows
 from .admin import SqlOperations
 from .engine import SQLITE_BEGIN, build_engine, postgres_tls_hint
+from .stats import SqlStats
 from .tables import beyond, build_tables, live
 
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class SqlUnavailable(Exception):
     time, or the connection was lost. The driver's error is the cause."""
 
 
-class SqlBackend(SqlOperations, Backend):
+class SqlBackend(SqlOperations, SqlStats, Backend):
     unavailable_errors = (
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
