@@ -117,8 +117,10 @@ class UsageTally:
                     row[index] += value
         totals = [sum(row[index] for row in by_model.values()) for index in range(4)]
         ratings: dict[str, dict[str, int]] = {}
+        by_rating = dict.fromkeys(RATINGS, 0)
         for (model, rating), count in self.feedback.items():
             ratings.setdefault(model, dict.fromkeys(RATINGS, 0))[rating] = count
+            by_rating[rating] += count
         return {
             "conversations": {
                 "total": self.conversations,
@@ -138,7 +140,7 @@ class UsageTally:
             },
             "feedback": {
                 "total": sum(self.feedback.values()),
-                "by_rating": {rating: sum(n for (_, r), n in self.feedback.items() if r == rating) for rating in RATINGS},
+                "by_rating": by_rating,
                 "by_model": dict(sorted(ratings.items())),
             },
         }

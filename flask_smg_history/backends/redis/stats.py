@@ -102,7 +102,8 @@ if phase == 'convs' then
         end
       end
       local room = math.max(budget - read, 1)
-      local scored = redis.call('ZRANGE', ck(cid, 'items'), '(' .. position, '+inf', 'BYSCORE', 'LIMIT', 0, room, 'WITHSCORES')
+      local scored = redis.call('ZRANGE', ck(cid, 'items'), '(' .. position, '+inf', 'BYSCORE',
+        'LIMIT', 0, room, 'WITHSCORES')
       local ids = {}
       for i = 1, #scored, 2 do ids[#ids + 1] = scored[i] end
       for _, raw in ipairs(values(cid, ids)) do
@@ -148,7 +149,9 @@ for _, member in ipairs(members) do
     if fields and fields[1] == member then
       local doc = fields[2] and decode(fields[2])
       local expires = doc and doc.expires_at
-      if doc and (type(expires) ~= 'number' or expires > now) then bump(text(doc.model) .. '\n' .. text(doc.rating), {1}) end
+      if doc and (type(expires) ~= 'number' or expires > now) then
+        bump(text(doc.model) .. '\n' .. text(doc.rating), {1})
+      end
     end
   end
 end
