@@ -21,7 +21,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .api import render
 from .backends import Backend, load_backend_class
+from .backends.usage import TOKEN_FIELDS
 from .config import KEYS_BY_NAME, load_settings
 from .portable import dumps, loads
 from .records import RECORD_KINDS, Record, batched
@@ -101,19 +103,59 @@ def check() -> None:
 
 @smg_history_cli.command("stats")
 @click.option("--owner", help="Only this owner's records.")
-@click.option("--by-owner", is_flag=True, help="One line per owner.")
-def stats(owner: str | None, by_owner: bool) -> None:
-    """Counts of conversations, items, responses and feedback."""
+@click.option("--by-owner", is_flag=True, help="One summary line (with --json: one JSON object) per owner.")
+@click.option("--since", type=click.DateTime(), help="Only records created at or after this time (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="The figures as JSON, as GET /history/stats answers them.")
+def stats(owner: str | None, by_owner: bool, since: dt.datetime | None, as_json: bool) -> None:
+    """Usage figures of live records: conversations, items by type and role,
+    responses and token usage by model and by day, feedback by rating and
+    model. Counted in the database (docs/store-api.md says what each is)."""
     backend = get_state().backend
-    owners = list(_backend_call("owners", backend.owners)) if by_owner else [owner]
+    since_ts = _timestamp(since)
+    owners = _backend_call("owners", backend.owners) if by_owner else [owner]
     for name in owners:
-        s = _backend_call("stats", backend.stats, name)
+        figures = {"since": since_ts, **_backend_call("stats", backend.usage_stats, name, since=since_ts)}
+        if as_json:
+            click.echo(json.dumps({"owner": name, **render.usage_stats(figures)}))
+            continue
         prefix = f"{name}: " if by_owner else ""
-        click.echo(
-            f"{prefix}conversations={s['conversations']} items={s['items']} responses={s['responses']} "
-            f"feedback_positive={s['feedback']['positive']} feedback_negative={s['feedback']['negative']} "
-            f"oldest={_when(s['oldest'])} newest={_when(s['newest'])}"
-        )
+        click.echo(prefix + _summary(figures))
+        if not by_owner:
+            for line in _breakdown(figures):
+                click.echo(line)
+
+
+def _timestamp(when: dt.datetime | None) -> float | None:
+    """A ``click.DateTime`` (naive, meant as UTC) as Unix seconds."""
+    return None if when is None else when.replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def _summary(figures: dict[str, Any]) -> str:
+    conversations, feedback = figures["conversations"], figures["feedback"]["by_rating"]
+    return (
+        f"conversations={conversations['total']} items={figures['items']['total']} "
+        f"responses={figures['responses']['total']} "
+        f"feedback_positive={feedback['positive']} feedback_negative={feedback['negative']} "
+        f"oldest={_when(conversations['first_created_at'])} newest={_when(conversations['last_created_at'])}"
+    )
+
+
+def _pairs(counts: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in counts.items())
+
+
+def _breakdown(figures: dict[str, Any]) -> Iterator[str]:
+    """The figures behind the summary, one ``key=value`` line each."""
+    items, responses, feedback = figures["items"], figures["responses"], figures["feedback"]
+    yield f"items_by_type: {_pairs(items['by_type'])}".rstrip()
+    yield f"items_by_role: {_pairs(items['by_role'])}".rstrip()
+    yield "tokens: " + _pairs({name: responses[name] for name in TOKEN_FIELDS})
+    for model, row in responses["by_model"].items():
+        yield f"model={model} {_pairs(row)}"
+    for day, row in responses["by_day"].items():
+        yield f"day={day} {_pairs(row)}"
+    for model, row in feedback["by_model"].items():
+        yield f"feedback model={model} {_pairs(row)}"
 
 
 @smg_history_cli.command("purge")
@@ -135,7 +177,7 @@ def purge(older_than: float | None, dry_run: bool) -> None:
 def export(owner: str | None, since: dt.datetime | None, output: IO[str]) -> None:
     """Write every record as JSON Lines, streaming."""
     backend = get_state().backend
-    since_ts = None if since is None else since.replace(tzinfo=dt.timezone.utc).timestamp()
+    since_ts = _timestamp(since)
     progress = _Progress("export", _total(_backend_call("stats", backend.stats, owner)))
     records = _backend_call("export", backend.export, owner, since_ts)
     for batch in batched(records, 500):
