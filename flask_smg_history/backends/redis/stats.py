@@ -38,7 +38,7 @@ from .codec import log
 from .scripts import _PRELUDE
 
 #: Records read per script run.
-BUDGET = 1000
+BUDGET = 500
 
 #: ARGV now, since ('' for none), phase, cursor, position, budget. KEYS[1] is
 #: the owner's ``T:convs``. Phases:
