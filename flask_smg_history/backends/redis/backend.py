@@ -24,7 +24,8 @@ and benchmark figures in ``docs/backends/redis.md``):
   (``CorruptRecord``) by a direct read, and skipped with a logged error by
   pages, so one bad record cannot take down a listing.
 
-Erasure, export, import and purge are in ``operations.py``.
+Erasure, export, import and purge are in ``operations.py``, the usage
+statistics (a Lua script per owner) in ``stats.py``.
 """
 
 from __future__ import annotations

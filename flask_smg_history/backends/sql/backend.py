@@ -34,7 +34,8 @@ Guarantees and how they are kept:
   answers 503 with a message saying to run ``flask db upgrade``.
 
 Whole-database operations (erasure, purge, export, import, stats) live in the
-``SqlOperations`` mixin of ``admin.py``; records become rows and back in
+``SqlOperations`` mixin of ``admin.py``, the usage statistics in the
+``SqlStats`` mixin of ``stats.py``; records become rows and back in
 ``rows.py``.
 """
 
