@@ -11,7 +11,7 @@ import time
 import jsonschema
 import pytest
 
-from flask_smg_history import InvalidRequest, get_state
+from flask_smg_history import Backend, InvalidRequest, get_state
 from flask_smg_history.api.openapi import build_openapi
 
 #: 2024-01-02 10:00 UTC, 2024-01-03 23:59:59.5 UTC and 2024-01-04 00:00 UTC:
@@ -175,6 +175,17 @@ def test_whole_store_and_owner_isolation(app, alice, bob):
     assert backend.usage_stats(None, since=None) == expected
     assert backend.usage_stats("bob", since=None) == EMPTY
     assert backend.usage_stats("nobody", since=None) == EMPTY
+
+
+def test_the_database_figures_agree_with_the_default_walk(app, alice, bob):
+    """``Backend.usage_stats``'s default (a walk of ``export`` counted in
+    Python, what a custom backend starts with) and the backend's own
+    aggregates give the same figures."""
+    _write_alice(alice)
+    _write_bob(bob)
+    backend = get_state(app).backend
+    for owner, since in (("alice", None), (None, None), (None, D2), ("bob", time.time() - 60)):
+        assert backend.usage_stats(owner, since=since) == Backend.usage_stats(backend, owner, since=since)
 
 
 def test_since_counts_what_was_created_from_then_on(alice):
