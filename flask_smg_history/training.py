@@ -25,7 +25,9 @@ Chat Completions shapes OpenAI's fine-tuning reads:
   message) is trained on;
 - function tools of the rated response become ``tools`` in the chat shape.
 
-A response holding what the format cannot express (an ``item_reference``,
+A response that did not complete (``status`` ``incomplete``: stopped, or
+cut off by an error) is skipped, and so is one holding what the format
+cannot express (an ``item_reference``,
 a hosted tool call such as ``web_search_call`` or ``mcp_call``, a file or
 audio part, an output that does not end with an assistant message) is
 skipped, and counted by reason: a partial example would teach the model
@@ -222,10 +224,18 @@ def _check_tool_calls(messages: list[dict[str, Any]]) -> None:
             open_calls = {call["id"] for call in message.get("tool_calls", [])}
 
 
+def _answer(rated: Response) -> list[dict[str, Any]]:
+    """The rated output as chat messages; a reply that did not complete (the
+    user stopped it, the model failed half-way) is cut short, no example."""
+    if rated.status not in ("completed", ""):
+        raise Unsupported(f"status {rated.status}")
+    return chat_messages(rated.output)
+
+
 def chat_example(chain: list[Response]) -> dict[str, Any]:
     """The chat-jsonl line of the last response of ``chain`` (its
     ``previous_response_id`` ancestors before it, oldest first)."""
-    answer = chat_messages(chain[-1].output)
+    answer = _answer(chain[-1])
     if not answer or answer[-1]["role"] != "assistant":
         raise Unsupported("an output that does not end with an assistant message")
     messages = _context(chain, weight=0) + answer
@@ -236,7 +246,7 @@ def chat_example(chain: list[Response]) -> dict[str, Any]:
 def preference_parts(chain: list[Response]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The DPO ``input`` of the last response of ``chain`` and its answer,
     which must be one assistant message."""
-    answer = chat_messages(chain[-1].output)
+    answer = _answer(chain[-1])
     if len(answer) != 1 or answer[0]["role"] != "assistant":
         raise Unsupported("an output that is not exactly one assistant message")
     messages = _context(chain, weight=None)

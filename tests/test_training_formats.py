@@ -120,12 +120,13 @@ def test_a_line_is_one_line():
 
 
 # -- building lines from responses --------------------------------------------------
-def _response(rid, input_items, output, previous=None, **extra) -> Response:
+def _response(rid, input_items, output, previous=None, status="completed", **extra) -> Response:
     return Response(
         id=rid,
         owner="alice",
         created_at=1.0,
         model="m",
+        status=status,
         input=input_items,
         output=output,
         previous_response_id=previous,
@@ -246,6 +247,13 @@ def test_what_the_format_cannot_hold_is_refused_with_a_reason(input_items, outpu
     with pytest.raises(training.Unsupported) as info:
         training.chat_example([_response("resp_1", input_items, output)])
     assert reason in str(info.value)
+
+
+def test_a_reply_that_did_not_complete_is_no_example():
+    stopped = _response("resp_1", [_message("user", "q")], [_message("assistant", "half an ans")], status="incomplete")
+    for build in (training.chat_example, training.preference_parts):
+        with pytest.raises(training.Unsupported, match="status incomplete"):
+            build([stopped])
 
 
 def test_a_preference_answer_is_one_assistant_message():
