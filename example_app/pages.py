@@ -3,13 +3,15 @@
 The chat page is a shell; its script fills the sidebar and the conversation
 from the JSON API. The feedback page is drawn entirely on the server: its
 counts and charts from ``history.feedback.stats`` (every vote; a vote taken
-back is deleted, so it is in none of them), its comments from
-``history.feedback.list``.
+back is deleted, so it is in none of them), its usage panel from
+``history.stats`` (chats, items, replies and tokens, counted by the store in
+its database), its comments from ``history.feedback.list``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from flask import Blueprint, current_app, render_template, send_from_directory, session
 
@@ -77,17 +79,32 @@ def latest_comments(limit: int = LATEST_COMMENTS, scan: int = COMMENT_SCAN) -> l
     return comments[:limit]
 
 
+def usage_by_model(usage: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model: its replies and tokens, and the votes on them."""
+    votes = usage["feedback"]["by_model"]
+    replies = usage["responses"]["by_model"]
+    empty = {"responses": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    return [
+        {"model": model, **replies.get(model, empty), **votes.get(model, {"positive": 0, "negative": 0})}
+        for model in sorted({*replies, *votes})
+    ]
+
+
 @bp.get("/feedback")
 @page_login_required
 def feedback():
     stats = history.feedback.stats()
     days = dict(list(stats["by_day"].items())[-CHART_DAYS:])
+    usage = history.stats()
     return render_template(
         "feedback.html",
         user=session["user"],
         stats=stats,
         by_day=grouped_bars(days),
         by_model=grouped_bars(stats["by_model"]),
+        usage=usage,
+        usage_models=usage_by_model(usage),
+        usage_days=list(reversed(usage["responses"]["by_day"].items()))[:CHART_DAYS],
         comments=latest_comments(),
         when=lambda ts: dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

@@ -141,7 +141,8 @@ class LocalResponder:
 
     ``/tool text`` shows a function call and its output, ``/mcp text`` an MCP
     call (the item kinds the page folds away), ``/markdown`` a formatted reply
-    and ``/long`` a long one to stop half-way."""
+    and ``/long`` a long one to stop half-way. Its "token usage" counts words:
+    those of the messages it read, and the pieces of its reply."""
 
     label = "the built-in local responder (no LLM: set EXAMPLE_LLM_BASE_URL to use one)"
     model = LOCAL_MODEL
@@ -189,11 +190,15 @@ class LocalResponder:
             )
         if attempt > 1:
             reply = f"(Take {attempt}.) {reply}"
-        for token in TOKEN.findall(reply):
+        pieces = TOKEN.findall(reply)
+        for token in pieces:
             if self.token_delay:
                 time.sleep(self.token_delay)
             yield "delta", token
-        yield "usage", None
+        # No model, no tokens: it reports words instead (those of the messages
+        # it read, and the pieces it streamed), so the usage panel has figures.
+        read = sum(len(text_of(i.payload).split()) for i in context if i.type == "message")
+        yield "usage", {"input_tokens": read, "output_tokens": len(pieces), "total_tokens": read + len(pieces)}
 
 
 def chat_messages(context: list[Item]) -> list[dict[str, Any]]:

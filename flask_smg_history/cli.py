@@ -21,10 +21,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from . import training
+from .api import render
 from .backends import Backend, load_backend_class
+from .backends.usage import TOKEN_FIELDS
 from .config import KEYS_BY_NAME, load_settings
 from .portable import dumps, loads
-from .records import RECORD_KINDS, Record, batched
+from .records import RATINGS, RECORD_KINDS, Record, batched
 from .state import get_state
 from .store import guarded
 
@@ -55,8 +58,8 @@ def _when(ts: float | None) -> str:
 class _Progress:
     """A click progress bar on a terminal, plain lines on stderr otherwise."""
 
-    def __init__(self, label: str, total: int | None) -> None:
-        self.label, self.total, self.done = label, total, 0
+    def __init__(self, label: str, total: int | None, unit: str = "records") -> None:
+        self.label, self.total, self.done, self.unit = label, total, 0, unit
         self._bar = None
         self._last = time.monotonic()
         if sys.stderr.isatty():
@@ -70,12 +73,12 @@ class _Progress:
         elif time.monotonic() - self._last >= 2:
             self._last = time.monotonic()
             of = f"/{self.total}" if self.total else ""
-            click.echo(f"{self.label}: {self.done}{of} records", err=True)
+            click.echo(f"{self.label}: {self.done}{of} {self.unit}", err=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
-        click.echo(f"{self.label}: {self.done} records done", err=True)
+        click.echo(f"{self.label}: {self.done} {self.unit} done", err=True)
 
 
 def _total(stats: dict[str, Any]) -> int:
@@ -101,19 +104,59 @@ def check() -> None:
 
 @smg_history_cli.command("stats")
 @click.option("--owner", help="Only this owner's records.")
-@click.option("--by-owner", is_flag=True, help="One line per owner.")
-def stats(owner: str | None, by_owner: bool) -> None:
-    """Counts of conversations, items, responses and feedback."""
+@click.option("--by-owner", is_flag=True, help="One summary line (with --json: one JSON object) per owner.")
+@click.option("--since", type=click.DateTime(), help="Only records created at or after this time (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="The figures as JSON, as GET /history/stats answers them.")
+def stats(owner: str | None, by_owner: bool, since: dt.datetime | None, as_json: bool) -> None:
+    """Usage figures of live records: conversations, items by type and role,
+    responses and token usage by model and by day, feedback by rating and
+    model. Counted in the database (docs/store-api.md says what each is)."""
     backend = get_state().backend
-    owners = list(_backend_call("owners", backend.owners)) if by_owner else [owner]
+    since_ts = _timestamp(since)
+    owners = _backend_call("owners", backend.owners) if by_owner else [owner]
     for name in owners:
-        s = _backend_call("stats", backend.stats, name)
+        figures = {"since": since_ts, **_backend_call("stats", backend.usage_stats, name, since=since_ts)}
+        if as_json:
+            click.echo(json.dumps({"owner": name, **render.usage_stats(figures)}))
+            continue
         prefix = f"{name}: " if by_owner else ""
-        click.echo(
-            f"{prefix}conversations={s['conversations']} items={s['items']} responses={s['responses']} "
-            f"feedback_positive={s['feedback']['positive']} feedback_negative={s['feedback']['negative']} "
-            f"oldest={_when(s['oldest'])} newest={_when(s['newest'])}"
-        )
+        click.echo(prefix + _summary(figures))
+        if not by_owner:
+            for line in _breakdown(figures):
+                click.echo(line)
+
+
+def _timestamp(when: dt.datetime | None) -> float | None:
+    """A ``click.DateTime`` (naive, meant as UTC) as Unix seconds."""
+    return None if when is None else when.replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def _summary(figures: dict[str, Any]) -> str:
+    conversations, feedback = figures["conversations"], figures["feedback"]["by_rating"]
+    return (
+        f"conversations={conversations['total']} items={figures['items']['total']} "
+        f"responses={figures['responses']['total']} "
+        f"feedback_positive={feedback['positive']} feedback_negative={feedback['negative']} "
+        f"oldest={_when(conversations['first_created_at'])} newest={_when(conversations['last_created_at'])}"
+    )
+
+
+def _pairs(counts: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in counts.items())
+
+
+def _breakdown(figures: dict[str, Any]) -> Iterator[str]:
+    """The figures behind the summary, one ``key=value`` line each."""
+    items, responses, feedback = figures["items"], figures["responses"], figures["feedback"]
+    yield f"items_by_type: {_pairs(items['by_type'])}".rstrip()
+    yield f"items_by_role: {_pairs(items['by_role'])}".rstrip()
+    yield "tokens: " + _pairs({name: responses[name] for name in TOKEN_FIELDS})
+    for model, row in responses["by_model"].items():
+        yield f"model={model} {_pairs(row)}"
+    for day, row in responses["by_day"].items():
+        yield f"day={day} {_pairs(row)}"
+    for model, row in feedback["by_model"].items():
+        yield f"feedback model={model} {_pairs(row)}"
 
 
 @smg_history_cli.command("purge")
@@ -130,12 +173,35 @@ def purge(older_than: float | None, dry_run: bool) -> None:
 
 @smg_history_cli.command("export")
 @click.option("--owner", help="Only this owner's records.")
-@click.option("--since", type=click.DateTime(), help="Only records written at or after this time (UTC).")
+@click.option(
+    "--since",
+    type=click.DateTime(),
+    help="Only records written at or after this time (UTC); with a training format, votes given from then on.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["records", *training.FORMATS]),
+    default="records",
+    show_default=True,
+    help="records: every record, for import. chat-jsonl: one OpenAI fine-tuning example per rated response. "
+    "preference-jsonl: OpenAI preference (DPO) pairs of answers rated positive and negative.",
+)
+@click.option("--rating", type=click.Choice(RATINGS), help="chat-jsonl: only responses rated so.")
+@click.option("--model", help="chat-jsonl, preference-jsonl: only responses of this model.")
 @click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
-def export(owner: str | None, since: dt.datetime | None, output: IO[str]) -> None:
-    """Write every record as JSON Lines, streaming."""
+def export(
+    owner: str | None, since: dt.datetime | None, fmt: str, rating: str | None, model: str | None, output: IO[str]
+) -> None:
+    """Write every record as JSON Lines, or rated responses as fine-tuning
+    data (--format), streaming."""
+    if fmt != "records":
+        _export_training(fmt, owner, _timestamp(since), rating, model, output)
+        return
+    if rating is not None or model is not None:
+        raise click.UsageError("--rating and --model apply to --format chat-jsonl and preference-jsonl only.")
     backend = get_state().backend
-    since_ts = None if since is None else since.replace(tzinfo=dt.timezone.utc).timestamp()
+    since_ts = _timestamp(since)
     progress = _Progress("export", _total(_backend_call("stats", backend.stats, owner)))
     records = _backend_call("export", backend.export, owner, since_ts)
     for batch in batched(records, 500):
@@ -143,6 +209,36 @@ def export(owner: str | None, since: dt.datetime | None, output: IO[str]) -> Non
         progress.advance(len(batch))
     output.flush()
     progress.close()
+
+
+def _export_training(
+    fmt: str, owner: str | None, since: float | None, rating: str | None, model: str | None, output: IO[str]
+) -> None:
+    """Rated responses as fine-tuning lines (``training.py``), with a bar
+    over the votes read and a summary of what was skipped and why."""
+    if fmt == "preference-jsonl" and rating is not None:
+        raise click.UsageError("--rating does not apply to preference-jsonl: a pair holds both ratings.")
+    backend = get_state().backend
+    votes = _backend_call("stats", backend.usage_stats, owner, since=since)["feedback"]
+    by_rating = votes["by_model"].get(model, {}) if model is not None else votes["by_rating"]
+    total = by_rating.get(rating, 0) if rating is not None else sum(by_rating.values())
+    progress = _Progress(f"export {fmt}", total, unit="rated responses")
+    owners = [owner] if owner is not None else _backend_call("owners", backend.owners)
+    rated = training.RatedResponses(
+        backend, owners, rating=rating, model=model, since=since, on_read=lambda: progress.advance(1)
+    )
+    lines = training.chat_lines(rated) if fmt == "chat-jsonl" else training.preference_lines(rated)
+    written = 0
+    try:
+        for line in lines:
+            output.write(json.dumps(line) + "\n")
+            written += 1
+    except Exception as exc:
+        raise click.ClickException(f"export failed after {rated.read} rated responses: {exc}") from exc
+    output.flush()
+    progress.close()
+    reasons = "".join(f"; {n} with {reason}" for reason, n in sorted(rated.skipped.items()))
+    click.echo(f"{fmt}: {written} lines written, {sum(rated.skipped.values())} responses skipped{reasons}", err=True)
 
 
 def _read(lines: Iterable[str], source: str) -> Iterator[Record]:

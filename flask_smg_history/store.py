@@ -142,6 +142,17 @@ class HistoryStore:
         log.info("erased the history of one owner", extra={"operation": "erase_owner", "counts": counts})
         return counts
 
+    def stats(self, since: float | None = None) -> dict[str, Any]:
+        """Usage figures of this owner's live records created at or after
+        ``since`` (Unix seconds): conversations, items by type and role,
+        responses with their token usage by model and by UTC day, feedback
+        by rating and model; counted in the database
+        (``backends/usage.py`` and ``docs/store-api.md`` say what each is)."""
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))):
+            raise InvalidRequest("Invalid 'since': expected Unix seconds.", param="since")
+        stats = self._call("stats", self._backend.usage_stats, self.owner, since=since)
+        return {"since": since, **stats}
+
     def _expires_at(self, at: float) -> float | None:
         days = self._settings.retention_days
         return None if days is None else at + days * 86400

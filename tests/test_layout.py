@@ -28,6 +28,7 @@ LAYERS = {
     "signals": 2,
     "portable": 2,
     "backends": 2,
+    "training": 3,
     "metrics": 3,
     "store": 3,
     "state": 4,

@@ -51,6 +51,62 @@ _ITEM = {
 }
 
 
+_COUNT = {"type": "integer", "minimum": 0}
+_COUNTS = {"type": "object", "additionalProperties": _COUNT}
+#: Sums of the stored usage figures: integers, not checked to be positive.
+_TOKENS = {name: {"type": "integer"} for name in ("input_tokens", "output_tokens", "total_tokens")}
+_USAGE_ROW = {
+    "type": "object",
+    "required": ["responses", *_TOKENS],
+    "properties": {"responses": _COUNT, **_TOKENS},
+}
+_BY_RATING = {
+    "type": "object",
+    "required": ["positive", "negative"],
+    "properties": {"positive": _COUNT, "negative": _COUNT},
+}
+_NULLABLE_TIME = {"type": ["integer", "null"]}
+#: ``GET /history/stats`` (``render.usage_stats``); what each figure means is
+#: in ``backends/usage.py`` and ``docs/store-api.md``.
+_USAGE_STATS: dict[str, Any] = {
+    "type": "object",
+    "required": ["object", "since", "conversations", "items", "responses", "feedback"],
+    "properties": {
+        "object": {"type": "string", "enum": ["history.stats"]},
+        "since": _NULLABLE_TIME,
+        "conversations": {
+            "type": "object",
+            "required": ["total", "first_created_at", "last_created_at"],
+            "properties": {"total": _COUNT, "first_created_at": _NULLABLE_TIME, "last_created_at": _NULLABLE_TIME},
+        },
+        "items": {
+            "type": "object",
+            "required": ["total", "by_type", "by_role"],
+            "properties": {"total": _COUNT, "by_type": _COUNTS, "by_role": _COUNTS},
+        },
+        "responses": {
+            "type": "object",
+            "required": ["total", *_TOKENS, "by_model", "by_day"],
+            "properties": {
+                "total": _COUNT,
+                **_TOKENS,
+                "by_model": {"type": "object", "additionalProperties": _USAGE_ROW},
+                "by_day": {"type": "object", "additionalProperties": _USAGE_ROW},
+            },
+        },
+        "feedback": {
+            "type": "object",
+            "required": ["total", "by_rating", "by_model"],
+            "properties": {
+                "total": _COUNT,
+                "by_rating": _BY_RATING,
+                "by_model": {"type": "object", "additionalProperties": _BY_RATING},
+            },
+        },
+    },
+}
+
+
 def _path_param(name: str) -> dict[str, Any]:
     return {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
 
@@ -240,6 +296,17 @@ def build_openapi(settings) -> dict[str, Any]:
         operations={
             "delete": _op(
                 "Erase everything of the caller: conversations, items, responses, feedback", {"type": "object"}
+            )
+        },
+    )
+    spec.path(
+        "/history/stats",
+        operations={
+            "get": _op(
+                "Usage figures of the caller's live records: conversations, items by type and role, "
+                "responses and token usage by model and by UTC day, feedback by rating and model",
+                _USAGE_STATS,
+                params=[since],
             )
         },
     )

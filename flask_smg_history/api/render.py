@@ -88,6 +88,26 @@ def response(record: Response) -> dict[str, Any]:
     }
 
 
+def usage_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """``history.stats()`` as ``GET /history/stats`` answers it: its
+    timestamps as integer Unix seconds (null when there is none)."""
+    conversations = stats["conversations"]
+    return {
+        "object": "history.stats",
+        **stats,
+        "since": _seconds(stats["since"]),
+        "conversations": {
+            **conversations,
+            "first_created_at": _seconds(conversations["first_created_at"]),
+            "last_created_at": _seconds(conversations["last_created_at"]),
+        },
+    }
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def page(result: Page[Any], render) -> dict[str, Any]:
     """A list object. ``first_id``/``last_id`` are null on an empty page, as
     OpenAI answers (the SDK's page types accept it)."""

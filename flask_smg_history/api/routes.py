@@ -218,6 +218,10 @@ def create_blueprint(settings: Settings) -> Blueprint:
             }
         )
 
+    @bp.get("/history/stats")
+    def usage_stats():
+        return jsonify(render.usage_stats(history.stats(since=_since_arg())))
+
     @bp.delete("/history/owner")
     def erase_owner():
         counts = history.erase_owner()

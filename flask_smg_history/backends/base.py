@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidRequest
 from ..records import MAX_METADATA_PAIRS, Conversation, Feedback, Item, Page, Record, Response
+from .usage import UsageTally
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -247,6 +248,18 @@ class Backend(ABC):
         counts["feedback"] = {"positive": feedback["positive"], "negative": feedback["negative"]}
         counts["oldest"], counts["newest"] = oldest, newest
         return counts
+
+    def usage_stats(self, owner: str | None, *, since: float | None) -> dict[str, Any]:
+        """Usage figures of one owner's live records, or of every owner's
+        with ``None``, created at or after ``since``: conversations, items
+        by type and role, responses and token usage by model and by day,
+        feedback by rating and model (``usage.py`` says what each means).
+        This default walks ``export``; the built-in backends count in the
+        database instead, and a custom backend with aggregates should too."""
+        tally = UsageTally()
+        for record in self.export(owner, None):
+            tally.add_record(record, since)
+        return tally.result()
 
     # -- operations ----------------------------------------------------------
     @abstractmethod

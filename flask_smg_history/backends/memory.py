@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Page, Record, Response, is_live, now
 from .base import Backend, merge_metadata, page_of
+from .usage import UsageTally
 
 
 class MemoryBackend(Backend):
@@ -368,6 +369,22 @@ class MemoryBackend(Backend):
                     self._feedback[(record.response_id, record.owner)] = copy.deepcopy(record)
                     counts["feedback"] += 1
             return counts
+
+    # -- usage statistics ----------------------------------------------------
+    def usage_stats(self, owner, *, since):
+        """Counted over the dicts under the lock, without copying a record."""
+        tally = UsageTally()
+        with self._lock:
+            at = now()
+            for conv in self._conversations.values():
+                if (owner is None or conv.owner == owner) and is_live(conv.expires_at, at):
+                    tally.add_record(conv, since)
+                    for _, item_id in self._links[conv.id]:
+                        tally.add_record(self._items[(conv.owner, item_id)], since)
+            for record in (*self._responses.values(), *self._feedback.values()):
+                if (owner is None or record.owner == owner) and is_live(record.expires_at, at):
+                    tally.add_record(record, since)
+        return tally.result()
 
     def health(self) -> dict[str, Any]:
         return {}

@@ -94,9 +94,10 @@ class LiveServer:
 
 def save_screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> Path:
     """Screenshots go to the test's folder; with ``EXAMPLE_SCREENSHOTS=1`` they
-    also refresh ``docs/img/`` (the README's pictures)."""
+    also refresh ``docs/img/`` (the README's pictures). ``page`` may also be a
+    locator, for a picture of one element."""
     path = tmp_path / name
-    page.screenshot(path=str(path), full_page=full_page)
+    page.screenshot(path=str(path), **({"full_page": True} if full_page else {}))
     if os.environ.get("EXAMPLE_SCREENSHOTS") == "1":
         target = Path(__file__).resolve().parents[2] / "docs" / "img" / name
         target.parent.mkdir(parents=True, exist_ok=True)

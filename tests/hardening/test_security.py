@@ -68,6 +68,7 @@ def test_foreign_ids_are_indistinguishable_from_missing_ones(world):
     for listing in ("/v1/conversations", "/v1/feedback", "/v1/responses"):
         assert client.get(listing, headers=B).get_json()["data"] == []
     assert client.get("/v1/feedback/stats", headers=B).get_json()["total"] == 0
+    assert client.get("/v1/history/stats", headers=B).get_json()["conversations"]["total"] == 0
     # and Alice still has everything
     assert client.get(f"/v1/conversations/{cid}/items/{iid}", headers=A).status_code == 200
     assert client.get(f"/v1/responses/{rid}/feedback", headers=A).get_json()["rating"] == "positive"

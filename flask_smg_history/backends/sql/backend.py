@@ -34,7 +34,8 @@ Guarantees and how they are kept:
   answers 503 with a message saying to run ``flask db upgrade``.
 
 Whole-database operations (erasure, purge, export, import, stats) live in the
-``SqlOperations`` mixin of ``admin.py``; records become rows and back in
+``SqlOperations`` mixin of ``admin.py``, the usage statistics in the
+``SqlStats`` mixin of ``stats.py``; records become rows and back in
 ``rows.py``.
 """
 
@@ -58,6 +59,7 @@ from . import items as links
 from . import migrate, rows
 from .admin import SqlOperations
 from .engine import build_engine, postgres_tls_hint
+from .stats import SqlStats
 from .tables import beyond, build_tables, live
 
 T = TypeVar("T")
@@ -69,7 +71,7 @@ class SqlUnavailable(Exception):
     time, or the connection was lost. The driver's error is the cause."""
 
 
-class SqlBackend(SqlOperations, Backend):
+class SqlBackend(SqlOperations, SqlStats, Backend):
     unavailable_errors = (
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
