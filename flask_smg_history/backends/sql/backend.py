@@ -34,7 +34,8 @@ Guarantees and how they are kept:
   answers 503 with a message saying to run ``flask db upgrade``.
 
 Whole-database operations (erasure, purge, export, import, stats) live in the
-``SqlOperations`` mixin of ``admin.py``; records become rows and back in
+``SqlOperations`` mixin of ``admin.py``, full-text search in ``SqlSearch``
+(``search.py``); records become rows and back in
 ``rows.py``.
 """
 
@@ -58,6 +59,7 @@ from . import items as links
 from . import migrate, rows
 from .admin import SqlOperations
 from .engine import SQLITE_BEGIN, build_engine, postgres_tls_hint
+from .search import SqlSearch
 from .tables import beyond, build_tables, live
 
 T = TypeVar("T")
@@ -69,7 +71,7 @@ class SqlUnavailable(Exception):
     time, or the connection was lost. The driver's error is the cause."""
 
 
-class SqlBackend(SqlOperations, Backend):
+class SqlBackend(SqlSearch, SqlOperations, Backend):
     unavailable_errors = (
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
@@ -80,9 +82,11 @@ class SqlBackend(SqlOperations, Backend):
 
     def __init__(self, name, settings, app) -> None:
         super().__init__(name, settings, app)
-        self.tables = build_tables(settings.table_prefix, settings.sql_schema)
         built = build_engine(name, settings, app)
         self.engine = built.engine
+        postgres = self.engine.dialect.name == "postgresql"
+        search_config = settings.postgres_search_config if postgres else None
+        self.tables = build_tables(settings.table_prefix, settings.sql_schema, search_config=search_config)
         self._owned = built.owned
         self._closer = built.closer
         sqlite = self.engine.dialect.name == "sqlite"
@@ -112,7 +116,7 @@ class SqlBackend(SqlOperations, Backend):
             log.warning("%s", exc.message)
 
     def schema_changed(self) -> None:
-        self._schema_ok = False
+        self._schema_ok = self._search_ready = False
 
     def _check_schema(self) -> None:
         """Pass once the tables are at our head revision (creating them first

@@ -62,6 +62,7 @@ def _config(backend: MigrationTarget, connection: sa.Connection | None = None) -
         smg_schema=backend.settings.sql_schema,
         smg_version_table=version_table(backend.settings.table_prefix),
         smg_dialect=backend.engine.dialect.name,
+        smg_search_config=backend.settings.postgres_search_config,
         smg_connection=connection,
     )
     return config
