@@ -24,7 +24,8 @@ and benchmark figures in ``docs/backends/redis.md``):
   (``CorruptRecord``) by a direct read, and skipped with a logged error by
   pages, so one bad record cannot take down a listing.
 
-Erasure, export, import and purge are in ``operations.py``.
+Erasure, export, import and purge are in ``operations.py``; search, a bounded
+scan inside Redis, in ``search.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from . import codec
 from .codec import log
 from .operations import RedisOperations
 from .scripts import SCRIPTS
+from .search import RedisSearch
 
 #: Walking an owner index fetches this many records per round trip at least.
 _INDEX_CHUNK = 32
@@ -67,7 +69,7 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
-class RedisBackend(RedisOperations, Backend):
+class RedisBackend(RedisSearch, RedisOperations, Backend):
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (
         rex.ConnectionError,  # includes a full pool ("No connection available") and BusyLoadingError
         rex.TimeoutError,

@@ -41,10 +41,12 @@ from . import fulltext
 
 #: Where a metadata hit sorts among its conversation's items: above them all.
 METADATA_POSITION = 2**62
-#: ``ts_headline``'s options: one or two fragments of about 10 to 24 words.
-HEADLINE_OPTIONS = (
-    f'StartSel="{START_MARK}", StopSel="{STOP_MARK}", MaxWords=24, MinWords=10, MaxFragments=2, FragmentDelimiter=" … "'
-)
+#: ``ts_headline``'s options: from the first match, 15 to 30 words.
+HEADLINE_OPTIONS = f'StartSel="{START_MARK}", StopSel="{STOP_MARK}", MaxWords=30, MinWords=15'
+#: Stand-ins for ``<`` and ``&`` while ``ts_headline`` reads the text: its
+#: parser takes ``<b>`` or ``&amp;`` for markup and leaves it out, and a
+#: snippet should show what was written (code, for one).
+HIDDEN = {"<": "\ufdd2", "&": "\ufdd3"}
 
 
 class SqlSearch:
@@ -166,6 +168,8 @@ class SqlSearch:
             "meta": METADATA_POSITION,
             "n": limit + 1,
             "options": HEADLINE_OPTIONS,
+            "lt": HIDDEN["<"],
+            "amp": HIDDEN["&"],
         }
         item_filters = self._filters(params, conversation_id, after, "l.position", ' COLLATE "C"')
         meta_filters = self._filters(params, conversation_id, after, "CAST(:meta AS bigint)", ' COLLATE "C"')
@@ -187,8 +191,9 @@ class SqlSearch:
                 LIMIT :n
             )
             SELECT h.cid, h.u, h.pos, h.item_id, i.type, i.role, i.created_at, c.metadata,
-                CASE WHEN h.item_id IS NULL THEN ts_headline({config}, c.metadata, {asked}, :options)
-                    ELSE ts_headline({config}, {fulltext.pg_texts("i.payload")}, {asked}, :options) END,
+                ts_headline({config}, CAST(replace(replace(CAST(CASE WHEN h.item_id IS NULL THEN c.metadata
+                    ELSE {fulltext.pg_texts("i.payload")} END AS text), '<', :lt), '&', :amp) AS jsonb), {asked},
+                    :options),
                 CASE WHEN h.item_id IS NULL THEN ts_rank_cd(to_tsvector({config}, c.metadata), {asked})
                     ELSE ts_rank_cd(i.{fulltext.VECTOR}, {asked}) END
             FROM hits AS h
@@ -268,4 +273,6 @@ def _headline(value: Any) -> str:
         value = json.loads(value)
     strings = [s for s in (value.values() if isinstance(value, dict) else value or []) if isinstance(s, str)]
     chosen = next((s for s in strings if START_MARK in s), strings[0] if strings else "")
+    for character, stand_in in HIDDEN.items():
+        chosen = chosen.replace(stand_in, character)
     return marked(chosen)
