@@ -68,7 +68,7 @@ def test_finds_message_text_tool_calls_and_metadata(alice):
         [
             {"role": "assistant", "content": [{"type": "output_text", "text": "Each zeppelin hangar is heavy."}]},
             {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": '{"query": "zeppelin tariff"}'},
-            {"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "zeppelin 12"}]},
+            {"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "zeppelin"}]},
             {"type": "custom_tool_call", "call_id": "c2", "name": "grep", "input": "zeppelin logs"},
             {"type": "reasoning", "summary": [{"type": "summary_text", "text": "The zeppelin question"}]},
         ],
@@ -145,7 +145,8 @@ def test_query_language(alice):
         "back then it rolled on",
         "The build was Rolled Back at noon",
     ]
-    assert texts(alice, alice.search('"rolled back"')) == ["rolled back in staging", "The build was Rolled Back at noon"]
+    phrase = alice.search('"rolled back"')
+    assert texts(alice, phrase) == ["rolled back in staging", "The build was Rolled Back at noon"]
     assert texts(alice, alice.search('"rolled back" -staging')) == ["The build was Rolled Back at noon"]
     assert texts(alice, alice.search("kiwi or noon")) == ["kiwi grows in gardens", "The build was Rolled Back at noon"]
     assert texts(alice, alice.search("kiwi noon")) == []
