@@ -146,6 +146,17 @@ def sqlite_backfill(prefix: str) -> list[str]:
     ]
 
 
+def sqlite_tables(prefix: str) -> set[str]:
+    """Every SQLite table of the index: ours and FTS5's shadow tables (which
+    a host's autogenerate must leave alone, like the rest of ours)."""
+    fts = f"{prefix}{FTS}"
+    return {
+        fts,
+        f"{prefix}{FTS_ROWS}",
+        *(f"{fts}_{shadow}" for shadow in ("data", "idx", "content", "docsize", "config")),
+    }
+
+
 def sqlite_drop(prefix: str) -> list[str]:
     p = prefix
     triggers = ("item_new", "item_edit", "item_gone", "conv_new", "conv_edit", "conv_gone")
