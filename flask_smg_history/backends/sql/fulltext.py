@@ -29,6 +29,13 @@ from ...config import SEARCH_CONFIG_NAME
 
 #: The generated column's name.
 VECTOR = "search_vector"
+#: The GIN index's storage parameters. Fast update stays on (an insert adds
+#: its lexemes to a pending list, merged into the index in bulk: much cheaper
+#: for an answer of hundreds of words than one index insertion per word), but
+#: the list is capped at 512 kB instead of 4 MB: every search also reads the
+#: pending list, which holds every owner's newest writes, so the cap bounds
+#: what a search can pay for other owners' data.
+GIN_OPTIONS = {"gin_pending_list_limit": 512}
 #: Index and table name stems (after the table prefix).
 VECTOR_INDEX = "items_search"
 FTS = "search"

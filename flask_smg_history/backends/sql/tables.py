@@ -127,7 +127,12 @@ def build_tables(
     if search_config is not None:
         search = [
             sa.Column(fulltext.VECTOR, TSVECTOR(), sa.Computed(fulltext.pg_vector(search_config), persisted=True)),
-            sa.Index(f"{prefix}{fulltext.VECTOR_INDEX}", fulltext.VECTOR, postgresql_using="gin"),
+            sa.Index(
+                f"{prefix}{fulltext.VECTOR_INDEX}",
+                fulltext.VECTOR,
+                postgresql_using="gin",
+                postgresql_with=fulltext.GIN_OPTIONS,
+            ),
         ]
     md = sa.MetaData(schema=schema)
     p = prefix

@@ -61,7 +61,12 @@ def upgrade() -> None:
             schema=schema,
         )
         op.create_index(
-            f"{p}{fulltext.VECTOR_INDEX}", f"{p}items", [fulltext.VECTOR], postgresql_using="gin", schema=schema
+            f"{p}{fulltext.VECTOR_INDEX}",
+            f"{p}items",
+            [fulltext.VECTOR],
+            postgresql_using="gin",
+            postgresql_with=fulltext.GIN_OPTIONS,
+            schema=schema,
         )
     elif dialect == "sqlite":
         if _fts5_missing():
