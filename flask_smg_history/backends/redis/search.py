@@ -31,9 +31,9 @@ from . import codec
 from .codec import log
 
 #: Items one script run examines at most (a few milliseconds of Redis time).
-SCAN_CHUNK = 1_000
+SCAN_CHUNK = 500
 #: Items one search examines at most before it answers with what it found.
-SCAN_BUDGET = 20_000
+SCAN_BUDGET = 10_000
 
 _PARTS = ", ".join(f"{name} = true" for name, how in SEARCHED_FIELDS if how == "parts")
 _FIELDS = ", ".join(f"'{name}'" for name, _ in SEARCHED_FIELDS)
@@ -58,7 +58,7 @@ local function norm(s)
   s = string.gsub(s, '\226[\128-\129][\128-\191]', ' ')
   s = string.gsub(s, '\194[\160-\191]', ' ')
   s = string.gsub(s, '\227\128[\128-\191]', ' ')
-  s = string.gsub(s, '\239\188[\129-\191]', ' ')
+  s = string.gsub(s, '\239\188[\129-\143]', ' ')
   s = string.gsub(s, '[%s%p]+', ' ')
   return ' ' .. s .. ' '
 end
