@@ -6,7 +6,9 @@ backend and through the whole store; one per call to a conversation linking
 and the ratio of our add-one-item to the bare redis-py commands that store the
 same data (position, item, conversation timestamps, TTLs) in one pipeline.
 
-    .venv/bin/python benchmarks/redis.py [--url redis://127.0.0.1:6379/0] [--cluster]
+    .venv/bin/python benchmarks/redis.py [--url redis://127.0.0.1:6379/0] [--cluster] [--search]
+
+With ``--search``, only the search figures instead (the bounded scan).
 
 It writes under a fresh key prefix and deletes those keys at the end.
 """
@@ -63,11 +65,45 @@ def _median_ms(repeat: int, fn: Callable[[], object]) -> float:
     return statistics.median(samples)
 
 
+def search_figures(backend, store) -> None:
+    """``history.search`` on an owner of 10,000 items in 100 conversations:
+    a word in one item in ten (the first page is found early), a word in
+    ten items (the scan goes through everything), a word in none, and the
+    Redis time of one script run (``SCAN_CHUNK`` items: how long the server
+    is busy at a stretch)."""
+    from flask_smg_history.backends.redis.search import SCAN_BUDGET, SCAN_CHUNK
+    from flask_smg_history.search import SearchQuery
+
+    for c in range(100):
+        conv = store.conversations.create(metadata={"title": f"chat {c}"})
+        for start in range(0, 100, 20):
+            texts = [f"note {c * 100 + n} topic{(c * 100 + n) % 1000}" for n in range(start, start + 20)]
+            texts = [t + (" deploy failed" if k % 10 == 0 else " all fine") for k, t in enumerate(texts)]
+            backend.add_items("bench", conv.id, [_item(t) for t in texts], updated_at=now(), expires_at=None)
+    print(f"redis search, one owner of 10,000 items; SCAN_CHUNK {SCAN_CHUNK}, SCAN_BUDGET {SCAN_BUDGET}")
+    for label, query in (("common word", "deploy"), ("word in 10 items", "topic7"), ("word in none", "zebra")):
+        page = store.search(query)
+        print(
+            f"{label + ', first page:':34} {_median_ms(20, lambda q=query: store.search(q)):8.2f} ms"
+            f"  ({len(page.data)} hits, has_more {page.has_more})"
+        )
+    args = ["", "", "", "", "", 21, SCAN_CHUNK, json.dumps(_lua(SearchQuery.parse("zebra")))]
+    one_run = _median_ms(20, lambda: backend._run("search", "bench", [repr(now()), *args[1:]], "search"))
+    print(f"{'one script run of ' + str(SCAN_CHUNK) + ' items:':34} {one_run:8.2f} ms")
+
+
+def _lua(query):
+    from flask_smg_history.backends.redis.search import _lua_query
+
+    return _lua_query(query)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--cluster", action="store_true")
     parser.add_argument("--calls", type=int, default=3000, help="add calls per single-item measurement")
+    parser.add_argument("--search", action="store_true", help="only the search figures (the bounded scan)")
     args = parser.parse_args()
 
     prefix = f"smgbench:{uuid.uuid4().hex}:"
@@ -83,6 +119,9 @@ def main() -> None:
     store = get_state(app).store_for("bench")
     client = backend.client
     try:
+        if args.search:
+            search_figures(backend, store)
+            return
         conv = store.conversations.create()
         meta, items_key, data_key, _ = backend._conv_keys("bench", "conv_bare")
         directory, index = backend._owner_key("bench", "items"), backend._owner_key("bench", "convs")

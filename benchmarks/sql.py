@@ -13,6 +13,12 @@ Prints, for SQLite and PostgreSQL:
 - records per second through export and import (what ``flask smg-history
   copy`` does) and the time of ``erase_owner`` on the large conversation.
 
+With ``--search``, only the search figures instead: the first page of
+``history.search`` (a rare word, a common word, a phrase) for one owner at
+10,000 and 1,000,000 items, alone and among 1,000,000 items of 1,000 other
+owners that hold the same words (the data is made by the server with
+INSERT ... SELECT, so a fill takes seconds, not hours).
+
 Each figure is the median of several rounds. PostgreSQL runs in a schema of its
 own, dropped at the end; SQLite in a temporary file.
 """
@@ -253,18 +259,127 @@ def copy_figures(backend: Any) -> dict[str, float]:
     }
 
 
+# -- search ------------------------------------------------------------------------
+#: Items per conversation in the search fill.
+SEARCH_PER_CONVERSATION = 100
+#: What the search figures ask: a rare word (1 item in 1,000), a common one
+#: (1 in 10) and a phrase of the common one (1 in 10).
+SEARCH_QUERIES = {"rare word": "topic7", "common word": "deploy", "phrase": '"deploy failed"'}
+
+
+def _series(dialect: str, first: int, count: int) -> str:
+    """A FROM clause of integers ``n`` from ``first``, made by the server."""
+    last = first + count - 1
+    if dialect == "postgresql":
+        return f"generate_series({first}, {last}) AS g(n)"
+    return (
+        f"(WITH RECURSIVE g(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM g WHERE n < {last}) SELECT n FROM g) AS g"
+    )
+
+
+def search_fill(backend: Any, owner: str, first: int, count: int, owners: int = 1) -> None:
+    """Store ``count`` items numbered from ``first`` (a multiple of
+    ``SEARCH_PER_CONVERSATION``) in conversations of 100, each conversation
+    of ``owner`` (or, with ``owners`` > 1, of ``owner0``... by conversation)
+    with server-side INSERT ... SELECT statements of 100,000 items: the
+    conversation rows, the items and their links, as ``items.add`` would
+    leave them. Item ``n`` says ``note n topic<n % 1000>`` and, one in ten,
+    ``deploy failed``; newer conversations have later ``updated_at``."""
+    dialect = backend.engine.dialect.name
+    quote = backend.engine.dialect.identifier_preparer.format_table
+    convs, items, links = (quote(t) for t in (backend.tables.conversations, backend.tables.items, backend.tables.links))
+    obj, arr, per = ("jsonb_build_object", "jsonb_build_array", SEARCH_PER_CONVERSATION)
+    if dialect == "sqlite":
+        obj, arr = "json_object", "json_array"
+    mod = "%%" if dialect == "postgresql" else "%"  # psycopg2 reads % as a parameter mark
+    owner_of = f"'{owner}'" if owners == 1 else f"'{owner}' || (c {mod} {owners})"
+    for start in range(first, first + count, 100_000):
+        size = min(100_000, first + count - start)
+        c_first, c_count = start // per, -(-size // per)
+        tail = f"CASE WHEN n {mod} 10 = 0 THEN ' deploy failed' ELSE ' all fine' END"
+        text = f"'note ' || n || ' topic' || (n {mod} 1000) || {tail}"
+        with backend.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"INSERT INTO {convs} (id, owner, created_at, updated_at, metadata, expires_at, next_position) "
+                f"SELECT 'conv_b' || c, {owner_of}, 1000000 + c, 1000000 + c + 0.5, "
+                f"{obj}('title', 'chat ' || c), NULL, {per} "
+                f"FROM (SELECT n AS c FROM {_series(dialect, c_first, c_count)}) AS cs"
+            )
+            conn.exec_driver_sql(
+                f"INSERT INTO {items} (owner, id, type, role, status, payload, created_at) "
+                f"SELECT {owner_of}, 'msg_b' || n, 'message', 'user', 'completed', "
+                f"{obj}('id', 'msg_b' || n, 'type', 'message', 'role', 'user', 'status', 'completed', "
+                f"'content', {arr}({obj}('type', 'input_text', 'text', {text}))), 1000000 + c "
+                f"FROM (SELECT n, n / {per} AS c FROM {_series(dialect, start, size)}) AS ns"
+            )
+            conn.exec_driver_sql(
+                f"INSERT INTO {links} (conversation_id, position, owner, item_id) "
+                f"SELECT 'conv_b' || c, n {mod} {per}, {owner_of}, 'msg_b' || n "
+                f"FROM (SELECT n, n / {per} AS c FROM {_series(dialect, start, size)}) AS ns"
+            )
+
+
+def search_figures(name: str, config: dict[str, Any], sizes: list[int], others: int, rounds: int) -> dict:
+    """Search latency for one owner (``bench``) at each of ``sizes`` items,
+    first alone, then (at the smallest size, and at every size after) among
+    ``others`` items of 1,000 other owners holding the same words: the
+    figures at the smallest size with and without them show whether the
+    others' data costs the owner anything."""
+    app = Flask(f"bench_search_{name}")
+    app.config.update(config, SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    backend = get_state(app).backend
+    store = get_state(app).store_for("bench")
+    out: dict[str, float] = {}
+    stored = 0
+
+    def measure(label: str) -> None:
+        backend.refresh_statistics()
+        for what, query in SEARCH_QUERIES.items():
+            store.search(query)  # warm the caches and the plan
+            out[f"{label}: {what}, first page, ms"] = median_seconds(lambda q=query: store.search(q), rounds) * 1000
+
+    # the owner's items come first in numbering; the others' after 10**9
+    search_fill(backend, "bench", 0, sizes[0])
+    stored = sizes[0]
+    measure(f"{sizes[0]:,} items, no other owners")
+    started = time.perf_counter()
+    search_fill(backend, "other", 10**9, others, owners=1000)
+    out[f"filling {others:,} items of 1,000 other owners, s"] = time.perf_counter() - started
+    measure(f"{sizes[0]:,} items among {others:,} of others")
+    for size in sizes[1:]:
+        started = time.perf_counter()
+        search_fill(backend, "bench", stored, size - stored)
+        out[f"filling {size - stored:,} more items of the owner, s"] = time.perf_counter() - started
+        stored = size
+        measure(f"{size:,} items among {others:,} of others")
+    backend.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
     parser.add_argument("--postgres-url", default=os.environ.get("SMG_HISTORY_BENCH_POSTGRES_URL", DEFAULT_PG))
     parser.add_argument("--items", type=int, default=100_000, help="items in the large conversation")
     parser.add_argument("--rounds", type=int, default=200, help="timed calls per figure")
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="only the search figures: latency at --search-items for one owner among --search-others items",
+    )
+    parser.add_argument("--search-items", default="10000,1000000", help="the owner's item counts, ascending")
+    parser.add_argument("--search-others", type=int, default=1_000_000, help="items of 1,000 other owners")
     args = parser.parse_args(argv)
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     for name in names:
         target = sqlite_target() if name == "sqlite" else postgres_target(args.postgres_url)
         with target as (config, bare_connect):
-            result = run(name, config, bare_connect, args.items, args.rounds)
+            if args.search:
+                sizes = [int(n) for n in args.search_items.split(",")]
+                result = {"backend": name, **search_figures(name, config, sizes, args.search_others, args.rounds)}
+            else:
+                result = run(name, config, bare_connect, args.items, args.rounds)
         width = max(len(k) for k in result)
         for key, value in result.items():
             shown = f"{value:,.3f}" if isinstance(value, float) else value

@@ -15,6 +15,7 @@ from .errors import (
     HistoryUnavailable,
     InvalidRequest,
     NotFound,
+    NotSupported,
     PayloadTooLarge,
     Unauthorized,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidRequest",
     "Item",
     "NotFound",
+    "NotSupported",
     "Page",
     "PayloadTooLarge",
     "Response",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,16 @@ METADATA_UPDATE_MODES = ("patch", "replace")
 def _metadata_update(value: str) -> None:
     if value not in METADATA_UPDATE_MODES:
         raise ValueError("use 'patch' (SMG: merge the given keys, null removes one) or 'replace' (OpenAI)")
+
+
+#: A PostgreSQL text search configuration name, as ``SMG_HISTORY_POSTGRES_SEARCH_CONFIG``
+#: accepts it (it is written into the search index's DDL).
+SEARCH_CONFIG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _search_config(value: str) -> None:
+    if not SEARCH_CONFIG_NAME.fullmatch(value):
+        raise ValueError("use the name of a PostgreSQL text search configuration, such as english or simple")
 
 
 def _setting(default: Any, doc: str, **spec: Any) -> Any:
@@ -133,6 +144,15 @@ class Settings:
         None,
         "PostgreSQL URL, `postgres://` or `postgresql://`, query parameters passed to the driver (psycopg).",
         secret=True,
+    )
+    postgres_search_config: str = _setting(
+        "english",
+        (
+            "PostgreSQL text search configuration of the search index and of queries (`english`: English stems "
+            "and stop words; `simple`: every word as written, for any language). The index is built with it by "
+            "`flask db upgrade`; changing it later needs the index rebuilt (see the SQL backend's page)."
+        ),
+        check=_search_config,
     )
     postgres_pool_max_size: int = _setting(
         16,

@@ -1,6 +1,6 @@
 """The error types of the extension, each mapped to one HTTP status in
-``api/errors.py``. Backends raise ``NotFound``, ``InvalidRequest`` and
-``CorruptRecord``; the store turns driver failures into ``HistoryUnavailable``.
+``api/errors.py``. Backends raise ``NotFound``, ``InvalidRequest``,
+``NotSupported`` and ``CorruptRecord``; the store turns driver failures into ``HistoryUnavailable``.
 
 The messages that several backends raise are built here, once, by the
 classmethods (``NotFound.conversation``, ``InvalidRequest.unknown_cursor``...),
@@ -111,6 +111,23 @@ class HistoryUnavailable(HistoryError):
 
     status = 503
     type = "server_error"
+
+
+class NotSupported(HistoryError):
+    """A feature this backend cannot provide (search on Oracle, for one): a
+    documented, permanent answer for this deployment, not an outage, so
+    clients are told not to retry it."""
+
+    status = 501
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = "not_supported"):
+        super().__init__(message, param=param, code=code)
+
+    @classmethod
+    def search(cls, backend: str, reason: str) -> NotSupported:
+        """Full-text search on a backend that has none."""
+        return cls(f"Search is not supported by the {backend} backend: {reason}")
 
 
 class CorruptRecord(HistoryError):

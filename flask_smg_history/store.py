@@ -18,6 +18,7 @@ from .backends.base import Backend, outage_hint_of, page_of
 from .config import METADATA_UPDATE_MODES
 from .errors import HistoryUnavailable, InvalidRequest, NotFound
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
+from .search import Cursor, SearchPage, SearchQuery
 from .signals import emit
 
 if TYPE_CHECKING:
@@ -152,6 +153,30 @@ class HistoryStore:
             raise InvalidRequest("Invalid 'since': expected Unix seconds.", param="since")
         stats = self._call("stats", self._backend.usage_stats, self.owner, since=since)
         return {"since": since, **stats}
+
+    def search(
+        self, query: str, limit: int = 20, after: str | None = None, conversation: str | None = None
+    ) -> SearchPage:
+        """This owner's conversations and items matching ``query`` (words,
+        ``"phrases"``, ``-excluded``, ``or``), by conversation activity,
+        newest first, and within a conversation from its newest item back;
+        only in ``conversation`` when given. ``after`` is a hit's ``id`` (or a
+        page's ``last_id``). The query language, what is searched and each
+        backend's matching are in ``search.py`` and docs/store-api.md."""
+        parsed = SearchQuery.parse(query)
+        _check_page(limit, "desc")
+        cursor = None if after is None else Cursor.decode(after)
+        if conversation is not None:
+            _check_id(conversation, "conv", "conversation")
+        return self._call(
+            "search",
+            self._backend.search,
+            self.owner,
+            parsed,
+            conversation_id=conversation,
+            after=cursor,
+            limit=limit,
+        )
 
     def _expires_at(self, at: float) -> float | None:
         days = self._settings.retention_days

@@ -24,6 +24,7 @@ LAYERS = {
     "version": 0,
     "records": 1,
     "config": 1,
+    "search": 1,
     "schemas": 2,
     "signals": 2,
     "portable": 2,

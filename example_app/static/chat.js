@@ -1,5 +1,5 @@
-// The chat page's behaviour. The sidebar, the conversation and the votes come
-// from the extension's JSON API (data-api, "/v1"); sending a message,
+// The chat page's behaviour. The sidebar, its search, the conversation and the
+// votes come from the extension's JSON API (data-api, "/v1"); sending a message,
 // regenerating or stopping a reply, reading the page's votes and deleting a
 // chat go to the app's own /chat routes. Replies stream in as server-sent
 // events over a fetch. Stored strings reach the page through textContent, and
@@ -259,6 +259,7 @@
     sidebarCursor = page.last_id || sidebarCursor;
     $("older-chats").hidden = !page.has_more;
     $("no-conversations").hidden = list.children.length > 0;
+    if (!searchResults.hidden) showSearch(true); // search results stay in the list's place
   }
 
   function sidebarEntry(conv) {
@@ -330,6 +331,138 @@
     if (event.key === "Escape" && sidebar.classList.contains("open")) openSidebar(false);
   });
   narrow.addEventListener("change", () => openSidebar(false));
+
+  // -- search ----------------------------------------------------------------
+  // The box searches the user's chats (GET /search) as they type; results
+  // replace the chat list until the box is cleared. A result links to its
+  // chat with ?item=, and the chat page then opens at that item.
+  const searchBox = $("search-box");
+  const searchResults = $("search-results");
+  const searchStatus = $("search-status");
+  const hitList = $("hits");
+  const moreHits = $("more-hits");
+  let searchTimer = null;
+  let searchRun = 0; // answers of older searches are dropped
+  let searchCursor = null;
+  const NOTHING_TO_FIND = "Type a word to search for: “quotes” find a phrase, -word leaves a word out.";
+
+  // A snippet from the API is HTML-escaped text with each match in <mark>:
+  // parsed in an inert <template>, it is rebuilt from its text and marks only.
+  function markedText(snippet) {
+    const template = document.createElement("template");
+    template.innerHTML = snippet;
+    return [...template.content.childNodes].map((node) =>
+      node.nodeName === "MARK" ? el("mark", { text: node.textContent }) : document.createTextNode(node.textContent),
+    );
+  }
+
+  function hitEntry(hit) {
+    const conv = hit.conversation;
+    const title = conv.metadata.title || "Untitled chat";
+    const item = hit.item;
+    const where = !item ? "title" : item.role === "assistant" ? "reply" : item.role === "user" ? "you" : item.type.replaceAll("_", " ");
+    const href = `/c/${encodeURIComponent(conv.id)}` + (item ? `?item=${encodeURIComponent(item.id)}` : "");
+    const link = el(
+      "a",
+      { href, class: "hit-link", "data-conversation": conv.id, "data-item": item ? item.id : null },
+      el("span", { class: "hit-title" }, title, el("span", { class: "hit-where", text: ` · ${where}` })),
+      el("span", { class: "snippet" }, ...markedText(hit.snippet)),
+    );
+    return el("li", {}, link);
+  }
+
+  function showSearch(on) {
+    searchResults.hidden = !on;
+    $("conversations").hidden = on;
+    if (on) {
+      $("no-conversations").hidden = true;
+      $("older-chats").hidden = true;
+    }
+  }
+
+  async function search(more = false) {
+    const text = searchBox.value.trim();
+    const run = ++searchRun;
+    if (!text) {
+      showSearch(false);
+      loadSidebar();
+      return;
+    }
+    showSearch(true);
+    // The API refuses a query with nothing to find (only operators, only
+    // -excluded words); say so here instead of asking it.
+    const tokens = text.match(/"[^"]*"?|[^\s"]+/g) || [];
+    if (!tokens.some((token) => !token.startsWith("-") && !/^or$/i.test(token) && /[\p{L}\p{N}]/u.test(token))) {
+      hitList.replaceChildren();
+      moreHits.hidden = true;
+      searchStatus.textContent = NOTHING_TO_FIND;
+      return;
+    }
+    const query = new URLSearchParams({ q: text, limit: "20" });
+    if (more && searchCursor) query.set("after", searchCursor);
+    if (!more) searchStatus.textContent = "Searching…";
+    let page;
+    try {
+      page = await call("GET", `${API}/search?${query}`);
+    } catch (err) {
+      if (run !== searchRun) return;
+      moreHits.hidden = true;
+      if (!more) hitList.replaceChildren();
+      if (err.status === 400 && err.data.error && err.data.error.param === "q") {
+        searchStatus.textContent = NOTHING_TO_FIND;
+      } else if (err.status === 501) {
+        searchStatus.textContent = "Search is not available on this server.";
+      } else {
+        searchStatus.replaceChildren(...describe(err, "The search failed"));
+      }
+      return;
+    }
+    if (run !== searchRun) return;
+    const entries = page.data.map(hitEntry);
+    if (more) hitList.append(...entries);
+    else hitList.replaceChildren(...entries);
+    searchCursor = page.last_id;
+    moreHits.hidden = !page.has_more;
+    if (hitList.children.length) searchStatus.textContent = "";
+    else searchStatus.textContent = page.has_more ? "No match in your newest chats yet." : `No chat mentions “${text}”.`;
+  }
+
+  searchBox.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => search(), 250);
+  });
+  searchBox.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && searchBox.value) {
+      event.stopPropagation(); // the first Escape clears the box, the next closes the drawer
+      searchBox.value = "";
+      clearTimeout(searchTimer);
+      search();
+    }
+  });
+  $("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(searchTimer);
+    search();
+  });
+  moreHits.addEventListener("click", () => search(true));
+
+  // Opened from a search result (?item=): load older pages until that item is
+  // shown, then bring it into view and mark it.
+  async function openAt(itemId) {
+    const find = () => log.querySelector(`.item[data-id="${CSS.escape(itemId)}"]`);
+    let node = find();
+    while (!node && hasMore) {
+      await loadOlder(100);
+      node = find();
+    }
+    if (!node) {
+      showNotice("That message is no longer in this chat.");
+      return;
+    }
+    if (node.tagName === "DETAILS") node.open = true;
+    node.classList.add("hit");
+    node.scrollIntoView({ block: "center" });
+  }
 
   // -- items -----------------------------------------------------------------
   function textOf(item) {
@@ -505,11 +638,11 @@
   }
 
   // -- the conversation, page by page ------------------------------------------
-  async function loadOlder() {
+  async function loadOlder(size = PAGE) {
     if (loading || !hasMore || !conversationId) return;
     loading = true;
     logStart.textContent = "Loading older messages…";
-    const query = new URLSearchParams({ limit: String(PAGE), order: "desc" });
+    const query = new URLSearchParams({ limit: String(size), order: "desc" });
     if (cursor) query.set("after", cursor);
     try {
       const page = await call("GET", `${conversationUrl(conversationId)}/items?${query}`);
@@ -813,7 +946,8 @@
   $("older-chats").addEventListener("click", () => loadSidebar(true));
 
   loadSidebar();
-  if (conversationId) loadFirstPages();
+  const hitItem = new URLSearchParams(window.location.search).get("item");
+  if (conversationId) loadFirstPages().then(() => hitItem && openAt(hitItem));
   else logStart.textContent = "Start a new chat: type a message below.";
   resize();
   root.dataset.ready = "true"; // the handlers are in place (tests wait for this)

@@ -17,8 +17,9 @@ _HTTP_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: 
 def envelope(status: int, message: str, type_: str, param: str | None = None, code: str | None = None):
     response = jsonify({"error": {"message": message, "type": type_, "param": param, "code": code}})
     response.status_code = status
-    if status == 409 or 400 <= status < 500:
-        # 4xx answers are final; the openai client would otherwise retry 409s.
+    if 400 <= status < 500 or status == 501:
+        # 4xx answers and 501 (not supported here) are final; the openai client
+        # would otherwise retry 409s and every 5xx.
         response.headers["x-should-retry"] = "false"
     return response
 

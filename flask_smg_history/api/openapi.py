@@ -9,6 +9,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from .. import schemas
+from ..search import MAX_QUERY_CHARS
 from ..store import CONVERSATION_ORDER_BY
 from ..version import __version__
 from . import render
@@ -290,6 +291,61 @@ def build_openapi(settings) -> dict[str, Any]:
     spec.path(
         "/feedback/stats",
         operations={"get": _op("Feedback counts by rating, model and day", {"type": "object"}, params=[since])},
+    )
+    hit = {
+        "type": "object",
+        "required": ["id", "object", "conversation", "item", "snippet", "rank"],
+        "properties": {
+            "id": {"type": "string", "description": "The hit's cursor: pass it as `after` for the hits after it."},
+            "object": {"type": "string", "enum": ["search.hit"]},
+            "conversation": {
+                "type": "object",
+                "required": ["id", "metadata", "updated_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "updated_at": {"type": "integer"},
+                },
+            },
+            "item": {
+                "type": ["object", "null"],
+                "description": "The matching item; null when the conversation's metadata matched.",
+                "required": ["id", "type", "role", "created_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"type": "string"},
+                    "role": {"type": ["string", "null"]},
+                    "created_at": {"type": "integer"},
+                },
+            },
+            "snippet": {
+                "type": "string",
+                "description": "The matched text around the first match, HTML-escaped, each match in <mark>.",
+            },
+            "rank": {"type": "number", "description": "The backend's relevance score; higher is more relevant."},
+        },
+    }
+    spec.path(
+        "/search",
+        operations={
+            "get": _op(
+                "Search the caller's conversations and items: by conversation activity, newest first, then "
+                "newest item first",
+                _list_of(hit),
+                params=[
+                    {
+                        "in": "query",
+                        "name": "q",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
+                        "description": 'Words, "quoted phrases", -excluded words, or between alternatives.',
+                    },
+                    {"in": "query", "name": "conversation", "schema": {"type": "string"}},
+                    _PAGE_PARAMS[0],
+                    _PAGE_PARAMS[2],
+                ],
+            )
+        },
     )
     spec.path(
         "/history/owner",

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from ..records import Conversation, Feedback, Item, Page, Response
+from ..search import SearchHit
 
 
 class UnixTime(fields.Field):
@@ -106,6 +107,27 @@ def usage_stats(stats: dict[str, Any]) -> dict[str, Any]:
 
 def _seconds(value: float | None) -> int | None:
     return None if value is None else int(value)
+
+
+def search_hit(hit: SearchHit) -> dict[str, Any]:
+    """A search hit: its cursor, the conversation, the item (null for a match
+    in the conversation's metadata), the marked snippet and the rank."""
+    item = None
+    if hit.item_id is not None:
+        created = None if hit.item_created_at is None else int(hit.item_created_at)
+        item = {"id": hit.item_id, "type": hit.item_type, "role": hit.role, "created_at": created}
+    return {
+        "id": hit.id,
+        "object": "search.hit",
+        "conversation": {
+            "id": hit.conversation_id,
+            "metadata": hit.conversation_metadata,
+            "updated_at": int(hit.conversation_updated_at),
+        },
+        "item": item,
+        "snippet": hit.snippet,
+        "rank": hit.rank,
+    }
 
 
 def page(result: Page[Any], render) -> dict[str, Any]:

@@ -203,6 +203,20 @@ def create_blueprint(settings: Settings) -> Blueprint:
     def feedback_stats():
         return jsonify({"object": "feedback.stats", **history.feedback.stats(since=_since_arg())})
 
+    # -- search ------------------------------------------------------------------
+    @bp.get("/search")
+    def search():
+        query = request.args.get("q")
+        if query is None:
+            raise InvalidRequest("Missing required parameter: 'q'.", param="q")
+        page = history.search(
+            query,
+            limit=_int_arg("limit", 20),
+            after=request.args.get("after") or None,
+            conversation=request.args.get("conversation") or None,
+        )
+        return jsonify(render.page(page, render.search_hit))
+
     # -- operations --------------------------------------------------------------
     @bp.get("/history/health")
     def health():

@@ -19,8 +19,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NotSupported
 from ..records import MAX_METADATA_PAIRS, Conversation, Feedback, Item, Page, Record, Response
+from ..search import Cursor, SearchPage, SearchQuery
 from .usage import UsageTally
 
 if TYPE_CHECKING:
@@ -197,6 +198,17 @@ class Backend(ABC):
                 break
             after = page.last_id
         return {"by_rating": by_rating, "by_model": by_model, "by_day": by_day}
+
+    # -- search --------------------------------------------------------------
+    def search(
+        self, owner: str, query: SearchQuery, *, conversation_id: str | None, after: Cursor | None, limit: int
+    ) -> SearchPage:
+        """One page of the owner's hits for ``query`` in live conversations
+        (one, with ``conversation_id``: ``NotFound`` if it is not the owner's),
+        in the order ``search.py`` defines, after the cursor ``after``.
+        Backends without a text index keep this default, a ``NotSupported``
+        (HTTP 501)."""
+        raise NotSupported.search(self.name, "it has no full-text index.")
 
     # -- erasure and operations (the CLI) ------------------------------------
     @abstractmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..errors import NotFound
 from ..records import RECORD_KINDS, Page
+from ..search import SearchPage
 from .base import Backend
 
 
@@ -69,6 +70,13 @@ class NoneBackend(Backend):
 
     def list_feedback(self, owner, *, rating, model, since, after, limit):
         return Page(data=[], has_more=False)
+
+    def search(self, owner, query, *, conversation_id, after, limit):
+        """Nothing is kept, so nothing is found (not a 501: search works, and
+        answers truthfully)."""
+        if conversation_id is not None:
+            raise NotFound.conversation(conversation_id)
+        return SearchPage(data=[], has_more=False)
 
     def erase_owner(self, owner):
         return dict.fromkeys(RECORD_KINDS, 0)

@@ -25,7 +25,8 @@ and benchmark figures in ``docs/backends/redis.md``):
   pages, so one bad record cannot take down a listing.
 
 Erasure, export, import and purge are in ``operations.py``, the usage
-statistics (a Lua script per owner) in ``stats.py``.
+statistics (a Lua script per owner) in ``stats.py``; search, a bounded scan
+inside Redis, in ``search.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from . import codec
 from .codec import log
 from .operations import RedisOperations
 from .scripts import SCRIPTS
+from .search import RedisSearch
 from .stats import RedisStats
 
 #: Walking an owner index fetches this many records per round trip at least.
@@ -69,7 +71,7 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
-class RedisBackend(RedisOperations, RedisStats, Backend):
+class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (
         rex.ConnectionError,  # includes a full pool ("No connection available") and BusyLoadingError
         rex.TimeoutError,

@@ -45,6 +45,8 @@ the longest-lived conversation linking it.
 
 from __future__ import annotations
 
+from .search import SEARCH
+
 # Shared helpers, prepended to every script.
 _PRELUDE = r"""
 local T = string.sub(KEYS[1], 1, -7)
@@ -556,5 +558,6 @@ SCRIPTS: dict[str, str] = {
         "import_conversation": IMPORT_CONVERSATION,
         "import_items": IMPORT_ITEMS,
         "compact": COMPACT,
+        "search": SEARCH,
     }.items()
 }

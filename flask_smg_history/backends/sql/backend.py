@@ -35,8 +35,8 @@ Guarantees and how they are kept:
 
 Whole-database operations (erasure, purge, export, import, stats) live in the
 ``SqlOperations`` mixin of ``admin.py``, the usage statistics in the
-``SqlStats`` mixin of ``stats.py``; records become rows and back in
-``rows.py``.
+``SqlStats`` mixin of ``stats.py``, full-text search in ``SqlSearch``
+(``search.py``); records become rows and back in ``rows.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from . import items as links
 from . import migrate, rows
 from .admin import SqlOperations
 from .engine import build_engine, postgres_tls_hint
+from .search import SqlSearch
 from .stats import SqlStats
 from .tables import beyond, build_tables, live
 
@@ -71,7 +72,7 @@ class SqlUnavailable(Exception):
     time, or the connection was lost. The driver's error is the cause."""
 
 
-class SqlBackend(SqlOperations, SqlStats, Backend):
+class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
     unavailable_errors = (
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
@@ -82,9 +83,11 @@ class SqlBackend(SqlOperations, SqlStats, Backend):
 
     def __init__(self, name, settings, app) -> None:
         super().__init__(name, settings, app)
-        self.tables = build_tables(settings.table_prefix, settings.sql_schema)
         built = build_engine(name, settings, app)
         self.engine = built.engine
+        postgres = self.engine.dialect.name == "postgresql"
+        search_config = settings.postgres_search_config if postgres else None
+        self.tables = build_tables(settings.table_prefix, settings.sql_schema, search_config=search_config)
         self._owned = built.owned
         self._closer = built.closer
         self._transactions = built.transactions
@@ -113,7 +116,7 @@ class SqlBackend(SqlOperations, SqlStats, Backend):
             log.warning("%s", exc.message)
 
     def schema_changed(self) -> None:
-        self._schema_ok = False
+        self._schema_ok = self._search_ready = False
 
     def _check_schema(self) -> None:
         """Pass once the tables are at our head revision (creating them first

@@ -36,6 +36,7 @@ from flask import Flask, appcontext_pushed, current_app
 from flask.cli import with_appcontext
 
 from ...config import Settings
+from . import fulltext
 from .tables import Tables
 
 BRANCH = "smg_history"
@@ -62,6 +63,7 @@ def _config(backend: MigrationTarget, connection: sa.Connection | None = None) -
         smg_schema=backend.settings.sql_schema,
         smg_version_table=version_table(backend.settings.table_prefix),
         smg_dialect=backend.engine.dialect.name,
+        smg_search_config=backend.settings.postgres_search_config,
         smg_connection=connection,
     )
     return config
@@ -218,6 +220,7 @@ def _exclude_from_autogenerate(configure_args: dict[str, Any], backend: Migratio
     when they live in the host's database."""
     ours = {t.name for t in backend.tables.metadata.tables.values()}
     ours.add(version_table(backend.settings.table_prefix))
+    ours |= fulltext.sqlite_tables(backend.settings.table_prefix)
     previous = configure_args.get("include_name")
 
     def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ...errors import ConfigError
+from . import fulltext
 
 ID = sa.String(128)
 OWNER = sa.String(255)
@@ -112,11 +113,27 @@ class Tables:
     feedback: sa.Table
 
 
-def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tables:
+def build_tables(
+    prefix: str = "smg_history_", schema: str | None = None, *, search_config: str | None = None
+) -> Tables:
     """Define the tables under ``prefix`` in ``schema``. Must describe exactly
     what the migrations in ``flask_smg_history/migrations/versions`` create;
-    ``tests/sql_backend/test_migrations.py`` compares the two."""
+    ``tests/sql_backend/test_migrations.py`` compares the two. With
+    ``search_config`` (PostgreSQL's), the items carry the search vector and
+    its GIN index (``fulltext.py``); SQLite's search tables are virtual and
+    stay out of this metadata."""
     check_names(prefix, schema)
+    search = []
+    if search_config is not None:
+        search = [
+            sa.Column(fulltext.VECTOR, TSVECTOR(), sa.Computed(fulltext.pg_vector(search_config), persisted=True)),
+            sa.Index(
+                f"{prefix}{fulltext.VECTOR_INDEX}",
+                fulltext.VECTOR,
+                postgresql_using="gin",
+                postgresql_with=fulltext.GIN_OPTIONS,
+            ),
+        ]
     md = sa.MetaData(schema=schema)
     p = prefix
     conversations = sa.Table(
@@ -151,6 +168,7 @@ def build_tables(prefix: str = "smg_history_", schema: str | None = None) -> Tab
         sa.Column("payload", JsonDocument(), nullable=False),
         sa.Column("created_at", SECONDS, nullable=False),
         sa.PrimaryKeyConstraint("owner", "id", name=f"{p}items_pk"),
+        *search,
     )
     links = sa.Table(
         f"{p}conv_items",
