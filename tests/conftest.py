@@ -19,6 +19,12 @@ def backend_name(request) -> str:
 
 
 @pytest.fixture
+def batch_sizes(backend_name: str) -> dict[str, int]:
+    """The chunk sizes of the backend under test (``backends.BATCHES``)."""
+    return backends.BATCHES[backend_name]
+
+
+@pytest.fixture
 def make_app(backend_name: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build apps on the backend under test; extra keyword arguments are added
     to the config. Every app built shares the same fresh database."""
