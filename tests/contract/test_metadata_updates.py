@@ -9,6 +9,8 @@ import pytest
 
 from flask_smg_history import ConfigError, InvalidRequest, NotFound, get_state
 
+from ..support.errors import raises
+
 FULL = {f"k{n:02d}": f"v{n}" for n in range(16)}
 
 
@@ -152,3 +154,33 @@ def test_concurrent_patches_of_different_keys_all_survive(alice):
     assert errors == []
     expected = {f"once{n}": "set" for n in range(threads)} | {f"count{n}": str(rounds - 1) for n in range(threads)}
     assert alice.conversations.get(conv.id).metadata == expected
+
+
+LIMITS = [
+    ({f"k{i}": "v" for i in range(17)}, "metadata", "Metadata can have at most 16 key-value pairs, got 17."),
+    ({"k" * 65: "v"}, "metadata", f"Metadata keys must be at most 64 characters: '{'k' * 65}'."),
+    ({"k": "v" * 513}, "metadata", "Metadata value of 'k' must be at most 512 characters."),
+    ({"k": 3}, "metadata.k.value", "Not a valid string."),
+    ("not a map", "metadata", "Not a valid mapping type."),
+]
+
+
+@pytest.mark.parametrize("mode", ["patch", "replace"])
+@pytest.mark.parametrize(("metadata", "param", "reason"), LIMITS, ids=["pairs", "key", "value", "type", "map"])
+def test_update_enforces_the_same_limits_as_create(alice, mode, metadata, param, reason):
+    """Every metadata limit of a create holds on an update, in either mode,
+    and a refused update leaves the stored conversation as it was."""
+    conv = alice.conversations.create(metadata={"a": "1"})
+    before = alice.conversations.get(conv.id)
+    with raises(InvalidRequest, message=f"Invalid '{param}': {reason}", param=param):
+        alice.conversations.update(conv.id, metadata, mode=mode)
+    after = alice.conversations.get(conv.id)
+    assert (after.metadata, after.updated_at) == ({"a": "1"}, before.updated_at)
+
+
+@pytest.mark.parametrize("mode", ["patch", "replace"])
+def test_update_at_the_limits_is_accepted(alice, mode):
+    conv = alice.conversations.create()
+    metadata = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
+    assert alice.conversations.update(conv.id, metadata, mode=mode).metadata == metadata
+    assert alice.conversations.get(conv.id).metadata == metadata

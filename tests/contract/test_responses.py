@@ -6,6 +6,8 @@ import pytest
 
 from flask_smg_history import InvalidRequest, NotFound
 
+from ..support.errors import missing, raises
+
 
 def _response(**overrides):
     body = {
@@ -181,3 +183,29 @@ def test_feedback_validation(alice, kwargs, param):
     assert info.value.param == param
     with pytest.raises(NotFound):
         alice.feedback.get(resp.id)
+
+
+
+def test_a_foreign_previous_response_with_the_callers_own_conversation_is_unknown(alice, bob):
+    """Bob names his own conversation and alice's response as the one his
+    follows: refused exactly as for a response that never existed (same
+    error, same words), so the answer tells him nothing about alice's IDs,
+    and nothing is stored. The other way round (his own previous response,
+    her conversation) likewise."""
+    theirs = alice.responses.store(_response())
+    own = bob.conversations.create()
+    for previous in (theirs.id, "resp_" + "0" * 48):
+        message, param = missing("response", previous)
+        for conversation in (own.id, {"id": own.id}):
+            with raises(NotFound, message=message, param=param):
+                bob.responses.store(_response(conversation=conversation, previous_response_id=previous))
+    assert bob.responses.list().data == []
+
+    mine = bob.responses.store(_response())
+    alice_conv = alice.conversations.create()
+    message, param = missing("conversation", alice_conv.id)
+    with raises(NotFound, message=message, param=param):
+        bob.responses.store(_response(conversation=alice_conv.id, previous_response_id=mine.id))
+    assert [r.id for r in bob.responses.list().data] == [mine.id]
+    assert [r.id for r in alice.responses.list().data] == [theirs.id]
+    assert alice.responses.list(conversation=alice_conv.id).data == []

@@ -4,6 +4,8 @@ import pytest
 
 from flask_smg_history import InvalidRequest, NotFound, get_state, signals
 
+from ..support.errors import missing, raises
+
 
 @pytest.fixture
 def received(app):
@@ -64,6 +66,36 @@ def test_failed_writes_send_nothing(alice, received):
     with pytest.raises(NotFound):
         alice.items.add("conv_missing", [{"role": "user", "content": "x"}])
     assert received == []
+
+
+def test_failed_deletes_send_nothing(alice, bob, received):
+    """A delete that finds nothing (missing, already gone, or another
+    owner's) raises and sends no signal: a receiver would otherwise act on a
+    deletion that never happened."""
+    conv = alice.conversations.create(items=[{"id": "msg_1", "role": "user", "content": "x"}])
+    resp = alice.responses.store({"model": "m", "input": "hi"})
+    alice.feedback.submit(resp.id, "positive")
+    gone = bob.conversations.create()
+    bob.conversations.delete(gone.id)
+    received.clear()
+    failures = [
+        (lambda: alice.conversations.delete("conv_missing"), missing("conversation", "conv_missing")),
+        (lambda: alice.conversations.delete(gone.id), missing("conversation", gone.id)),
+        (lambda: bob.conversations.delete(conv.id), missing("conversation", conv.id)),
+        (lambda: alice.items.delete(conv.id, "msg_missing"), missing("item", "msg_missing")),
+        (lambda: bob.items.delete(conv.id, "msg_1"), missing("conversation", conv.id)),
+        (lambda: bob.feedback.delete(resp.id), missing("feedback", resp.id)),
+        (lambda: bob.responses.delete(resp.id), missing("response", resp.id)),
+    ]
+    for call, (message, param) in failures:
+        with raises(NotFound, message=message, param=param):
+            call()
+    assert received == []
+    alice.feedback.delete(resp.id)
+    with raises(NotFound, message=missing("feedback", resp.id)[0], param="response_id"):
+        alice.feedback.delete(resp.id)  # the second time there is nothing left
+    assert [name for name, _, _ in received] == ["feedback_deleted"]
+    assert alice.items.get(conv.id, "msg_1").id == "msg_1" and alice.responses.get(resp.id).id == resp.id
 
 
 def test_a_raising_receiver_does_not_undo_the_write(app, alice, caplog):
