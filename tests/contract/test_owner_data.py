@@ -1,11 +1,12 @@
 """Contract: responses by user, erasure of one owner, and the operations the
 CLI is built on (owners, stats, purge, export and import)."""
 
+import dataclasses
 import time
 
 import pytest
 
-from flask_smg_history import Conversation, Feedback, Item, Response, get_state
+from flask_smg_history import Conversation, Feedback, Item, Response, get_state, portable
 
 
 def _fill(store, n_conv=3, n_items=4, model="m"):
@@ -70,29 +71,115 @@ def test_stats_and_owners(app, alice, bob):
     assert backend.stats(None)["conversations"] == 4
 
 
-def test_export_import_roundtrip_is_exact_and_idempotent(make_app):
-    source = make_app()
-    store = get_state(source).store_for("alice")
-    convs = _fill(store)
-    store.items.add(convs[1].id, [{"type": "item_reference", "id": store.items.list(convs[0].id).data[0].id}])
-    exported = list(get_state(source).backend.export(None, None))
+#: A response as a host stores it, with the fields of OpenAI's response
+#: object that the record keeps in ``extra``.
+FULL_RESPONSE = {
+    "model": "gpt-test",
+    "status": "incomplete",
+    "input": [{"role": "user", "content": "Hi"}],
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_out",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+        }
+    ],
+    "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+    "metadata": {"k": "v"},
+    "safety_identifier": "user-1",
+    "instructions": "be nice",
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}}],
+    "tool_choice": "auto",
+    "incomplete_details": {"reason": "max_output_tokens"},
+    "max_output_tokens": 64,
+    "text": {"format": {"type": "text"}},
+}
+EXTRA = {k: FULL_RESPONSE[k] for k in FULL_RESPONSE if k not in ("model", "status", "input", "output", "usage")}
+del EXTRA["metadata"], EXTRA["safety_identifier"]
+
+#: Timestamps a backend keeps to the millisecond at least; the rest exactly.
+_TIMES = ("created_at", "updated_at", "expires_at")
+
+
+def _same_record(got, want) -> None:
+    assert type(got) is type(want), (got, want)
+    a, b = dataclasses.asdict(got), dataclasses.asdict(want)
+    for name in _TIMES:
+        if name in a:
+            found, wanted = a.pop(name), b.pop(name)
+            assert (found is None) == (wanted is None), name
+            if wanted is not None:
+                assert found == pytest.approx(wanted, abs=1e-3), name
+    assert a == b
+
+
+def _originals(store):
+    """Records of what the store was given and answered, the truth the
+    export must reproduce (not another export, which could lose the same
+    fields as the first)."""
+    first = store.conversations.create(metadata={"title": "one"}, items=[{"role": "user", "content": "a"}])
+    first_items = store.items.list(first.id, order="asc").data
+    second = store.conversations.create(
+        items=[{"id": "fc_given", "type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}]
+    )
+    more = store.items.add(second.id, [{"type": "item_reference", "id": first_items[0].id}])
+    first, second = store.conversations.get(first.id), store.conversations.get(second.id)
+    resp = store.responses.store({**FULL_RESPONSE, "conversation": first.id})
+    follow = store.responses.store({"model": "m2", "input": "again", "previous_response_id": resp.id})
+    fb = store.feedback.submit(resp.id, "negative", comment="meh", metadata={"ui": "thumbs"})
+    items_of_second = store.items.list(second.id, order="asc").data
+    assert [i.id for i in items_of_second] == ["fc_given", more[0].id]
+    return [first, *first_items, second, *items_of_second, resp, follow, fb]
+
+
+def test_export_keeps_every_field_the_store_was_given(app, alice):
+    originals = _originals(alice)
+    resp = originals[-3]
+    assert resp.extra == EXTRA  # the store kept them: the export must too
+    exported = list(get_state(app).backend.export("alice", None))
+    assert len(exported) == len(originals)
+    for got, want in zip(exported, originals):
+        _same_record(got, want)
+    # and through the JSON Lines form the CLI writes and reads
+    for got, want in zip((portable.loads(portable.dumps(r)) for r in exported), originals):
+        _same_record(got, want)
+
+
+def test_export_import_roundtrip_is_exact_and_idempotent(app, alice):
+    originals = _originals(alice)
+    _fill(alice)
+    backend = get_state(app).backend
+    exported = list(backend.export(None, None))
     kinds = [type(r).__name__ for r in exported]
-    assert kinds.count("Conversation") == 3 and kinds.count("Item") == 13
+    assert kinds.count("Conversation") == 5 and kinds.count("Item") == 15
     assert kinds.index("Response") > max(i for i, k in enumerate(kinds) if k == "Item")
     # a conversation comes right before its items
-    assert isinstance(exported[0], Conversation) and all(isinstance(r, Item) for r in exported[1:5])
+    assert isinstance(exported[0], Conversation) and isinstance(exported[1], Item)
 
-    target_backend = get_state(source).backend
-    store.erase_owner()
-    assert list(target_backend.export(None, None)) == []
-    counts = target_backend.import_records(exported)
-    assert counts == {"conversations": 3, "items": 13, "responses": 3, "feedback": 3}
-    again = target_backend.import_records(exported)
-    assert again == counts
-    assert list(target_backend.export(None, None)) == exported
-    conv = store.conversations.get(convs[0].id)
-    assert conv.created_at == pytest.approx(convs[0].created_at, abs=1e-3)
-    added = store.items.add(conv.id, [{"role": "user", "content": "after import"}])
+    lines = [portable.dumps(r) for r in exported]
+    alice.erase_owner()
+    assert list(backend.export(None, None)) == []
+    counts = backend.import_records(portable.loads(line) for line in lines)
+    assert counts == {"conversations": 5, "items": 15, "responses": 5, "feedback": 4}
+    assert backend.import_records(portable.loads(line) for line in lines) == counts
+    reimported = list(backend.export(None, None))
+    assert len(reimported) == len(exported)
+    for got, want in zip(reimported, exported):
+        _same_record(got, want)
+    # compared with what the store was given, not only with the first export
+    def key(record):
+        return type(record).__name__, record.id, getattr(record, "conversation_id", None)
+
+    by_key = {key(r): r for r in reimported}
+    for want in originals:
+        _same_record(by_key[key(want)], want)
+    assert alice.responses.get(originals[-3].id).extra == EXTRA
+    conv = originals[0]
+    added = alice.items.add(conv.id, [{"role": "user", "content": "after import"}])
     assert added[0].position > max(i.position for i in exported if isinstance(i, Item) and i.conversation_id == conv.id)
 
 
