@@ -170,6 +170,7 @@ def test_export_import_roundtrip_is_exact_and_idempotent(app, alice):
     assert len(reimported) == len(exported)
     for got, want in zip(reimported, exported):
         _same_record(got, want)
+
     # compared with what the store was given, not only with the first export
     def key(record):
         return type(record).__name__, record.id, getattr(record, "conversation_id", None)

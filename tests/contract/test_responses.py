@@ -185,7 +185,6 @@ def test_feedback_validation(alice, kwargs, param):
         alice.feedback.get(resp.id)
 
 
-
 def test_a_foreign_previous_response_with_the_callers_own_conversation_is_unknown(alice, bob):
     """Bob names his own conversation and alice's response as the one his
     follows: refused exactly as for a response that never existed (same
