@@ -12,6 +12,9 @@ from flask_smg_history import SmgHistory, get_state
 from .support import backends
 from .support.apps import build_app
 
+# Before any test module imports it, so its asserts show both sides on failure.
+pytest.register_assert_rewrite("tests.support.errors")
+
 
 @pytest.fixture(params=backends.selected())
 def backend_name(request) -> str:

@@ -1,5 +1,7 @@
 """Contract: signals after each committed write, and metrics actually recorded."""
 
+import re
+
 import pytest
 
 from flask_smg_history import InvalidRequest, NotFound, get_state, signals
@@ -61,9 +63,9 @@ def test_every_write_sends_its_signal(app, alice, received):
 def test_failed_writes_send_nothing(alice, received):
     conv = alice.conversations.create()
     received.clear()
-    with pytest.raises(InvalidRequest):
+    with raises(InvalidRequest, message=re.compile(r"Unsupported item type 'nope'\. .*"), param="items[0].type"):
         alice.items.add(conv.id, [{"type": "nope"}])
-    with pytest.raises(NotFound):
+    with raises(NotFound, message="Conversation with id 'conv_missing' not found.", param="conversation_id"):
         alice.items.add("conv_missing", [{"role": "user", "content": "x"}])
     assert received == []
 
@@ -118,7 +120,7 @@ def test_operations_are_counted_and_timed(app, alice, backend_name):
     conv = alice.conversations.create()
     alice.items.add(conv.id, [{"role": "user", "content": "x"}])
     alice.items.list(conv.id)
-    with pytest.raises(NotFound):
+    with raises(NotFound, message="Conversation with id 'conv_missing' not found.", param="conversation_id"):
         alice.conversations.get("conv_missing")
     snap = metrics.snapshot()
     backend = get_state(app).backend.name
