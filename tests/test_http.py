@@ -42,7 +42,8 @@ def test_conversation_lifecycle(client):
     got = client.get(f"/v1/conversations/{conv['id']}", headers=A).get_json()
     assert got == conv
     updated = client.post(f"/v1/conversations/{conv['id']}", json={"metadata": {"title": "Renamed"}}, headers=A)
-    assert updated.status_code == 200 and updated.get_json()["metadata"] == {"title": "Renamed"}
+    assert updated.status_code == 200 and updated.get_json() == {**conv, "metadata": {"title": "Renamed"}}
+    assert client.get(f"/v1/conversations/{conv['id']}", headers=A).get_json() == updated.get_json()
     deleted = client.delete(f"/v1/conversations/{conv['id']}", headers=A)
     assert deleted.get_json() == {"id": conv["id"], "object": "conversation.deleted", "deleted": True}
     validate("DeletedConversationResource", deleted.get_json())
@@ -52,6 +53,8 @@ def test_conversation_lifecycle(client):
 def test_create_with_empty_body(client):
     resp = client.post("/v1/conversations", headers=A)
     assert resp.status_code == 200 and resp.get_json()["metadata"] == {}
+    assert client.get(f"/v1/conversations/{resp.get_json()['id']}", headers=A).get_json() == resp.get_json()
+    assert client.get(f"/v1/conversations/{resp.get_json()['id']}/items", headers=A).get_json()["data"] == []
 
 
 def test_items_endpoints(client):

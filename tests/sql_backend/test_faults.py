@@ -20,7 +20,7 @@ from flask import Flask
 from flask_smg_history import HistoryUnavailable, SmgHistory, get_state
 
 from ..support.backends_sql import POSTGRES_URL, postgres_schema
-from ..support.errors import envelope
+from ..support.errors import envelope, raises
 
 #: The 503 of a PostgreSQL outage: the driver's exception type, never its text.
 UNAVAILABLE = re.compile(r"The history backend \(postgres\) is unavailable \(\w+\)(; try again later\.|: .+)")
@@ -132,6 +132,7 @@ def test_down_at_start_up_then_back_without_restart(schema):
     try:
         created = client.post("/v1/conversations", json={"metadata": {"n": "1"}})
         assert created.status_code == 200, created.get_json()
+        assert client.get(f"/v1/conversations/{created.get_json()['id']}").get_json() == created.get_json()
         assert client.get("/v1/history/health").get_json()["status"] == "ok"
     finally:
         proxy.stop()
@@ -184,11 +185,11 @@ def test_pool_exhaustion_answers_503_after_the_pool_timeout(schema):
     try:
         held = backend.engine.connect()  # the only connection
         started = time.perf_counter()
-        with pytest.raises(HistoryUnavailable):
+        with raises(HistoryUnavailable, message=UNAVAILABLE, param=None):
             store.conversations.list()
         assert 0.4 < time.perf_counter() - started < 2
         response = app.test_client().post("/v1/conversations", json={})
-        assert response.status_code == 503
+        envelope(response, 503, message=UNAVAILABLE, param=None)
         held.close()
         assert app.test_client().post("/v1/conversations", json={}).status_code == 200
     finally:

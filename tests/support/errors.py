@@ -114,3 +114,20 @@ def missing(kind: str, record_id: str) -> tuple[str, str]:
 def malformed(param: str, value: str, prefix: str) -> str:
     """The message of an ID of the wrong kind (400)."""
     return f"Invalid '{param}': '{value}'. Expected an ID that begins with '{prefix}'."
+
+
+@contextmanager
+def sdk_raises(
+    cls: type[Exception], status: int, *, message: Message, param: str | None, code: str | None = None
+) -> Iterator[pytest.ExceptionInfo[Exception]]:
+    """``pytest.raises`` for the ``openai`` SDK's exception ``cls``, checking
+    the status and the whole error body the SDK parsed from the envelope."""
+    with pytest.raises(cls) as info:
+        yield info
+    exc: Any = info.value
+    assert exc.status_code == status
+    body = exc.body
+    type_ = "server_error" if status >= 500 else "invalid_request_error"
+    wanted = {"message": expected_text(body.get("message"), message), "type": type_, "param": param, "code": code}
+    assert body == wanted
+    assert (exc.type, exc.param, exc.code) == (type_, param, code)
