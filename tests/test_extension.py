@@ -152,7 +152,11 @@ def test_a_pool_of_no_connections_is_refused_at_init(name, doc, size):
 
 
 def test_secrets_are_not_echoed_in_config_errors():
-    with pytest.raises(ConfigError) as info:
+    message = (
+        "SMG_HISTORY_API_KEYS=*** is not valid: expected key1=owner1,key2=owner2. "
+        "Bearer keys and the owner each maps to: a dict, or `key1=owner1,key2=owner2` from the environment."
+    )
+    with raises(ConfigError, message=message, param="SMG_HISTORY_API_KEYS") as info:
         SmgHistory(_app(SMG_HISTORY_API_KEYS="sk-very-secret"))
     assert "sk-very-secret" not in str(info.value)
 
