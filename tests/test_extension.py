@@ -266,3 +266,53 @@ def test_an_unexpected_failure_is_counted_as_an_error():
     resp = app.test_client().get("/v1/conversations/conv_x")
     envelope(resp, 500, message="The history service failed unexpectedly.", param=None)
     assert get_state(app).metrics.snapshot()["operations"] == {("conversations.get", "memory", "error"): 1}
+
+
+def test_get_state_of_an_app_without_the_extension_says_what_to_do():
+    with pytest.raises(RuntimeError) as info:
+        get_state(Flask("bare"))
+    assert str(info.value) == "SmgHistory is not initialised on this app: call SmgHistory(app) first."
+
+
+@pytest.mark.parametrize("owner", ["", None, 42, b"alice"])
+def test_a_store_needs_an_owner(owner):
+    """An empty or non-string owner would bind a store to nobody (or to
+    everybody named "None"): refused before any store exists."""
+    app = _app()
+    SmgHistory(app)
+    with pytest.raises(ValueError) as info:
+        get_state(app).store_for(owner)
+    assert str(info.value) == "owner must be a non-empty string"
+
+
+def test_history_is_one_store_per_request_bound_to_the_caller():
+    ext = SmgHistory()
+    app = _app(SMG_HISTORY_API_KEYS={"k-alice": "alice", "k-bob": "bob"}, SMG_HISTORY_ALLOW_ANONYMOUS=False)
+    ext.init_app(app)
+    with app.test_request_context(headers={"Authorization": "Bearer k-alice"}):
+        first = history._get_current_object()  # type: ignore[attr-defined]
+        assert first is history._get_current_object()  # type: ignore[attr-defined]
+        assert first.owner == "alice" and g.get("_smg_history_store") is first
+    with app.test_request_context(headers={"Authorization": "Bearer k-bob"}):
+        assert history.owner == "bob" and history._get_current_object() is not first  # type: ignore[attr-defined]
+
+
+def test_an_outage_of_the_health_probe_is_a_503_counted_as_unavailable():
+    class Down(ConnectionError):
+        pass
+
+    app = _app()
+    SmgHistory(app)
+    backend = get_state(app).backend
+    type(backend).unavailable_errors = (Down,)
+    try:
+
+        def fail():
+            raise Down("secret detail")
+
+        backend.health = fail
+        resp = app.test_client().get("/v1/history/health")
+        envelope(resp, 503, message="The history backend (memory) is unavailable (Down); try again later.", param=None)
+        assert get_state(app).metrics.snapshot()["operations"] == {("health", "memory", "unavailable"): 1}
+    finally:
+        type(backend).unavailable_errors = ()
