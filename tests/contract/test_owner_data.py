@@ -2,11 +2,14 @@
 CLI is built on (owners, stats, purge, export and import)."""
 
 import dataclasses
+import re
 import time
 
 import pytest
 
-from flask_smg_history import Conversation, Feedback, Item, Response, get_state, portable
+from flask_smg_history import Conversation, Feedback, InvalidRequest, Item, NotFound, Response, get_state, portable
+
+from ..support.errors import raises
 
 
 def _fill(store, n_conv=3, n_items=4, model="m"):
@@ -223,3 +226,88 @@ def test_purge_older_than(app, alice):
     assert removed["conversations"] == 1 and removed["items"] == 4 and removed["responses"] == 1
     assert [c.id for c in alice.conversations.list().data] == [new.id]
     assert old.id not in [c.id for c in alice.conversations.list().data]
+
+
+def test_owners_counts_an_owner_with_only_responses_or_only_feedback(app):
+    backend = get_state(app).backend
+    at = time.time()
+    backend.import_records(
+        [
+            Response("resp_of_carol", "carol", at, model="m"),
+            Feedback("fb_of_dave", "resp_of_carol", "dave", "positive", at, model="m"),
+        ]
+    )
+    get_state(app).store_for("erin").conversations.create()
+    assert list(backend.owners()) == ["carol", "dave", "erin"]
+
+
+def test_erasing_an_owner_takes_their_feedback_on_another_owners_response(app):
+    """Feedback is one per (response, owner); an import can bring dave's
+    vote on carol's response. Erasing dave takes the vote, not the response."""
+    backend = get_state(app).backend
+    at = time.time()
+    backend.import_records(
+        [
+            Response("resp_of_carol", "carol", at, model="m"),
+            Feedback("fb_of_dave", "resp_of_carol", "dave", "positive", at, model="m"),
+            Feedback("fb_of_carol", "resp_of_carol", "carol", "negative", at, model="m"),
+        ]
+    )
+    dave = get_state(app).store_for("dave")
+    assert dave.erase_owner() == {"conversations": 0, "items": 0, "responses": 0, "feedback": 1}
+    assert list(backend.owners()) == ["carol"]
+    carol = get_state(app).store_for("carol")
+    assert carol.responses.get("resp_of_carol").model == "m"
+    assert [f.id for f in carol.feedback.list().data] == ["fb_of_carol"]
+    assert carol.erase_owner() == {"conversations": 0, "items": 0, "responses": 1, "feedback": 1}
+
+
+def test_import_keeps_positions_and_appends_after_the_highest(app, alice):
+    backend = get_state(app).backend
+    at = time.time()
+    payload = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+    records = [
+        Conversation("conv_imp", "alice", at, at),
+        Item("msg_a", "conv_imp", "message", {**payload, "id": "msg_a"}, at, position=3),
+        Item("msg_b", "conv_imp", "message", {**payload, "id": "msg_b"}, at, position=7),
+    ]
+    assert backend.import_records(records) == {"conversations": 1, "items": 2, "responses": 0, "feedback": 0}
+    assert backend.import_records(records) == {"conversations": 1, "items": 2, "responses": 0, "feedback": 0}
+    assert [(i.id, i.position) for i in alice.items.list("conv_imp", order="asc").data] == [("msg_a", 3), ("msg_b", 7)]
+    (added,) = alice.items.add("conv_imp", [{"role": "user", "content": "next"}])
+    assert added.position == 8
+    # the re-import linked nothing twice: one delete unlinks each item
+    alice.items.delete("conv_imp", "msg_a")
+    alice.conversations.delete("conv_imp")
+    fresh = alice.conversations.create()
+    with raises(NotFound, message="Item with id 'msg_b' not found.", param="item_id"):
+        alice.items.add(fresh.id, [{"type": "item_reference", "id": "msg_b"}])
+
+
+def test_import_of_a_conversation_id_another_owner_holds_never_touches_theirs(app, backend_name):
+    """SQL and memory hold one conversation per ID and refuse the import;
+    Redis keeps conversations per owner (docs/backends/redis.md), so the
+    importing owner gets a conversation of their own under that ID. Either
+    way the other owner's conversation is untouched and stays theirs."""
+    backend = get_state(app).backend
+    bob, alice = get_state(app).store_for("bob"), get_state(app).store_for("alice")
+    theirs = bob.conversations.create(metadata={"k": "bob's"}, items=[{"id": "msg_b", "role": "user", "content": "b"}])
+    claimed = Conversation(theirs.id, "alice", theirs.created_at, theirs.updated_at, {"k": "alice's"})
+    if backend_name.startswith("redis"):
+        backend.import_records([claimed])
+        assert alice.conversations.get(theirs.id).metadata == {"k": "alice's"}
+        assert alice.items.list(theirs.id).data == []
+    else:
+        with raises(InvalidRequest, message=re.compile(rf"Conversation '?{theirs.id}'? .*"), param="id"):
+            backend.import_records([claimed])
+        with raises(NotFound, message=f"Conversation with id '{theirs.id}' not found.", param="conversation_id"):
+            alice.conversations.get(theirs.id)
+    assert bob.conversations.get(theirs.id).metadata == {"k": "bob's"}
+    assert [i.id for i in bob.items.list(theirs.id).data] == ["msg_b"]
+
+
+def test_import_of_items_of_an_unknown_conversation_is_refused(app):
+    at = time.time()
+    orphan = Item("msg_x", "conv_nowhere", "message", {"id": "msg_x", "type": "message"}, at, position=0)
+    with raises(NotFound, message="Conversation with id 'conv_nowhere' not found.", param="conversation_id"):
+        get_state(app).backend.import_records([orphan])

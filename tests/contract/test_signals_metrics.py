@@ -145,3 +145,60 @@ def test_prometheus_route(make_app):
     line = f'smg_history_operations_total{{backend="{backend}",operation="conversations.create",outcome="ok"}} 1.0'
     assert line in body
     assert "smg_history_operation_seconds_bucket" in body
+
+
+def test_each_store_call_is_counted_under_its_own_name(app, alice, backend_name):
+    """The operation names of docs/signals-and-metrics.md, one count per
+    backend call: a call that also reads (a response stored into a
+    conversation checks that the conversation is there) counts that read."""
+    metrics = get_state(app).metrics
+    before = dict(metrics.snapshot()["operations"])
+    conv = alice.conversations.create(items=[{"id": "msg_1", "role": "user", "content": "x"}])
+    alice.conversations.get(conv.id)
+    alice.conversations.update(conv.id, {"k": "v"})
+    alice.conversations.list()
+    alice.items.add(conv.id, [{"role": "user", "content": "y"}])
+    alice.items.list(conv.id)
+    alice.items.get(conv.id, "msg_1")
+    alice.items.recent(conv.id)
+    alice.items.delete(conv.id, "msg_1")  # then reads the conversation back
+    resp = alice.responses.store({"model": "m", "input": "q", "conversation": conv.id})  # checks the conversation
+    alice.responses.get(resp.id)
+    alice.responses.list()
+    alice.responses.input_items(resp.id)  # reads the response
+    alice.feedback.submit(resp.id, "positive")  # reads the response
+    alice.feedback.get(resp.id)
+    alice.feedback.list()
+    alice.feedback.stats()
+    alice.feedback.delete(resp.id)
+    alice.responses.delete(resp.id)
+    alice.conversations.delete(conv.id)
+    alice.erase_owner()
+    backend = get_state(app).backend.name
+    counted = {
+        key[0]: n - before.get(key, 0)
+        for key, n in metrics.snapshot()["operations"].items()
+        if key[1:] == (backend, "ok") and n != before.get(key, 0)
+    }
+    assert counted == {
+        "conversations.create": 1,
+        "conversations.get": 3,
+        "conversations.update": 1,
+        "conversations.list": 1,
+        "conversations.delete": 1,
+        "items.add": 1,
+        "items.list": 1,
+        "items.get": 1,
+        "items.recent": 1,
+        "items.delete": 1,
+        "responses.store": 1,
+        "responses.get": 3,
+        "responses.list": 1,
+        "responses.delete": 1,
+        "feedback.submit": 1,
+        "feedback.get": 1,
+        "feedback.list": 1,
+        "feedback.stats": 1,
+        "feedback.delete": 1,
+        "erase_owner": 1,
+    }
