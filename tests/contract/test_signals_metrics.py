@@ -58,6 +58,7 @@ def test_every_write_sends_its_signal(app, alice, received):
     assert received[3][2]["response"].id == resp.id
     assert received[4][2]["feedback"].rating == "positive"
     assert received[5][2] == {"owner": "alice", "response_id": resp.id, "feedback_id": fb.id}
+    assert received[6][2] == {"owner": "alice", "conversation_id": conv.id}
 
 
 def test_failed_writes_send_nothing(alice, received):
