@@ -61,28 +61,36 @@ def results() -> dict[str, Counter[str]]:
 
 
 def survivors(modules: list[str]) -> list[str]:
+    """Mutants the tests did not notice (``mutmut show NAME`` prints one)."""
     prefixes = tuple(MODULES[m] for m in modules)
-    lines = mutmut("results", capture=True).splitlines()
-    return [line.strip() for line in lines if line.strip().startswith(prefixes)]
+    lines = (line.strip() for line in mutmut("results", capture=True).splitlines())
+    return [line for line in lines if line.startswith(prefixes) and not line.endswith(DETECTED)]
+
+
+#: Outcomes that mean the tests noticed the mutant: a failing test, or a test
+#: that no longer finishes (mutmut stops it at a CPU-time limit).
+DETECTED = ("killed", "timeout", "caught by type check")
 
 
 def report(modules: list[str], minimum: float) -> int:
     counts = results()
     total: Counter[str] = Counter()
-    print(f"{'module':<10} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'score':>7}")
+    print(f"{'module':<10} {'mutants':>8} {'killed':>7} {'timeout':>8} {'survived':>9} {'other':>6} {'score':>7}")
+
+    def row(name: str, c: Counter[str]) -> float:
+        n, detected = sum(c.values()), sum(c[o] for o in DETECTED)
+        other = n - detected - c["survived"]
+        score = 100 * detected / n if n else 0.0
+        print(f"{name:<10} {n:>8} {c['killed']:>7} {c['timeout']:>8} {c['survived']:>9} {other:>6} {score:>6.1f}%")
+        return score
+
     for module in modules:
-        c = counts[module]
-        total.update(c)
-        n, killed = sum(c.values()), c["killed"]
-        other = n - killed - c["survived"]
-        score = f"{100 * killed / n:.1f}%" if n else "-"
-        print(f"{module:<10} {n:>8} {killed:>7} {c['survived']:>9} {other:>6} {score:>7}")
-    n, killed = sum(total.values()), total["killed"]
-    score = 100 * killed / n if n else 0.0
-    print(f"{'all':<10} {n:>8} {killed:>7} {total['survived']:>9} {n - killed - total['survived']:>6} {score:>6.1f}%")
+        total.update(counts[module])
+        row(module, counts[module])
+    score = row("all", total)
     left = survivors(modules)
     if left:
-        print("\nNot killed (explain each in docs/testing.md, or kill it with a test):")
+        print("\nNot detected (explain each in docs/testing.md, or kill it with a test):")
         print("\n".join(f"  {line}" for line in left))
     if total["not checked"]:
         print(f"\n{total['not checked']} mutants were not checked: run without --report.")

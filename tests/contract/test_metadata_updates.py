@@ -199,3 +199,16 @@ def test_update_at_the_limits_is_accepted(alice, mode):
     metadata = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
     assert alice.conversations.update(conv.id, metadata, mode=mode).metadata == metadata
     assert alice.conversations.get(conv.id).metadata == metadata
+
+
+@pytest.mark.parametrize("mode", ["patch", "replace", "create"])
+def test_a_long_key_is_shown_cut_to_eighty_characters(alice, mode):
+    """The error quotes an over-long key, cut so a hostile key cannot flood
+    the answer (or a log)."""
+    key = "".join(chr(ord("a") + n % 26) for n in range(300))
+    message = f"Invalid 'metadata': Metadata keys must be at most 64 characters: '{key[:80]}'."
+    with raises(InvalidRequest, message=message, param="metadata"):
+        if mode == "create":
+            alice.conversations.create(metadata={key: "v"})
+        else:
+            alice.conversations.update(alice.conversations.create().id, {key: "v"}, mode=mode)

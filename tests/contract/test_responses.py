@@ -228,3 +228,18 @@ def test_a_foreign_previous_response_with_the_callers_own_conversation_is_unknow
     assert [r.id for r in bob.responses.list().data] == [mine.id]
     assert [r.id for r in alice.responses.list().data] == [theirs.id]
     assert alice.responses.list(conversation=alice_conv.id).data == []
+
+
+def test_the_conversation_may_be_given_as_an_object(alice):
+    """OpenAI's response object carries ``conversation`` as ``{"id": ...}``;
+    stored as it would be from the bare ID, and refused when malformed."""
+    conv = alice.conversations.create()
+    stored = alice.responses.store(_response(conversation={"id": conv.id}))
+    assert alice.responses.get(stored.id).conversation_id == conv.id
+    assert [r.id for r in alice.responses.list(conversation=conv.id).data] == [stored.id]
+    for bad in ({"ID": conv.id}, {"id": 7}, 7):
+        with raises(
+            InvalidRequest, message="Invalid 'conversation': expected an ID or {'id': ...}.", param="conversation"
+        ):
+            alice.responses.store(_response(conversation=bad))
+    assert [r.id for r in alice.responses.list().data] == [stored.id]
