@@ -311,3 +311,70 @@ def test_import_of_items_of_an_unknown_conversation_is_refused(app):
     orphan = Item("msg_x", "conv_nowhere", "message", {"id": "msg_x", "type": "message"}, at, position=0)
     with raises(NotFound, message="Conversation with id 'conv_nowhere' not found.", param="conversation_id"):
         get_state(app).backend.import_records([orphan])
+
+
+def test_purge_preview_counts_what_the_purge_removes(app, alice):
+    """A dry run counts what a purge would remove, and removes nothing: an
+    item also linked into a kept conversation is not counted (it stays), and
+    the feedback on old responses is. A record written exactly at the cutoff
+    stays."""
+    at = float(int(time.time()) - 1000)
+    backend = get_state(app).backend
+    msg = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+    backend.import_records(
+        [
+            Conversation("conv_old", "alice", at - 10, at - 10),
+            Item("msg_only_old", "conv_old", "message", {**msg, "id": "msg_only_old"}, at - 10, position=0),
+            Item("msg_shared", "conv_old", "message", {**msg, "id": "msg_shared"}, at - 10, position=1),
+            Conversation("conv_at_cutoff", "alice", at - 5, at),
+            Item("msg_shared", "conv_at_cutoff", "message", {**msg, "id": "msg_shared"}, at - 5, position=0),
+            Response("resp_old", "alice", at - 10, model="m"),
+            Response("resp_at_cutoff", "alice", at, model="m"),
+            Feedback("fb_old", "resp_old", "alice", "positive", at - 10, model="m"),
+            Feedback("fb_at_cutoff", "resp_at_cutoff", "alice", "negative", at, model="m"),
+        ]
+    )
+    before = list(backend.export(None, None))
+    preview = backend.purge(before=at, dry_run=True)
+    counts = {k: preview[k] for k in ("conversations", "items", "responses", "feedback")}
+    assert counts == {"conversations": 1, "items": 1, "responses": 1, "feedback": 1}
+    assert list(backend.export(None, None)) == before  # a dry run removes nothing
+    removed = backend.purge(before=at, dry_run=False)
+    assert {k: removed[k] for k in counts} == counts
+    assert [c.id for c in alice.conversations.list().data] == ["conv_at_cutoff"]
+    assert [i.id for i in alice.items.list("conv_at_cutoff").data] == ["msg_shared"]
+    assert [r.id for r in alice.responses.list().data] == ["resp_at_cutoff"]
+    assert [f.id for f in alice.feedback.list().data] == ["fb_at_cutoff"]
+
+
+def test_a_response_id_another_owner_holds_never_touches_theirs(alice, bob, backend_name):
+    """SQL and memory hold one response per ID and refuse a second owner's;
+    Redis keeps responses per owner (docs/backends/redis.md), so bob gets a
+    response of his own under that ID. Alice's stays hers either way."""
+    theirs = alice.responses.store({"model": "m", "input": "alice's"})
+    if backend_name.startswith("redis"):
+        bob.responses.store({"id": theirs.id, "model": "bob's", "input": "bob's"})
+        assert [(r.id, r.model) for r in bob.responses.list().data] == [(theirs.id, "bob's")]
+    else:
+        with raises(InvalidRequest, message=f"Response id '{theirs.id}' is not available.", param="id"):
+            bob.responses.store({"id": theirs.id, "model": "bob's", "input": "bob's"})
+        assert bob.responses.list().data == []
+    assert alice.responses.get(theirs.id).model == "m"
+    assert [r.id for r in alice.responses.list().data] == [theirs.id]
+
+
+def test_what_a_write_returns_is_a_copy(alice):
+    conv = alice.conversations.create(metadata={"k": "v"}, items=[{"id": "msg_1", "role": "user", "content": "x"}])
+    conv.metadata["k"] = "changed"
+    (added,) = alice.items.add(conv.id, [{"id": "msg_2", "role": "user", "content": "y"}])
+    added.payload["content"][0]["text"] = "changed"
+    resp = alice.responses.store({"model": "m", "input": "q", "metadata": {"k": "v"}})
+    resp.metadata["k"] = "changed"
+    fb = alice.feedback.submit(resp.id, "positive", metadata={"k": "v"})
+    fb.metadata["k"] = "changed"
+    again = alice.feedback.submit(resp.id, "negative", metadata={"k": "w"})
+    again.metadata["k"] = "changed"
+    assert alice.conversations.get(conv.id).metadata == {"k": "v"}
+    assert alice.items.get(conv.id, "msg_2").payload["content"][0]["text"] == "y"
+    assert alice.responses.get(resp.id).metadata == {"k": "v"}
+    assert (alice.feedback.get(resp.id).rating, alice.feedback.get(resp.id).metadata) == ("negative", {"k": "w"})
