@@ -4,12 +4,13 @@ items carry, and the log line an erasure leaves."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 from flask import Flask
 
-from flask_smg_history import NotFound, SmgHistory, get_state
+from flask_smg_history import InvalidRequest, NotFound, SmgHistory, get_state
 from flask_smg_history.store import MAX_CHAIN
 
 from .support.errors import raises
@@ -81,3 +82,99 @@ def test_an_erasure_is_logged_with_its_counts_and_nothing_else(store, caplog):
     assert record.operation == "erase_owner"
     assert record.counts == {"conversations": 1, "items": 1, "responses": 1, "feedback": 0}
     assert "private words" not in caplog.text and "alice" not in caplog.text
+
+
+def test_a_responses_input_and_output_items_are_checked_and_named_by_where_they_are(store):
+    with raises(InvalidRequest, message="Invalid 'input[1]': expected an object.", param="input[1]"):
+        store.responses.store({"model": "m", "input": [{"role": "user", "content": "q"}, "not an item"]})
+    with raises(
+        InvalidRequest,
+        message="Invalid 'output[0].role': Must be one of: user, assistant, system, developer.",
+        param="output[0].role",
+    ):
+        store.responses.store({"model": "m", "output": [{"type": "message", "role": "robot", "content": "a"}]})
+    with raises(InvalidRequest, message="Expected a JSON object.", param=None):
+        store.responses.store(["not", "a", "response"])  # type: ignore[arg-type]
+    assert store.responses.list().data == []
+
+
+def test_a_response_keeps_what_it_was_given_and_only_that(store):
+    resp = store.responses.store({"object": "response", "model": "m", "input": "q", "user": "u-1", "top_p": 0.5})
+    got = store.responses.get(resp.id)
+    assert got.safety_identifier == "u-1"  # OpenAI's older name for it
+    assert got.extra == {"user": "u-1", "top_p": 0.5}  # "object" is the record's kind, not an extra
+    named = store.responses.store({"model": "m", "user": "u-1", "safety_identifier": "s-2"})
+    assert store.responses.get(named.id).safety_identifier == "s-2"
+
+
+def test_item_ids_of_the_wrong_kind_are_shown_as_given(store):
+    for bad, shown in ((123, "123"), (None, "None"), ("x" * 200, "x" * 128)):
+        message = f"Invalid 'conversation_id': '{shown}'. Expected an ID that begins with 'conv'."
+        with raises(InvalidRequest, message=message, param="conversation_id"):
+            store.conversations.get(bad)  # type: ignore[arg-type]
+
+
+def test_items_carry_their_conversation_time_role_and_status(store):
+    conv = store.conversations.create(items=[{"role": "user", "content": "q", "status": "incomplete"}])
+    (first,) = store.items.list(conv.id).data
+    assert (first.conversation_id, first.created_at, first.role, first.status) == (
+        conv.id,
+        conv.created_at,
+        "user",
+        "incomplete",
+    )
+    (added,) = store.items.add(conv.id, [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}])
+    assert (added.conversation_id, added.role, added.status, added.position) == (conv.id, None, "completed", 1)
+    assert added.created_at == store.conversations.get(conv.id).updated_at
+
+
+def test_an_unknown_field_of_an_item_reference_is_named(store):
+    conv = store.conversations.create(items=[{"id": "msg_1", "role": "user", "content": "q"}])
+    other = store.conversations.create()
+    with raises(InvalidRequest, message="Unknown parameter: 'items[0].extra'.", param="items[0].extra"):
+        store.items.add(other.id, [{"type": "item_reference", "id": "msg_1", "extra": 1}])
+    assert store.items.list(other.id).data == [] and len(store.items.list(conv.id).data) == 1
+
+
+@pytest.mark.parametrize("part", ["text", 3, {"text": "no type"}, {"type": 3}])
+def test_a_content_part_must_be_an_object_with_a_type(store, part):
+    conv = store.conversations.create()
+    with raises(
+        InvalidRequest,
+        message=(
+            "Invalid 'items[0].content': must be a string or a list of content parts, each an object with a 'type'."
+        ),
+        param="items[0].content",
+    ):
+        store.items.add(conv.id, [{"role": "user", "content": [{"type": "input_text", "text": "ok"}, part]}])
+
+
+def _nested(levels: int, kind: str):
+    """An item payload whose JSON nests ``levels`` deep (the item is level 1)."""
+    value: object = "leaf"
+    for _ in range(levels - 2):
+        value = [value] if kind == "list" else {"x": value}
+    return {"type": "function_call_output", "call_id": "c", "output": value}
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+def test_nesting_is_refused_past_sixty_four_levels_exactly(store, kind):
+    conv = store.conversations.create()
+    store.items.add(conv.id, [_nested(64, kind)])
+    with raises(InvalidRequest, message="Invalid 'items[0]': nested more than 64 levels deep.", param="items[0]"):
+        store.items.add(conv.id, [_nested(65, kind)])
+    assert len(store.items.list(conv.id).data) == 1
+
+
+def test_an_item_of_exactly_the_size_limit_is_accepted():
+    app = Flask("size")
+    app.config["SMG_HISTORY_MAX_ITEM_BYTES"] = 200
+    SmgHistory(app)
+    store = get_state(app).store_for("alice")
+    conv = store.conversations.create()
+    base = {"id": "msg_1", "type": "message", "role": "user", "status": "completed"}
+    overhead = len(json.dumps({**base, "content": [{"type": "input_text", "text": ""}]}, separators=(",", ":")))
+    item = {**base, "content": "x" * (200 - overhead)}
+    assert store.items.add(conv.id, [item])[0].payload["content"][0]["text"] == "x" * (200 - overhead)
+    with raises(InvalidRequest, message="Invalid 'items[0]': the item is larger than 200 bytes.", param="items[0]"):
+        store.items.add(conv.id, [{**item, "id": "msg_2", "content": "x" * (201 - overhead)}])

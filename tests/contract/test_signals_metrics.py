@@ -54,6 +54,7 @@ def test_every_write_sends_its_signal(app, alice, received):
     assert all(sender is app and kwargs["owner"] == "alice" for _, sender, kwargs in received)
     assert received[0][2]["conversation"].id == conv.id and len(received[0][2]["items"]) == 1
     assert [i.id for i in received[1][2]["items"]] == [added[0].id]
+    assert received[1][2]["conversation_id"] == conv.id and received[1][2]["owner"] == "alice"
     assert received[2][2] == {"owner": "alice", "conversation_id": conv.id, "item_id": added[0].id}
     assert received[3][2]["response"].id == resp.id
     assert received[4][2]["feedback"].rating == "positive"
