@@ -10,7 +10,8 @@ import logging
 import pytest
 from flask import Flask
 
-from flask_smg_history import InvalidRequest, NotFound, SmgHistory, get_state
+from flask_smg_history import HistoryUnavailable, InvalidRequest, NotFound, SmgHistory, get_state
+from flask_smg_history.backends.memory import MemoryBackend
 from flask_smg_history.store import MAX_CHAIN
 
 from .support.errors import raises
@@ -178,3 +179,82 @@ def test_an_item_of_exactly_the_size_limit_is_accepted():
     assert store.items.add(conv.id, [item])[0].payload["content"][0]["text"] == "x" * (200 - overhead)
     with raises(InvalidRequest, message="Invalid 'items[0]': the item is larger than 200 bytes.", param="items[0]"):
         store.items.add(conv.id, [{**item, "id": "msg_2", "content": "x" * (201 - overhead)}])
+
+
+class Down(ConnectionError):
+    """A driver's "cannot reach the database"."""
+
+
+class FlakyMemory(MemoryBackend):
+    """A memory backend whose conversation listing is down, and which names
+    ``hint`` as what to fix (``Backend.outage_hint``)."""
+
+    unavailable_errors = (Down,)
+    hint: str | None = None
+
+    def list_conversations(self, owner, **kwargs):
+        raise Down("host db.internal password=hunter2")
+
+    def outage_hint(self, exc):
+        return self.hint
+
+
+FLAKY = f"{__name__}.FlakyMemory"
+
+
+@pytest.mark.parametrize(
+    ("hint", "detail"),
+    [(None, "; try again later."), ("check SMG_HISTORY_X.", ": check SMG_HISTORY_X.")],
+)
+def test_an_outage_is_a_503_ending_with_the_backends_hint(monkeypatch, hint, detail):
+    monkeypatch.setattr(FlakyMemory, "hint", hint)
+    app = Flask("outage")
+    app.config["SMG_HISTORY_BACKEND"] = FLAKY
+    SmgHistory(app)
+    store = get_state(app).store_for("alice")
+    with raises(HistoryUnavailable, message=f"The history backend ({FLAKY}) is unavailable (Down){detail}", param=None):
+        store.conversations.list()
+    assert get_state(app).metrics.snapshot()["operations"] == {("conversations.list", FLAKY, "unavailable"): 1}
+    body = get_state(app).metrics.exposition().decode()
+    assert f'smg_history_errors_total{{backend="{FLAKY}",kind="Down"}} 1.0' in body
+
+
+def test_each_outcome_is_counted_timed_and_logged(store, caplog):
+    app_state = get_state(store._sender)
+    caplog.set_level(logging.DEBUG, logger="flask_smg_history")
+    conv = store.conversations.create()
+    with raises(InvalidRequest, message="No record with id 'conv_unknown' to list after.", param="after"):
+        store.conversations.list(after="conv_unknown")  # refused by the backend
+    with raises(NotFound, message="Conversation with id 'conv_missing' not found.", param="conversation_id"):
+        store.conversations.get("conv_missing")
+    store.conversations.get(conv.id)
+    snapshot = app_state.metrics.snapshot()
+    assert snapshot["operations"] == {
+        ("conversations.create", "memory", "ok"): 1,
+        ("conversations.list", "memory", "invalid_request"): 1,
+        ("conversations.get", "memory", "not_found"): 1,
+        ("conversations.get", "memory", "ok"): 1,
+    }
+    assert 0 < snapshot["seconds"][("conversations.get", "memory")] < 5
+    lines = [r for r in caplog.records if r.getMessage().startswith("history ")]
+    assert [(r.operation, r.backend, r.outcome) for r in lines] == [
+        ("conversations.create", "memory", "ok"),
+        ("conversations.list", "memory", "invalid_request"),
+        ("conversations.get", "memory", "not_found"),
+        ("conversations.get", "memory", "ok"),
+    ]
+    last = lines[-1]
+    assert last.levelno == logging.DEBUG
+    assert last.getMessage() == f"history conversations.get on memory: ok in {last.duration_ms:.2f} ms"
+    assert 0 < last.duration_ms < 5000
+    assert conv.id not in caplog.text  # what is logged is the operation, never the content
+
+
+def test_an_unexpected_failure_is_counted_as_an_error_of_its_kind(store):
+    app_state = get_state(store._sender)
+    app_state.backend.get_conversation = lambda owner, cid: 1 / 0
+    with pytest.raises(ZeroDivisionError):
+        store.conversations.get("conv_x")
+    assert app_state.metrics.snapshot()["operations"] == {("conversations.get", "memory", "error"): 1}
+    body = app_state.metrics.exposition().decode()
+    assert 'smg_history_errors_total{backend="memory",kind="ZeroDivisionError"} 1.0' in body
