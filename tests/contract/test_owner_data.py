@@ -249,17 +249,19 @@ def test_erasing_an_owner_takes_their_feedback_on_another_owners_response(app):
     backend.import_records(
         [
             Response("resp_of_carol", "carol", at, model="m"),
+            Response("resp_of_carol_2", "carol", at, model="m"),
             Feedback("fb_of_dave", "resp_of_carol", "dave", "positive", at, model="m"),
+            Feedback("fb_of_dave_2", "resp_of_carol_2", "dave", "negative", at, model="m"),
             Feedback("fb_of_carol", "resp_of_carol", "carol", "negative", at, model="m"),
         ]
     )
     dave = get_state(app).store_for("dave")
-    assert dave.erase_owner() == {"conversations": 0, "items": 0, "responses": 0, "feedback": 1}
+    assert dave.erase_owner() == {"conversations": 0, "items": 0, "responses": 0, "feedback": 2}
     assert list(backend.owners()) == ["carol"]
     carol = get_state(app).store_for("carol")
     assert carol.responses.get("resp_of_carol").model == "m"
     assert [f.id for f in carol.feedback.list().data] == ["fb_of_carol"]
-    assert carol.erase_owner() == {"conversations": 0, "items": 0, "responses": 1, "feedback": 1}
+    assert carol.erase_owner() == {"conversations": 0, "items": 0, "responses": 2, "feedback": 1}
 
 
 def test_import_keeps_positions_and_appends_after_the_highest(app, alice):
@@ -276,6 +278,9 @@ def test_import_keeps_positions_and_appends_after_the_highest(app, alice):
     assert [(i.id, i.position) for i in alice.items.list("conv_imp", order="asc").data] == [("msg_a", 3), ("msg_b", 7)]
     (added,) = alice.items.add("conv_imp", [{"role": "user", "content": "next"}])
     assert added.position == 8
+    backend.import_records([Conversation("conv_imp_empty", "alice", at, at)])
+    (first,) = alice.items.add("conv_imp_empty", [{"role": "user", "content": "first"}])
+    assert first.position == 0  # as in a conversation created empty
     # the re-import linked nothing twice: one delete unlinks each item
     alice.items.delete("conv_imp", "msg_a")
     alice.conversations.delete("conv_imp")
@@ -321,23 +326,32 @@ def test_purge_preview_counts_what_the_purge_removes(app, alice):
     at = float(int(time.time()) - 1000)
     backend = get_state(app).backend
     msg = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+
+    def item(item_id, conversation_id, position):
+        return Item(item_id, conversation_id, "message", {**msg, "id": item_id}, at - 10, position=position)
+
     backend.import_records(
         [
             Conversation("conv_old", "alice", at - 10, at - 10),
-            Item("msg_only_old", "conv_old", "message", {**msg, "id": "msg_only_old"}, at - 10, position=0),
-            Item("msg_shared", "conv_old", "message", {**msg, "id": "msg_shared"}, at - 10, position=1),
+            item("msg_only_old", "conv_old", 0),
+            item("msg_only_old_2", "conv_old", 1),
+            item("msg_shared", "conv_old", 2),
+            Conversation("conv_old_2", "alice", at - 9, at - 9),
+            item("msg_only_old_3", "conv_old_2", 0),
             Conversation("conv_at_cutoff", "alice", at - 5, at),
-            Item("msg_shared", "conv_at_cutoff", "message", {**msg, "id": "msg_shared"}, at - 5, position=0),
+            item("msg_shared", "conv_at_cutoff", 0),
             Response("resp_old", "alice", at - 10, model="m"),
+            Response("resp_old_2", "alice", at - 9, model="m"),
             Response("resp_at_cutoff", "alice", at, model="m"),
             Feedback("fb_old", "resp_old", "alice", "positive", at - 10, model="m"),
+            Feedback("fb_old_2", "resp_old_2", "alice", "positive", at - 9, model="m"),
             Feedback("fb_at_cutoff", "resp_at_cutoff", "alice", "negative", at, model="m"),
         ]
     )
     before = list(backend.export(None, None))
     preview = backend.purge(before=at, dry_run=True)
     counts = {k: preview[k] for k in ("conversations", "items", "responses", "feedback")}
-    assert counts == {"conversations": 1, "items": 1, "responses": 1, "feedback": 1}
+    assert counts == {"conversations": 2, "items": 3, "responses": 2, "feedback": 2}
     assert list(backend.export(None, None)) == before  # a dry run removes nothing
     removed = backend.purge(before=at, dry_run=False)
     assert {k: removed[k] for k in counts} == counts

@@ -96,35 +96,53 @@ def test_export_since_keeps_records_written_exactly_then(app):
 
 
 def test_what_a_backend_returns_is_a_copy(app, alice):
+    """Each record handed out is changed right away, and the stored one is
+    read back unchanged."""
     conv = alice.conversations.create(metadata={"k": "v"}, items=[{"id": "msg_1", "role": "user", "content": "x"}])
     resp = alice.responses.store({"model": "m", "input": "q", "metadata": {"k": "v"}, "instructions": "be nice"})
     alice.feedback.submit(resp.id, "positive", metadata={"k": "v"})
     backend = get_state(app).backend
-    # change everything that was handed out ...
-    for got in (
-        alice.conversations.get(conv.id),
-        alice.conversations.update(conv.id, {}),
-        *alice.conversations.list().data,
-        alice.responses.get(resp.id),
-        *alice.responses.list().data,
-        alice.feedback.get(resp.id),
-        *alice.feedback.list().data,
-        *backend.export("alice", None),
-    ):
-        if isinstance(got, Item):
-            got.payload["content"][0]["text"] = "changed"
-        else:
-            got.metadata["k"] = "changed"
-        if isinstance(got, Response):
-            got.extra["instructions"] = "changed"
-    for got in (alice.items.get(conv.id, "msg_1"), *alice.items.recent(conv.id), *alice.items.list(conv.id).data):
-        got.payload["content"][0]["text"] = "changed"
-    # ... and nothing stored changed
-    assert alice.conversations.get(conv.id).metadata == {"k": "v"}
-    assert alice.items.get(conv.id, "msg_1").payload["content"] == [{"type": "input_text", "text": "x"}]
-    assert alice.responses.get(resp.id).metadata == {"k": "v"}
-    assert alice.responses.get(resp.id).extra == {"instructions": "be nice"}
-    assert alice.feedback.get(resp.id).metadata == {"k": "v"}
+
+    def stored():
+        return (
+            alice.conversations.get(conv.id).metadata,
+            alice.items.get(conv.id, "msg_1").payload["content"],
+            alice.responses.get(resp.id).metadata,
+            alice.responses.get(resp.id).extra,
+            alice.feedback.get(resp.id).metadata,
+        )
+
+    before = stored()
+    assert before == (
+        {"k": "v"},
+        [{"type": "input_text", "text": "x"}],
+        {"k": "v"},
+        {"instructions": "be nice"},
+        {"k": "v"},
+    )
+    handed_out = [
+        lambda: [alice.conversations.get(conv.id)],
+        lambda: [alice.conversations.update(conv.id, {})],
+        lambda: alice.conversations.list().data,
+        lambda: alice.conversations.list(order_by="updated_at").data,
+        lambda: [alice.items.get(conv.id, "msg_1")],
+        lambda: alice.items.recent(conv.id),
+        lambda: alice.items.list(conv.id).data,
+        lambda: [alice.responses.get(resp.id)],
+        lambda: alice.responses.list().data,
+        lambda: [alice.feedback.get(resp.id)],
+        lambda: alice.feedback.list().data,
+        lambda: list(backend.export("alice", None)),
+    ]
+    for fetch in handed_out:
+        for got in fetch():
+            if isinstance(got, Item):
+                got.payload["content"][0]["text"] = "changed"
+            else:
+                got.metadata["k"] = "changed"
+            if isinstance(got, Response):
+                got.extra["instructions"] = "changed"
+        assert stored() == before
 
 
 def test_what_was_imported_is_a_copy(app, alice):
