@@ -221,7 +221,8 @@ def test_none_backend_keeps_nothing():
     store = get_state(app).store_for("anonymous")
     resp = store.responses.store({"model": "m", "input": "hi", "conversation": cid})
     assert resp.id.startswith("resp_")
-    assert store.feedback.submit(resp.id, "positive").rating == "positive"
+    fb = store.feedback.submit(resp.id, "positive")
+    assert (fb.rating, fb.model, fb.expires_at, fb.id[:3]) == ("positive", "", None, "fb_")
     assert client.get(f"/v1/responses/{resp.id}").status_code == 404
 
 
@@ -316,3 +317,10 @@ def test_an_outage_of_the_health_probe_is_a_503_counted_as_unavailable():
         assert get_state(app).metrics.snapshot()["operations"] == {("health", "memory", "unavailable"): 1}
     finally:
         type(backend).unavailable_errors = ()
+
+
+def test_feedback_on_the_none_backend_carries_the_retention_it_would_have():
+    app = _app(SMG_HISTORY_BACKEND="none", SMG_HISTORY_RETENTION_DAYS=2)
+    SmgHistory(app)
+    fb = get_state(app).store_for("anonymous").feedback.submit("resp_1", "negative")
+    assert fb.expires_at == pytest.approx(fb.created_at + 2 * 86400, abs=1)

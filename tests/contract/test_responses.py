@@ -1,5 +1,6 @@
 """Contract: stored responses and feedback, on every backend."""
 
+import datetime as dt
 import time
 
 import pytest
@@ -123,6 +124,7 @@ def test_feedback_submit_replace_list_and_stats(alice):
     b = alice.responses.store(_response(model="m2"))
     c = alice.responses.store(_response(model="m2"))
     first = alice.feedback.submit(a.id, "negative", comment="wrong")
+    assert first.id.startswith("fb_") and len(first.id) == 3 + 48
     again = alice.feedback.submit(a.id, "positive", comment="fixed", metadata={"ui": "thumbs"})
     assert again.id == first.id
     got = alice.feedback.get(a.id)
@@ -142,7 +144,11 @@ def test_feedback_submit_replace_list_and_stats(alice):
     assert stats["total"] == 3
     assert stats["by_rating"] == {"positive": 1, "negative": 2}
     assert stats["by_model"] == {"m1": {"positive": 1, "negative": 0}, "m2": {"positive": 0, "negative": 2}}
+    days = {dt.datetime.fromtimestamp(f.created_at, dt.timezone.utc).date().isoformat() for f in listed.data}
+    if len(days) == 1:  # the usual case; around midnight UTC the votes may straddle two days
+        assert stats["by_day"] == {days.pop(): {"positive": 1, "negative": 2}}
     assert sum(day["negative"] for day in stats["by_day"].values()) == 2
+    assert sum(day["positive"] for day in stats["by_day"].values()) == 1
 
 
 def test_feedback_delete_withdraws_one_vote_and_nothing_else(alice, bob):
