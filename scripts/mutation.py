@@ -6,7 +6,7 @@ pyproject.toml, runs the tests that reach the changed function on the memory
 backend, and counts the mutants the tests kill. docs/testing.md has the last
 score and explains every mutant that survived.
 
-    python scripts/mutation.py                   # every module (about 15 min on 2 cores)
+    python scripts/mutation.py                   # every module (35 to 40 minutes on 2 shared cores)
     python scripts/mutation.py state portable     # some modules (names below)
     python scripts/mutation.py --report           # the table of the last run, without running
 
