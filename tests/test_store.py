@@ -196,7 +196,7 @@ class FlakyMemory(MemoryBackend):
         raise Down("host db.internal password=hunter2")
 
     def outage_hint(self, exc):
-        return self.hint
+        return self.hint if isinstance(exc, Down) else "not this outage"
 
 
 FLAKY = f"{__name__}.FlakyMemory"
@@ -247,6 +247,8 @@ def test_each_outcome_is_counted_timed_and_logged(store, caplog):
     assert last.levelno == logging.DEBUG
     assert last.getMessage() == f"history conversations.get on memory: ok in {last.duration_ms:.2f} ms"
     assert 0 < last.duration_ms < 5000
+    timed = snapshot["seconds"][("conversations.create", "memory")]  # one call: its time is the total
+    assert lines[0].duration_ms == pytest.approx(timed * 1000, rel=1e-9)
     assert conv.id not in caplog.text  # what is logged is the operation, never the content
 
 
