@@ -380,13 +380,45 @@ def _convert(key: Key, value: Any, from_env: bool) -> Any:
     raise AssertionError(kind)
 
 
+#: Every name a setting is read under (its key, and its environment
+#: fallbacks such as ``ATP_DSN``), by its upper-case form.
+_NAMES_FOLDED: dict[str, tuple[str, Key]] = {name.upper(): (name, key) for key in KEYS for name in (key.name, *key.env)}
+
+
+def _refuse_unknown_names(config: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    """Refuse a config key under our prefix that names no setting, in any
+    case, and a config key or environment variable that is a case variant of
+    a real name (``SMG_HISTORY_Api_Keys``): both would be ignored, so a host
+    would run without the keys or limits it believes it set. The error names
+    the real key."""
+    for name in config:
+        if not isinstance(name, str) or not name.upper().startswith(PREFIX) or name in KEYS_BY_NAME:
+            continue
+        real = _NAMES_FOLDED.get(name.upper())
+        if real is not None:
+            raise ConfigError(
+                f"{name} is not a setting of flask-smg-history: setting names are upper case, "
+                f"did you mean {real[1].name}?",
+                param=real[1].name,
+            )
+        raise ConfigError(
+            f"{name} is not a setting of flask-smg-history (see the configuration reference).", param=name
+        )
+    for name in environ:
+        real = _NAMES_FOLDED.get(name.upper())
+        if real is not None and name != real[0]:
+            raise ConfigError(
+                f"The environment variable {name} is not read: environment names are case-sensitive, "
+                f"did you mean {real[0]}?",
+                param=real[1].name,
+            )
+
+
 def load_settings(config: dict[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Validate every key in ``config`` (a Flask ``app.config``), filling in
     environment fallbacks and defaults with ``setdefault``."""
     environ = os.environ if environ is None else environ
-    for name in config:
-        if name.startswith(PREFIX) and name not in KEYS_BY_NAME:
-            raise ConfigError(f"{name} is not a setting of flask-smg-history (see the configuration reference).")
+    _refuse_unknown_names(config, environ)
     values: dict[str, Any] = {}
     for key in KEYS:
         from_env = False

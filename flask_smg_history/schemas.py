@@ -341,8 +341,8 @@ def load(schema: Schema, data: Any, *, param_prefix: str = "") -> dict[str, Any]
         return schema.load(data)
     except ValidationError as exc:
         param, message = _param(exc.messages, param_prefix)
-        if message == "Unknown field.":
-            message = f"Unknown parameter: '{param}'."
+        if message == "Unknown field.":  # in OpenAI's words, as the HTTP layer says it for a body's field
+            raise InvalidRequest(f"Unknown parameter: '{param}'.", param=param or None) from None
         if message.startswith(_SMG_WORDED):
             raise InvalidRequest(message, param=param or None) from None
         raise InvalidRequest(f"Invalid '{param}': {message}" if param else message, param=param or None) from None

@@ -352,8 +352,8 @@ class Responses(_Part):
         response_id = data.pop("id", None) or mint_id("resp")
         _check_id(response_id, "resp", "id")
         conversation = data.pop("conversation")
-        if isinstance(conversation, dict):
-            conversation = conversation.get("id")
+        if isinstance(conversation, dict) and isinstance(conversation.get("id"), str):
+            conversation = conversation["id"]  # any other object is refused below, never dropped
         if conversation is not None and not isinstance(conversation, str):
             raise InvalidRequest("Invalid 'conversation': expected an ID or {'id': ...}.", param="conversation")
         if conversation is not None:

@@ -12,10 +12,19 @@ from flask_smg_history import SmgHistory, get_state
 from .support import backends
 from .support.apps import build_app
 
+# Before any test module imports it, so its asserts show both sides on failure.
+pytest.register_assert_rewrite("tests.support.errors")
+
 
 @pytest.fixture(params=backends.selected())
 def backend_name(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def batch_sizes(backend_name: str) -> dict[str, int]:
+    """The chunk sizes of the backend under test (``backends.BATCHES``)."""
+    return backends.BATCHES[backend_name]
 
 
 @pytest.fixture

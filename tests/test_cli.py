@@ -10,7 +10,7 @@ from flask_smg_history import cli, get_state, portable
 from flask_smg_history.backends.memory import MemoryBackend
 from flask_smg_history.config import load_settings
 
-from .contract.test_owner_data import _fill
+from .contract.test_owner_data import EXTRA, FULL_RESPONSE, _fill
 
 
 @pytest.fixture
@@ -44,13 +44,17 @@ def test_stats(filled):
 
 
 def test_export_import_roundtrip(filled, tmp_path, make_app):
+    alice = get_state(filled).store_for("alice")
+    full = alice.responses.store(FULL_RESPONSE)
     out = tmp_path / "all.jsonl"
     result = _run(filled, "export", "-o", str(out))
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert len(lines) == 4 + 14 + 4 + 4
+    assert len(lines) == 4 + 14 + 5 + 4
     original = [portable.loads(line) for line in lines]
-    assert "export: 26 records done" in result.stderr
+    assert "export: 27 records done" in result.stderr
+    (line,) = [json.loads(line) for line in lines if full.id in line]
+    assert line["extra"] == EXTRA and line["usage"] == FULL_RESPONSE["usage"]  # as given, not as exported
 
     bob_only = _run(filled, "export", "--owner", "bob").stdout.splitlines()
     assert {json.loads(line).get("owner", "bob") for line in bob_only} == {"bob"} and len(bob_only) == 1 + 2 + 1 + 1
@@ -61,9 +65,12 @@ def test_export_import_roundtrip(filled, tmp_path, make_app):
     for _ in range(2):  # idempotent
         result = _run(filled, "import", str(out))
         assert result.exit_code == 0, result.output
-        assert "imported: conversations=4 feedback=4 items=14 responses=4" in result.output
+        assert "imported: conversations=4 feedback=4 items=14 responses=5" in result.output
     again = _run(filled, "export").stdout.splitlines()
     assert [portable.loads(line) for line in again] == original
+    back = alice.responses.get(full.id)
+    assert (back.extra, back.metadata, back.safety_identifier) == (EXTRA, {"k": "v"}, "user-1")
+    assert (back.input, back.output) == (full.input, full.output)
 
 
 def test_import_reports_the_bad_line(app, tmp_path):

@@ -7,6 +7,9 @@ from flask import Flask, g
 
 from flask_smg_history import Backend, ConfigError, SmgHistory, get_state, history
 from flask_smg_history.backends.memory import MemoryBackend
+from flask_smg_history.config import load_settings
+
+from .support.errors import envelope, raises
 
 
 def _app(**config) -> Flask:
@@ -35,27 +38,125 @@ def test_double_init_is_an_error():
 
 
 @pytest.mark.parametrize(
-    ("config", "names"),
+    ("config", "param", "message"),
     [
-        ({"SMG_HISTORY_BACKEND": "mongo"}, ["SMG_HISTORY_BACKEND", "memory", "postgres", "redis"]),
-        ({"SMG_HISTORY_MAX_REQUEST_BYTES": "big"}, ["SMG_HISTORY_MAX_REQUEST_BYTES", "integer"]),
-        ({"SMG_HISTORY_MAX_REQUEST_BYTES": 0}, ["SMG_HISTORY_MAX_REQUEST_BYTES", "at least 1"]),
-        ({"SMG_HISTORY_ALLOW_ANONYMOUS": "yes"}, ["SMG_HISTORY_ALLOW_ANONYMOUS", "true or false"]),
-        ({"SMG_HISTORY_API_KEYS": ["k"]}, ["SMG_HISTORY_API_KEYS", "key1=owner1"]),
-        ({"SMG_HISTORY_URL_PREFIX": None}, ["SMG_HISTORY_URL_PREFIX", "must be set"]),
-        ({"SMG_HISTORY_BACKNED": "memory"}, ["SMG_HISTORY_BACKNED", "not a setting"]),
-        ({"SMG_HISTORY_BACKEND": "json.JSONDecoder"}, ["SMG_HISTORY_BACKEND", "not a Backend"]),
+        (
+            {"SMG_HISTORY_BACKEND": "mongo"},
+            "SMG_HISTORY_BACKEND",
+            "SMG_HISTORY_BACKEND: unknown backend 'mongo'; accepted values are memory, none, oracle, postgres, "
+            "redis, sqlite, an entry point in 'flask_smg_history.backends', or a dotted import path.",
+        ),
+        (
+            {"SMG_HISTORY_MAX_REQUEST_BYTES": "big"},
+            "SMG_HISTORY_MAX_REQUEST_BYTES",
+            "SMG_HISTORY_MAX_REQUEST_BYTES='big' is not valid: expected an integer. "
+            "Largest request body the API accepts (413 above).",
+        ),
+        (
+            {"SMG_HISTORY_MAX_REQUEST_BYTES": 0},
+            "SMG_HISTORY_MAX_REQUEST_BYTES",
+            "SMG_HISTORY_MAX_REQUEST_BYTES=0 is not valid: must be at least 1. "
+            "Largest request body the API accepts (413 above).",
+        ),
+        (
+            {"SMG_HISTORY_ALLOW_ANONYMOUS": "yes"},
+            "SMG_HISTORY_ALLOW_ANONYMOUS",
+            "SMG_HISTORY_ALLOW_ANONYMOUS='yes' is not valid: expected true or false. Serve callers without identity "
+            "as owner `anonymous`. Default: true for memory and none, false otherwise.",
+        ),
+        (
+            {"SMG_HISTORY_API_KEYS": ["k"]},
+            "SMG_HISTORY_API_KEYS",
+            "SMG_HISTORY_API_KEYS=*** is not valid: expected a dict of strings, or 'key1=owner1,key2=owner2'. "
+            "Bearer keys and the owner each maps to: a dict, or `key1=owner1,key2=owner2` from the environment.",
+        ),
+        (
+            {"SMG_HISTORY_URL_PREFIX": None},
+            "SMG_HISTORY_URL_PREFIX",
+            "SMG_HISTORY_URL_PREFIX=None is not valid: must be set. Where the blueprint is mounted.",
+        ),
+        (
+            {"SMG_HISTORY_BACKNED": "memory"},
+            "SMG_HISTORY_BACKNED",
+            "SMG_HISTORY_BACKNED is not a setting of flask-smg-history (see the configuration reference).",
+        ),
+        (
+            {"SMG_HISTORY_BACKEND": "json.JSONDecoder"},
+            "SMG_HISTORY_BACKEND",
+            "SMG_HISTORY_BACKEND='json.JSONDecoder' is not a Backend subclass.",
+        ),
     ],
 )
-def test_config_errors_name_the_key(config, names):
-    with pytest.raises(ConfigError) as info:
+def test_config_errors_name_the_key(config, param, message):
+    with raises(ConfigError, message=message, param=param):
         SmgHistory(_app(**config))
-    for name in names:
-        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "real"),
+    [
+        ("SMG_HISTORY_Api_Keys", "SMG_HISTORY_API_KEYS"),
+        ("smg_history_api_keys", "SMG_HISTORY_API_KEYS"),
+        ("Smg_History_Allow_Anonymous", "SMG_HISTORY_ALLOW_ANONYMOUS"),
+        ("SMG_HISTORY_max_request_bytes", "SMG_HISTORY_MAX_REQUEST_BYTES"),
+        ("smg_history_unknown", None),
+    ],
+)
+def test_a_case_variant_of_a_setting_is_an_error_naming_the_real_key(name, real):
+    """A key that differs from a setting only in case would be ignored, so
+    the app would run without what the host believes it set (API keys
+    meaning no bearer auth at all): it stops the app, naming the real key."""
+    if real is None:
+        message, param = f"{name} is not a setting of flask-smg-history (see the configuration reference).", name
+    else:
+        message = f"{name} is not a setting of flask-smg-history: setting names are upper case, did you mean {real}?"
+        param = real
+    with raises(ConfigError, message=message, param=param):
+        SmgHistory(_app(**{name: "k=alice"}))
+
+
+@pytest.mark.parametrize(
+    ("variable", "real", "param"),
+    [
+        ("SMG_HISTORY_Api_Keys", "SMG_HISTORY_API_KEYS", "SMG_HISTORY_API_KEYS"),
+        ("smg_history_backend", "SMG_HISTORY_BACKEND", "SMG_HISTORY_BACKEND"),
+        ("atp_password", "ATP_PASSWORD", "SMG_HISTORY_ORACLE_PASSWORD"),
+    ],
+)
+def test_a_case_variant_in_the_environment_is_an_error_naming_the_real_name(monkeypatch, variable, real, param):
+    monkeypatch.setenv(variable, "x")
+    message = (
+        f"The environment variable {variable} is not read: environment names are case-sensitive, did you mean {real}?"
+    )
+    with raises(ConfigError, message=message, param=param):
+        SmgHistory(_app())
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"),
+    [
+        ("SMG_HISTORY_POSTGRES_POOL_MAX_SIZE", "Connections in the PostgreSQL pool."),
+        ("SMG_HISTORY_REDIS_POOL_MAX_SIZE", "Connections in the Redis pool; callers wait for a free one."),
+        ("SMG_HISTORY_ORACLE_POOL_MAX", "Maximum sessions in the Oracle pool."),
+    ],
+)
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_pool_of_no_connections_is_refused_at_init(name, doc, size):
+    """A pool of 0 would make every call wait out the pool timeout and fail:
+    refused at start-up instead, from the config and from the environment."""
+    message = f"{name}={size} is not valid: must be at least 1. {doc}"
+    with raises(ConfigError, message=message, param=name):
+        SmgHistory(_app(**{name: size}))
+    with raises(ConfigError, message=f"{name}='{size}' is not valid: must be at least 1. {doc}", param=name):
+        load_settings({}, environ={name: str(size)})
 
 
 def test_secrets_are_not_echoed_in_config_errors():
-    with pytest.raises(ConfigError) as info:
+    message = (
+        "SMG_HISTORY_API_KEYS=*** is not valid: expected key1=owner1,key2=owner2. "
+        "Bearer keys and the owner each maps to: a dict, or `key1=owner1,key2=owner2` from the environment."
+    )
+    with raises(ConfigError, message=message, param="SMG_HISTORY_API_KEYS") as info:
         SmgHistory(_app(SMG_HISTORY_API_KEYS="sk-very-secret"))
     assert "sk-very-secret" not in str(info.value)
 
@@ -120,7 +221,8 @@ def test_none_backend_keeps_nothing():
     store = get_state(app).store_for("anonymous")
     resp = store.responses.store({"model": "m", "input": "hi", "conversation": cid})
     assert resp.id.startswith("resp_")
-    assert store.feedback.submit(resp.id, "positive").rating == "positive"
+    fb = store.feedback.submit(resp.id, "positive")
+    assert (fb.rating, fb.model, fb.expires_at, fb.id[:3]) == ("positive", "", None, "fb_")
     assert client.get(f"/v1/responses/{resp.id}").status_code == 404
 
 
@@ -131,7 +233,7 @@ def test_unexpected_backend_failure_is_a_500_envelope_and_the_app_keeps_serving(
     backend.get_conversation = lambda owner, cid: 1 / 0
     client = app.test_client()
     resp = client.get("/v1/conversations/conv_x")
-    assert resp.status_code == 500 and resp.get_json()["error"]["type"] == "server_error"
+    envelope(resp, 500, message="The history service failed unexpectedly.", param=None)
     assert client.get("/v1/conversations").status_code == 200
 
 
@@ -150,9 +252,75 @@ def test_unavailable_backend_is_a_503_envelope():
 
         backend.list_conversations = fail
         resp = app.test_client().get("/v1/conversations")
-        assert resp.status_code == 503
-        error = resp.get_json()["error"]
-        assert error["type"] == "server_error" and "memory" in error["message"]
-        assert "hunter2" not in error["message"]
+        envelope(resp, 503, message="The history backend (memory) is unavailable (Down); try again later.", param=None)
+        assert "hunter2" not in resp.get_data(as_text=True)
+        counted = get_state(app).metrics.snapshot()["operations"]
+        assert counted == {("conversations.list", "memory", "unavailable"): 1}  # an outage, not an "error"
     finally:
         type(backend).unavailable_errors = ()
+
+
+def test_an_unexpected_failure_is_counted_as_an_error():
+    app = _app()
+    SmgHistory(app)
+    get_state(app).backend.get_conversation = lambda owner, cid: 1 / 0
+    resp = app.test_client().get("/v1/conversations/conv_x")
+    envelope(resp, 500, message="The history service failed unexpectedly.", param=None)
+    assert get_state(app).metrics.snapshot()["operations"] == {("conversations.get", "memory", "error"): 1}
+
+
+def test_get_state_of_an_app_without_the_extension_says_what_to_do():
+    with pytest.raises(RuntimeError) as info:
+        get_state(Flask("bare"))
+    assert str(info.value) == "SmgHistory is not initialised on this app: call SmgHistory(app) first."
+
+
+@pytest.mark.parametrize("owner", ["", None, 42, b"alice"])
+def test_a_store_needs_an_owner(owner):
+    """An empty or non-string owner would bind a store to nobody (or to
+    everybody named "None"): refused before any store exists."""
+    app = _app()
+    SmgHistory(app)
+    with pytest.raises(ValueError) as info:
+        get_state(app).store_for(owner)
+    assert str(info.value) == "owner must be a non-empty string"
+
+
+def test_history_is_one_store_per_request_bound_to_the_caller():
+    ext = SmgHistory()
+    app = _app(SMG_HISTORY_API_KEYS={"k-alice": "alice", "k-bob": "bob"}, SMG_HISTORY_ALLOW_ANONYMOUS=False)
+    ext.init_app(app)
+    with app.test_request_context(headers={"Authorization": "Bearer k-alice"}):
+        first = history._get_current_object()  # type: ignore[attr-defined]
+        assert first is history._get_current_object()  # type: ignore[attr-defined]
+        assert first.owner == "alice" and g.get("_smg_history_store") is first
+    with app.test_request_context(headers={"Authorization": "Bearer k-bob"}):
+        assert history.owner == "bob" and history._get_current_object() is not first  # type: ignore[attr-defined]
+
+
+def test_an_outage_of_the_health_probe_is_a_503_counted_as_unavailable():
+    class Down(ConnectionError):
+        pass
+
+    app = _app()
+    SmgHistory(app)
+    backend = get_state(app).backend
+    type(backend).unavailable_errors = (Down,)
+    try:
+
+        def fail():
+            raise Down("secret detail")
+
+        backend.health = fail
+        resp = app.test_client().get("/v1/history/health")
+        envelope(resp, 503, message="The history backend (memory) is unavailable (Down); try again later.", param=None)
+        assert get_state(app).metrics.snapshot()["operations"] == {("health", "memory", "unavailable"): 1}
+    finally:
+        type(backend).unavailable_errors = ()
+
+
+def test_feedback_on_the_none_backend_carries_the_retention_it_would_have():
+    app = _app(SMG_HISTORY_BACKEND="none", SMG_HISTORY_RETENTION_DAYS=2)
+    SmgHistory(app)
+    fb = get_state(app).store_for("anonymous").feedback.submit("resp_1", "negative")
+    assert fb.expires_at == pytest.approx(fb.created_at + 2 * 86400, abs=1)

@@ -3,10 +3,13 @@ OpenAI's published schemas where OpenAI defines the shape."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flask_smg_history import get_state
 
+from .support.errors import envelope, missing
 from .support.openai_spec import validate
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
@@ -20,14 +23,10 @@ def client(make_app):
     return app.test_client()
 
 
-def _error(resp, status, param=None, type_="invalid_request_error"):
-    assert resp.status_code == status, resp.get_json()
-    body = resp.get_json()
-    validate("ErrorResponse", body)
-    assert body["error"]["type"] == type_
-    if param is not None:
-        assert body["error"]["param"] == param
-    return body["error"]
+def _missing(resp, kind, record_id):
+    """The 404 of a record that does not exist (or is another owner's)."""
+    message, param = missing(kind, record_id)
+    return envelope(resp, 404, message=message, param=param)
 
 
 def _conv(client, **body):
@@ -43,17 +42,19 @@ def test_conversation_lifecycle(client):
     got = client.get(f"/v1/conversations/{conv['id']}", headers=A).get_json()
     assert got == conv
     updated = client.post(f"/v1/conversations/{conv['id']}", json={"metadata": {"title": "Renamed"}}, headers=A)
-    assert updated.status_code == 200 and updated.get_json()["metadata"] == {"title": "Renamed"}
+    assert updated.status_code == 200 and updated.get_json() == {**conv, "metadata": {"title": "Renamed"}}
+    assert client.get(f"/v1/conversations/{conv['id']}", headers=A).get_json() == updated.get_json()
     deleted = client.delete(f"/v1/conversations/{conv['id']}", headers=A)
     assert deleted.get_json() == {"id": conv["id"], "object": "conversation.deleted", "deleted": True}
     validate("DeletedConversationResource", deleted.get_json())
-    err = _error(client.get(f"/v1/conversations/{conv['id']}", headers=A), 404, "conversation_id")
-    assert err["message"] == f"Conversation with id '{conv['id']}' not found."
+    _missing(client.get(f"/v1/conversations/{conv['id']}", headers=A), "conversation", conv["id"])
 
 
 def test_create_with_empty_body(client):
     resp = client.post("/v1/conversations", headers=A)
     assert resp.status_code == 200 and resp.get_json()["metadata"] == {}
+    assert client.get(f"/v1/conversations/{resp.get_json()['id']}", headers=A).get_json() == resp.get_json()
+    assert client.get(f"/v1/conversations/{resp.get_json()['id']}/items", headers=A).get_json()["data"] == []
 
 
 def test_items_endpoints(client):
@@ -90,7 +91,7 @@ def test_items_endpoints(client):
     parent = client.delete(f"/v1/conversations/{cid}/items/{first['id']}", headers=A)
     assert parent.status_code == 200 and parent.get_json()["id"] == cid
     validate("ConversationResource", parent.get_json())
-    _error(client.get(f"/v1/conversations/{cid}/items/{first['id']}", headers=A), 404, "item_id")
+    _missing(client.get(f"/v1/conversations/{cid}/items/{first['id']}", headers=A), "item", first["id"])
 
 
 def test_every_item_type_matches_openais_schema(client):
@@ -147,8 +148,10 @@ def test_update_conversation_patches_metadata(client):
     assert stored["metadata"] == full
     swapped = client.post(url, json={"metadata": {"one_more": "x", "a": None}}, headers=A).get_json()["metadata"]
     assert swapped == {**{k: v for k, v in full.items() if k != "a"}, "one_more": "x"}
-    _error(client.post(url, json={"metadata": {"k": 1}}, headers=A), 400, "metadata.k.value")
-    _error(client.post(url, json={"metadata": {"a": "1"}}, headers=B), 404, "conversation_id")
+    bad = client.post(url, json={"metadata": {"k": 1}}, headers=A)
+    envelope(bad, 400, message="Invalid 'metadata.k.value': Not a valid string.", param="metadata.k.value")
+    _missing(client.post(url, json={"metadata": {"a": "1"}}, headers=B), "conversation", conv["id"])
+    assert client.get(url, headers=A).get_json()["metadata"] == swapped
 
 
 def test_update_conversation_replaces_metadata_when_configured(make_app):
@@ -157,8 +160,8 @@ def test_update_conversation_replaces_metadata_when_configured(make_app):
     conv = _conv(client, metadata={"a": "1", "b": "2"})
     url = f"/v1/conversations/{conv['id']}"
     assert client.post(url, json={"metadata": {"c": "3"}}, headers=A).get_json()["metadata"] == {"c": "3"}
-    err = _error(client.post(url, json={"metadata": {"c": None}}, headers=A), 400, "metadata.c.value")
-    assert err["code"] is None and "null" in err["message"]
+    refused = client.post(url, json={"metadata": {"c": None}}, headers=A)
+    envelope(refused, 400, message="Invalid 'metadata.c.value': Field may not be null.", param="metadata.c.value")
     assert client.get(url, headers=A).get_json()["metadata"] == {"c": "3"}
     assert client.post(url, json={"metadata": None}, headers=A).get_json()["metadata"] == {}
     values = client.get("/v1/openapi.json").get_json()["components"]["schemas"]["ConversationUpdate"]
@@ -176,73 +179,163 @@ def test_list_conversations_by_last_write(client):
     assert [c["id"] for c in asc["data"]] == [ids[1], ids[2], ids[0]]
     assert [c["id"] for c in client.get("/v1/conversations", headers=A).get_json()["data"]] == ids[::-1]
     assert client.get("/v1/conversations?order_by=updated_at", headers=B).get_json()["data"] == []
-    err = _error(client.get("/v1/conversations?order_by=last_write", headers=A), 400, "order_by")
-    assert err["message"] == "Invalid 'order_by': must be 'created_at' or 'updated_at'."
-    _error(client.get("/v1/conversations?order_by=updated_at&after=conv_unknown", headers=A), 400, "after")
+    envelope(
+        client.get("/v1/conversations?order_by=last_write", headers=A),
+        400,
+        message="Invalid 'order_by': must be 'created_at' or 'updated_at'.",
+        param="order_by",
+    )
+    envelope(
+        client.get("/v1/conversations?order_by=updated_at&after=conv_unknown", headers=A),
+        400,
+        message="No record with id 'conv_unknown' to list after.",
+        param="after",
+    )
 
 
 @pytest.mark.parametrize(
-    ("query", "param"),
+    ("query", "param", "message"),
     [
-        ("limit=0", "limit"),
-        ("limit=101", "limit"),
-        ("limit=ten", "limit"),
-        ("order=up", "order"),
-        ("after=msg_nope", "after"),
-        ("include=bogus", "include"),
+        ("limit=0", "limit", "Invalid 'limit': must be an integer from 1 to 100."),
+        ("limit=101", "limit", "Invalid 'limit': must be an integer from 1 to 100."),
+        ("limit=ten", "limit", "Invalid 'limit': expected an integer, got 'ten'."),
+        ("order=up", "order", "Invalid 'order': must be 'asc' or 'desc'."),
+        ("after=msg_nope", "after", "No record with id 'msg_nope' to list after."),
+        ("include=bogus", "include", "Invalid 'include': 'bogus' is not a supported value."),
     ],
 )
-def test_list_items_bad_query(client, query, param):
+def test_list_items_bad_query(client, query, param, message):
     cid = _conv(client, items=[{"role": "user", "content": "x"}])["id"]
-    _error(client.get(f"/v1/conversations/{cid}/items?{query}", headers=A), 400, param)
+    envelope(client.get(f"/v1/conversations/{cid}/items?{query}", headers=A), 400, message=message, param=param)
 
 
 @pytest.mark.parametrize(
-    ("body", "param"),
+    ("body", "param", "message"),
     [
-        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
-        ({"metadata": {"k" * 65: "v"}}, "metadata"),
-        ({"items": [{"role": "user", "content": "x"}] * 21}, "items"),
-        ({"items": [{"type": "nonsense"}]}, "items[0].type"),
-        ({"colour": "blue"}, "colour"),
+        (
+            {"metadata": {f"k{i}": "v" for i in range(17)}},
+            "metadata",
+            "Invalid 'metadata': Metadata can have at most 16 key-value pairs, got 17.",
+        ),
+        (
+            {"metadata": {"k" * 65: "v"}},
+            "metadata",
+            f"Invalid 'metadata': Metadata keys must be at most 64 characters: '{'k' * 65}'.",
+        ),
+        (
+            {"items": [{"role": "user", "content": "x"}] * 21},
+            "items",
+            "Cannot add more than 20 items at once; got 21.",
+        ),
+        (
+            {"items": [{"type": "nonsense"}]},
+            "items[0].type",
+            re.compile(r"Unsupported item type 'nonsense'\. Supported types: message, .*, item_reference\."),
+        ),
+        ({"colour": "blue"}, "colour", "Unknown parameter: 'colour'."),
     ],
 )
-def test_create_conversation_bad_body(client, body, param):
-    _error(client.post("/v1/conversations", json=body, headers=A), 400, param)
+def test_create_conversation_bad_body(client, body, param, message):
+    envelope(client.post("/v1/conversations", json=body, headers=A), 400, message=message, param=param)
     assert client.get("/v1/conversations", headers=A).get_json()["data"] == []
 
 
 @pytest.mark.parametrize(
-    ("data", "content_type"),
+    ("data", "content_type", "message"),
     [
-        (b"{not json", "application/json"),
-        (b"[1, 2]", "application/json"),
-        (b"\xff\xfe{}", "application/json"),
-        (b"items=1", "application/x-www-form-urlencoded"),
+        (b"{not json", "application/json", "The request body is not valid JSON."),
+        (b"[1, 2]", "application/json", "The request body must be a JSON object."),
+        (b"\xff\xfe{}", "application/json", "The request body is not valid UTF-8."),
+        (
+            b"items=1",
+            "application/x-www-form-urlencoded",
+            "The request body must be JSON, sent with 'Content-Type: application/json'.",
+        ),
     ],
 )
-def test_bad_bodies(client, data, content_type):
-    _error(client.post("/v1/conversations", data=data, content_type=content_type, headers=A), 400)
+def test_bad_bodies(client, data, content_type, message):
+    resp = client.post("/v1/conversations", data=data, content_type=content_type, headers=A)
+    envelope(resp, 400, message=message, param=None)
+    assert client.get("/v1/conversations", headers=A).get_json()["data"] == []
 
 
 def test_add_items_needs_items(client):
     cid = _conv(client)["id"]
-    _error(client.post(f"/v1/conversations/{cid}/items", json={}, headers=A), 400, "items")
-    _error(client.post(f"/v1/conversations/{cid}/items", json={"items": []}, headers=A), 400, "items")
-    _error(client.post(f"/v1/conversations/{cid}", json={}, headers=A), 400, "metadata")
+    envelope(
+        client.post(f"/v1/conversations/{cid}/items", json={}, headers=A),
+        400,
+        message="Invalid 'items': Field may not be null.",
+        param="items",
+    )
+    envelope(
+        client.post(f"/v1/conversations/{cid}/items", json={"items": []}, headers=A),
+        400,
+        message="Invalid 'items': Shorter than minimum length 1.",
+        param="items",
+    )
+    envelope(
+        client.post(f"/v1/conversations/{cid}", json={}, headers=A),
+        400,
+        message="Missing required parameter: 'metadata'.",
+        param="metadata",
+    )
+    assert client.get(f"/v1/conversations/{cid}/items", headers=A).get_json()["data"] == []
 
 
 def test_oversized_body_is_413(make_app):
-    client = make_app(SMG_HISTORY_MAX_REQUEST_BYTES=2048).test_client()
+    client = make_app(SMG_HISTORY_MAX_REQUEST_BYTES=2048, SMG_HISTORY_ALLOW_ANONYMOUS=True).test_client()
     resp = client.post("/v1/conversations", json={"metadata": {"k": "v" * 3000}})
-    _error(resp, 413)
+    envelope(resp, 413, message="The request body is larger than 2048 bytes.", param=None)
+    assert client.get("/v1/conversations").get_json()["data"] == []
+
+
+MISSING_CREDENTIALS = "Missing credentials: send 'Authorization: Bearer <key>' with a key from SMG_HISTORY_API_KEYS."
+WRONG_KEY = "Incorrect API key provided."
+NOT_BEARER = "The Authorization header must be 'Bearer <key>'."
 
 
 def test_auth(client):
-    _error(client.get("/v1/conversations"), 401)
-    _error(client.get("/v1/conversations", headers={"Authorization": "Bearer wrong"}), 401)
-    _error(client.get("/v1/conversations", headers={"Authorization": "Basic abc"}), 401)
+    envelope(client.get("/v1/conversations"), 401, message=MISSING_CREDENTIALS, param=None)
+    envelope(
+        client.get("/v1/conversations", headers={"Authorization": "Bearer wrong"}), 401, message=WRONG_KEY, param=None
+    )
+    envelope(
+        client.get("/v1/conversations", headers={"Authorization": "Basic abc"}), 401, message=NOT_BEARER, param=None
+    )
     assert client.get("/v1/conversations", headers=A).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "key-alic",  # a prefix of a real key
+        "k",
+        "key-alice2",  # a real key with more after it
+        "key-alicekey-bob",
+        "KEY-ALICE",  # case variants
+        "Key-Alice",
+        "key-alicE",
+        "key-alice\x00",
+        "key-bob-alice",
+        "key-alice key-alice",
+    ],
+)
+def test_only_a_whole_configured_key_is_accepted(client, token):
+    """Prefixes, extensions and case variants of a configured key are wrong
+    keys: a comparison that stopped early or folded case would let them in."""
+    resp = client.post("/v1/conversations", json={}, headers={"Authorization": f"Bearer {token}"})
+    envelope(resp, 401, message=WRONG_KEY, param=None)
+    assert client.get("/v1/conversations", headers=A).get_json()["data"] == []
+    assert client.get("/v1/conversations", headers=B).get_json()["data"] == []
+
+
+def test_the_bearer_scheme_is_case_insensitive_and_each_key_maps_to_its_owner(client):
+    """RFC 7235: the scheme name is case-insensitive; the key is not."""
+    mine = _conv(client)
+    for scheme in ("bearer", "BEARER"):
+        got = client.get(f"/v1/conversations/{mine['id']}", headers={"Authorization": f"{scheme} key-alice"})
+        assert got.status_code == 200 and got.get_json() == mine
+    _missing(client.get(f"/v1/conversations/{mine['id']}", headers=B), "conversation", mine["id"])
 
 
 def test_anonymous_when_allowed(make_app):
@@ -310,11 +403,11 @@ def test_responses_endpoints(make_app):
     assert len(page["data"]) == 20 and page["has_more"] is True
     rest = client.get(f"/v1/responses/{resp.id}/input_items?order=asc&after={page['last_id']}", headers=A).get_json()
     assert len(rest["data"]) == 5 and rest["has_more"] is False
-    _error(client.get(f"/v1/responses/{resp.id}", headers=B), 404, "response_id")
+    _missing(client.get(f"/v1/responses/{resp.id}", headers=B), "response", resp.id)
     deleted = client.delete(f"/v1/responses/{resp.id}", headers=A).get_json()
     assert deleted == {"id": resp.id, "object": "response", "deleted": True}
-    _error(client.get(f"/v1/responses/{resp.id}", headers=A), 404, "response_id")
-    _error(client.delete(f"/v1/responses/{resp.id}", headers=A), 404)
+    _missing(client.get(f"/v1/responses/{resp.id}", headers=A), "response", resp.id)
+    _missing(client.delete(f"/v1/responses/{resp.id}", headers=A), "response", resp.id)
 
 
 def test_feedback_endpoints(make_app):
@@ -322,30 +415,53 @@ def test_feedback_endpoints(make_app):
     client = app.test_client()
     resp = _stored_response(app)
     url = f"/v1/responses/{resp.id}/feedback"
-    _error(client.get(url, headers=A), 404)
+    _missing(client.get(url, headers=A), "feedback", resp.id)
     first = client.post(url, json={"rating": "negative", "comment": "no"}, headers=A).get_json()
     assert first["object"] == "response.feedback" and first["rating"] == "negative" and first["model"] == "gpt-test"
+    assert client.get(url, headers=A).get_json() == first
     again = client.post(url, json={"rating": "positive"}, headers=A).get_json()
     assert again["id"] == first["id"] and again["comment"] is None
-    assert client.get(url, headers=A).get_json()["rating"] == "positive"
-    _error(client.post(url, json={"rating": "great"}, headers=A), 400, "rating")
-    _error(client.post(url, json={"rating": "positive", "comment": "x" * 4097}, headers=A), 400, "comment")
-    _error(client.post(url, json={"rating": "positive"}, headers=B), 404)
+    assert client.get(url, headers=A).get_json() == again
+    envelope(
+        client.post(url, json={"rating": "great"}, headers=A),
+        400,
+        message="Invalid 'rating': Must be one of: positive, negative.",
+        param="rating",
+    )
+    envelope(
+        client.post(url, json={"rating": "positive", "comment": "x" * 4097}, headers=A),
+        400,
+        message="Invalid 'comment': Longer than maximum length 4096.",
+        param="comment",
+    )
+    _missing(client.post(url, json={"rating": "positive"}, headers=B), "response", resp.id)
+    assert client.get(url, headers=A).get_json() == again  # the refused submissions changed nothing
     listed = client.get("/v1/feedback?rating=positive&model=gpt-test&since=2020-01-01", headers=A).get_json()
     assert [f["id"] for f in listed["data"]] == [first["id"]]
     assert client.get("/v1/feedback?rating=negative", headers=A).get_json()["data"] == []
-    _error(client.get("/v1/feedback?since=yesterday", headers=A), 400, "since")
+    envelope(
+        client.get("/v1/feedback?since=yesterday", headers=A),
+        400,
+        message="Invalid 'since': expected Unix seconds or an ISO 8601 date.",
+        param="since",
+    )
+    for rating in ("bogus", "POSITIVE", ""):
+        envelope(
+            client.get(f"/v1/feedback?rating={rating}", headers=A),
+            400,
+            message="Invalid 'rating': must be 'positive' or 'negative'.",
+            param="rating",
+        )
     stats = client.get("/v1/feedback/stats", headers=A).get_json()
     assert stats["total"] == 1 and stats["by_rating"] == {"positive": 1, "negative": 0}
     assert stats["by_model"] == {"gpt-test": {"positive": 1, "negative": 0}}
     assert client.get("/v1/feedback/stats", headers=B).get_json()["total"] == 0
-    error = _error(client.delete(url, headers=B), 404, "response_id")  # bob's view: no such response of his
-    assert error["message"] == f"No feedback for response with id '{resp.id}'."
+    _missing(client.delete(url, headers=B), "feedback", resp.id)  # bob's view: no such response of his
     withdrawn = client.delete(url, headers=A)
     assert withdrawn.status_code == 200
     assert withdrawn.get_json() == {"id": first["id"], "object": "response.feedback.deleted", "deleted": True}
-    _error(client.get(url, headers=A), 404, "response_id")
-    _error(client.delete(url, headers=A), 404, "response_id")
+    _missing(client.get(url, headers=A), "feedback", resp.id)
+    _missing(client.delete(url, headers=A), "feedback", resp.id)
     assert client.get("/v1/feedback", headers=A).get_json()["data"] == []
     assert client.get("/v1/feedback/stats", headers=A).get_json()["total"] == 0
     assert client.get(f"/v1/responses/{resp.id}", headers=A).status_code == 200
@@ -371,7 +487,12 @@ def test_list_responses_and_erase_owner_endpoints(make_app):
     for body in listed["data"]:
         validate("Response", body)
     assert [r["id"] for r in client.get("/v1/responses?model=other", headers=A).get_json()["data"]] == [second.id]
-    _error(client.get("/v1/responses?limit=0", headers=A), 400, "limit")
+    envelope(
+        client.get("/v1/responses?limit=0", headers=A),
+        400,
+        message="Invalid 'limit': must be an integer from 1 to 100.",
+        param="limit",
+    )
     conv = _conv(client, items=[{"role": "user", "content": "x"}])
     erased = client.delete("/v1/history/owner", headers=A).get_json()
     assert erased == {
@@ -379,7 +500,64 @@ def test_list_responses_and_erase_owner_endpoints(make_app):
         "owner": "alice",
         "deleted": {"conversations": 1, "items": 1, "responses": 2, "feedback": 0},
     }
-    _error(client.get(f"/v1/conversations/{conv['id']}", headers=A), 404)
+    _missing(client.get(f"/v1/conversations/{conv['id']}", headers=A), "conversation", conv["id"])
     assert client.get("/v1/responses", headers=A).get_json()["data"] == []
     assert len(client.get("/v1/responses", headers=B).get_json()["data"]) == 1
     assert client.delete("/v1/history/owner", headers=A).get_json()["deleted"]["responses"] == 0
+
+
+def test_error_codes_reach_the_envelope(client):
+    """Errors that carry an OpenAI ``code`` keep it on the way out, and the
+    refused batch writes nothing."""
+    cid = _conv(client, items=[{"id": "msg_mine", "role": "user", "content": "x"}])["id"]
+    other = _conv(client)["id"]
+    url = f"/v1/conversations/{cid}/items"
+    envelope(
+        client.post(url, json={"items": [{"type": "item_reference", "id": "msg_mine"}]}, headers=A),
+        400,
+        message=f"Item with id 'msg_mine' is already in conversation '{cid}'.",
+        param="items",
+        code="item_already_in_conversation",
+    )
+    envelope(
+        client.post(
+            f"/v1/conversations/{other}/items",
+            json={"items": [{"id": "msg_mine", "role": "user", "content": "again"}]},
+            headers=A,
+        ),
+        400,
+        message=(
+            "Item with id 'msg_mine' already exists; to add it to this conversation too, send "
+            '{"type": "item_reference", "id": "msg_mine"}.'
+        ),
+        param="items",
+        code="item_already_exists",
+    )
+    assert [i["id"] for i in client.get(url, headers=A).get_json()["data"]] == ["msg_mine"]
+    assert client.get(f"/v1/conversations/{other}/items", headers=A).get_json()["data"] == []
+
+
+@pytest.mark.parametrize("mode", ["patch", "replace"])
+@pytest.mark.parametrize(
+    ("metadata", "param", "message"),
+    [
+        (
+            {f"k{i}": "v" for i in range(17)},
+            "metadata",
+            "Invalid 'metadata': Metadata can have at most 16 key-value pairs, got 17.",
+        ),
+        (
+            {"k" * 65: "v"},
+            "metadata",
+            f"Invalid 'metadata': Metadata keys must be at most 64 characters: '{'k' * 65}'.",
+        ),
+        ({"k": "v" * 513}, "metadata", "Invalid 'metadata': Metadata value of 'k' must be at most 512 characters."),
+    ],
+    ids=["pairs", "key", "value"],
+)
+def test_update_conversation_enforces_the_metadata_limits(make_app, mode, metadata, param, message):
+    client = make_app(SMG_HISTORY_API_KEYS=KEYS, SMG_HISTORY_METADATA_UPDATE=mode).test_client()
+    conv = _conv(client, metadata={"a": "1"})
+    url = f"/v1/conversations/{conv['id']}"
+    envelope(client.post(url, json={"metadata": metadata}, headers=A), 400, message=message, param=param)
+    assert client.get(url, headers=A).get_json() == conv

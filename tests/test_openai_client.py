@@ -3,6 +3,7 @@ validation, against the app served on a real loopback port."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import openai
@@ -10,6 +11,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from flask_smg_history import get_state
+
+from .support.errors import malformed, missing, sdk_raises
 
 KEYS = {"sk-alice": "alice", "sk-bob": "bob"}
 
@@ -58,14 +61,15 @@ def test_conversations_with_the_openai_client(served):
     assert got.id == first.id and got.role == "user"
     parent = client.conversations.items.delete(first.id, conversation_id=conv.id)
     assert parent.id == conv.id
-    with pytest.raises(openai.NotFoundError):
+    message, param = missing("item", first.id)
+    with sdk_raises(openai.NotFoundError, 404, message=message, param=param):
         client.conversations.items.retrieve(first.id, conversation_id=conv.id)
 
     deleted = client.conversations.delete(conv.id)
     assert deleted.deleted is True and deleted.id == conv.id
-    with pytest.raises(openai.NotFoundError) as info:
+    message, param = missing("conversation", conv.id)
+    with sdk_raises(openai.NotFoundError, 404, message=message, param=param):
         client.conversations.retrieve(conv.id)
-    assert info.value.body["message"] == f"Conversation with id '{conv.id}' not found."
 
 
 @pytest.mark.e2e
@@ -80,9 +84,16 @@ def test_metadata_update_is_a_patch_with_the_openai_client(served):
     assert client.conversations.retrieve(conv.id).metadata == {"topic": "changed", "lang": "en"}
     full = {f"k{n}": "v" for n in range(14)}
     assert len(client.conversations.update(conv.id, metadata=full).metadata) == 16
-    with pytest.raises(openai.BadRequestError) as info:
+    with sdk_raises(
+        openai.BadRequestError,
+        400,
+        message=(
+            "Invalid 'metadata': the update would leave the conversation with 17 metadata key-value pairs, "
+            "more than the 16 allowed; remove keys by setting them to null in the same update."
+        ),
+        param="metadata",
+    ):
         client.conversations.update(conv.id, metadata={"one_more": "x"})
-    assert info.value.param == "metadata" and "17 metadata key-value pairs" in info.value.message
     assert client.conversations.retrieve(conv.id).metadata == {"topic": "changed", "lang": "en", **full}
 
 
@@ -90,16 +101,27 @@ def test_metadata_update_is_a_patch_with_the_openai_client(served):
 def test_errors_map_to_the_sdks_exceptions(served):
     _, base_url = served
     client = _client(base_url)
-    with pytest.raises(openai.BadRequestError) as info:
+    with sdk_raises(
+        openai.BadRequestError,
+        400,
+        message="Invalid 'metadata': Metadata can have at most 16 key-value pairs, got 17.",
+        param="metadata",
+    ):
         client.conversations.create(metadata={f"k{n}": "v" for n in range(17)})
-    assert info.value.param == "metadata"
     conv = client.conversations.create()
-    with pytest.raises(openai.BadRequestError):
+    with sdk_raises(
+        openai.BadRequestError,
+        400,
+        message=re.compile(r"Unsupported item type 'bogus_type'\. Supported types: message, .*"),
+        param="items[0].type",
+    ):
         client.conversations.items.create(conv.id, items=[{"type": "bogus_type"}])  # type: ignore[list-item]
-    with pytest.raises(openai.NotFoundError):
+    message, param = missing("conversation", conv.id)
+    with sdk_raises(openai.NotFoundError, 404, message=message, param=param):
         _client(base_url, "sk-bob").conversations.retrieve(conv.id)
-    with pytest.raises(openai.AuthenticationError):
+    with sdk_raises(openai.AuthenticationError, 401, message="Incorrect API key provided.", param=None):
         _client(base_url, "sk-wrong").conversations.retrieve(conv.id)
+    assert client.conversations.items.list(conv.id).data == []
 
 
 @pytest.mark.e2e
@@ -127,9 +149,10 @@ def test_stored_responses_with_the_openai_client(served):
     inputs = [item.content[0].text for item in client.responses.input_items.list(stored.id, order="asc")]
     assert inputs == [f"q{n}" for n in range(45)]
     client.responses.delete(stored.id)
-    with pytest.raises(openai.NotFoundError):
+    message, param = missing("response", stored.id)
+    with sdk_raises(openai.NotFoundError, 404, message=message, param=param):
         client.responses.retrieve(stored.id)
-    with pytest.raises(openai.NotFoundError):
+    with sdk_raises(openai.NotFoundError, 404, message=message, param=param):
         client.responses.input_items.list(stored.id)
 
 
@@ -137,12 +160,13 @@ def test_stored_responses_with_the_openai_client(served):
 def test_malformed_ids_reach_the_openai_client_as_bad_requests(served):
     _, base_url = served
     client = _client(base_url)
-    with pytest.raises(openai.BadRequestError) as info:
+    message = malformed("conversation_id", "abc", "conv")
+    with sdk_raises(openai.BadRequestError, 400, message=message, param="conversation_id") as info:
         client.conversations.retrieve("abc")
-    assert info.value.status_code == 400 and info.value.param == "conversation_id"
-    assert info.value.message.endswith("Invalid 'conversation_id': 'abc'. Expected an ID that begins with 'conv'.")
-    with pytest.raises(openai.BadRequestError) as info:
+    assert info.value.message.endswith(message)  # what the SDK shows a user
+    message = malformed("response_id", "conv_123", "resp")
+    with sdk_raises(openai.BadRequestError, 400, message=message, param="response_id"):
         client.responses.retrieve("conv_123")
-    assert info.value.param == "response_id" and info.value.type == "invalid_request_error"
-    with pytest.raises(openai.NotFoundError):  # well-formed but missing stays a 404
+    message, param = missing("conversation", "conv_doesnotexist")
+    with sdk_raises(openai.NotFoundError, 404, message=message, param=param):  # well-formed but missing stays a 404
         client.conversations.retrieve("conv_doesnotexist")

@@ -134,8 +134,9 @@ class MemoryBackend(Backend):
             at = now()
             convs = [self._conversations[cid] for cid in self._by_owner.get(owner, {})]
             live = [c for c in convs if is_live(c.expires_at, at)]
-            if order_by == "updated_at":
-                live.sort(key=lambda c: (c.updated_at, c.id))
+            # Sorted, not in insertion order: an import adds older records
+            # last, and equal times must break by ID as on every backend.
+            live.sort(key=lambda c: (getattr(c, order_by), c.id))
             page = page_of(live, after=after, limit=limit, order=order)
             return Page(data=copy.deepcopy(page.data), has_more=page.has_more)
 

@@ -6,6 +6,8 @@ import pytest
 
 from flask_smg_history import InvalidRequest, NotFound, get_state
 
+from ..support.errors import missing, raises
+
 
 def test_create_get_roundtrip(alice):
     conv = alice.conversations.create(metadata={"title": "Support"}, items=[{"role": "user", "content": "Hi"}])
@@ -37,12 +39,14 @@ def test_delete_removes_conversation_and_items(alice):
     conv = alice.conversations.create(items=[{"role": "user", "content": "x"}])
     item = alice.items.list(conv.id).data[0]
     alice.conversations.delete(conv.id)
-    with pytest.raises(NotFound):
-        alice.conversations.get(conv.id)
-    with pytest.raises(NotFound):
-        alice.items.get(conv.id, item.id)
-    with pytest.raises(NotFound):
-        alice.conversations.delete(conv.id)
+    message, param = missing("conversation", conv.id)
+    for call in (
+        lambda: alice.conversations.get(conv.id),
+        lambda: alice.items.get(conv.id, item.id),
+        lambda: alice.conversations.delete(conv.id),
+    ):
+        with raises(NotFound, message=message, param=param):
+            call()
     assert conv.id not in [c.id for c in alice.conversations.list(limit=100).data]
 
 
@@ -55,9 +59,8 @@ def test_missing_conversation_everywhere(alice):
         lambda: alice.items.list("conv_missing"),
         lambda: alice.items.recent("conv_missing"),
     ):
-        with pytest.raises(NotFound) as info:
+        with raises(NotFound, message="Conversation with id 'conv_missing' not found.", param="conversation_id"):
             call()
-        assert info.value.message == "Conversation with id 'conv_missing' not found."
 
 
 def test_list_newest_first_with_cursor_pages(alice, bob):
@@ -85,25 +88,23 @@ def test_list_edges(alice):
     assert len(exact.data) == 3 and exact.has_more is False
     after_last = alice.conversations.list(after=ids[0])
     assert after_last.data == [] and after_last.has_more is False
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message="No record with id 'conv_unknown' to list after.", param="after"):
         alice.conversations.list(after="conv_unknown")
-    assert info.value.param == "after"
 
 
 @pytest.mark.parametrize(
-    ("metadata", "param"),
+    ("metadata", "param", "reason"),
     [
-        ({f"k{i}": "v" for i in range(17)}, "metadata"),
-        ({"k" * 65: "v"}, "metadata"),
-        ({"k": "v" * 513}, "metadata"),
-        ({"k": 3}, "metadata.k.value"),
-        ("not a map", "metadata"),
+        ({f"k{i}": "v" for i in range(17)}, "metadata", "Metadata can have at most 16 key-value pairs, got 17."),
+        ({"k" * 65: "v"}, "metadata", f"Metadata keys must be at most 64 characters: '{'k' * 65}'."),
+        ({"k": "v" * 513}, "metadata", "Metadata value of 'k' must be at most 512 characters."),
+        ({"k": 3}, "metadata.k.value", "Not a valid string."),
+        ("not a map", "metadata", "Not a valid mapping type."),
     ],
 )
-def test_metadata_limits(alice, metadata, param):
-    with pytest.raises(InvalidRequest) as info:
+def test_metadata_limits(alice, metadata, param, reason):
+    with raises(InvalidRequest, message=f"Invalid '{param}': {reason}", param=param):
         alice.conversations.create(metadata=metadata)
-    assert info.value.param == param
     assert alice.conversations.list().data == []
 
 
@@ -114,9 +115,8 @@ def test_metadata_at_the_limits_is_accepted(alice):
 
 
 def test_create_with_too_many_items_writes_nothing(alice):
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message="Cannot add more than 20 items at once; got 21.", param="items"):
         alice.conversations.create(items=[{"role": "user", "content": str(n)} for n in range(21)])
-    assert info.value.param == "items"
     assert alice.conversations.list().data == []
 
 
@@ -133,7 +133,7 @@ def test_owner_isolation(alice, bob):
         lambda: bob.items.delete(conv.id, item.id),
         lambda: bob.items.recent(conv.id),
     ):
-        with pytest.raises(NotFound):
+        with raises(NotFound, message=f"Conversation with id '{conv.id}' not found.", param="conversation_id"):
             call()
     assert bob.conversations.list().data == []
     assert alice.conversations.get(conv.id).metadata == {"secret": "yes"}
@@ -150,8 +150,7 @@ def test_retention_hides_expired_records(make_app):
     time.sleep(1.0)
     assert store.conversations.get(old.id).id == old.id
     time.sleep(0.8)
-    with pytest.raises(NotFound):
-        store.conversations.get(fresh.id)
-    with pytest.raises(NotFound):
-        store.conversations.get(old.id)
+    for expired in (fresh.id, old.id):
+        with raises(NotFound, message=f"Conversation with id '{expired}' not found.", param="conversation_id"):
+            store.conversations.get(expired)
     assert store.conversations.list().data == []

@@ -7,6 +7,14 @@ from __future__ import annotations
 import pytest
 
 from flask_smg_history import InvalidRequest, NotFound, get_state
+from flask_smg_history.records import ITEM_ID_PREFIXES
+
+from ..support.errors import envelope, malformed, missing, raises
+
+#: SMG's words for an unknown item type, listing every supported one.
+UNSUPPORTED = (
+    "Unsupported item type 'nonsense'. Supported types: " + ", ".join((*ITEM_ID_PREFIXES, "item_reference")) + "."
+)
 
 CONVERSATION_CALLS = [
     ("conversations.get", lambda s, cid: s.conversations.get(cid)),
@@ -30,10 +38,8 @@ RESPONSE_CALLS = [
 
 
 def _malformed(call, store, bad, param, prefix):
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message=malformed(param, bad, prefix), param=param):
         call(store, bad)
-    assert info.value.param == param and info.value.code is None
-    assert info.value.message == f"Invalid '{param}': '{bad}'. Expected an ID that begins with '{prefix}'."
 
 
 @pytest.mark.parametrize(("name", "call"), CONVERSATION_CALLS, ids=[c[0] for c in CONVERSATION_CALLS])
@@ -41,10 +47,10 @@ def test_a_conversation_id_of_the_wrong_kind_is_malformed(alice, bob, name, call
     for bad in ("abc", "resp_123", "msg_1", "CONV_1", ""):
         _malformed(call, alice, bad, "conversation_id", "conv")
     theirs = bob.conversations.create(items=[{"id": "msg_1", "role": "user", "content": "x"}])
-    for missing in ("conv_doesnotexist", theirs.id):  # well-formed: missing and foreign look alike
-        with pytest.raises(NotFound) as info:
-            call(alice, missing)
-        assert info.value.param == "conversation_id"
+    for absent in ("conv_doesnotexist", theirs.id):  # well-formed: missing and foreign look alike
+        message, param = missing("conversation", absent)
+        with raises(NotFound, message=message, param=param):
+            call(alice, absent)
     assert bob.items.list(theirs.id).data[0].id == "msg_1"  # nothing of bob's was touched
 
 
@@ -53,19 +59,19 @@ def test_a_response_id_of_the_wrong_kind_is_malformed(alice, bob, name, call):
     for bad in ("abc", "conv_123", "fb_1", "RESP_1"):
         _malformed(call, alice, bad, "response_id", "resp")
     theirs = bob.responses.store({"model": "m", "output": []})
-    for missing in ("resp_doesnotexist", theirs.id):
-        with pytest.raises(NotFound) as info:
-            call(alice, missing)
-        assert info.value.param == "response_id"
+    for absent in ("resp_doesnotexist", theirs.id):
+        kind = "feedback" if name in ("feedback.get", "feedback.delete") else "response"
+        message, param = missing(kind, absent)
+        with raises(NotFound, message=message, param=param):
+            call(alice, absent)
     assert bob.responses.get(theirs.id).model == "m"
 
 
 def test_item_ids_stay_free_form(alice):
     conv = alice.conversations.create(items=[{"id": "anything-1", "role": "user", "content": "x"}])
     assert alice.items.get(conv.id, "anything-1").id == "anything-1"
-    with pytest.raises(NotFound) as info:
+    with raises(NotFound, message="Item with id 'not_an_item_prefix' not found.", param="item_id"):
         alice.items.get(conv.id, "not_an_item_prefix")
-    assert info.value.param == "item_id"
 
 
 @pytest.mark.parametrize(
@@ -73,46 +79,31 @@ def test_item_ids_stay_free_form(alice):
     [("id", "my-response", "resp"), ("conversation", "abc", "conv"), ("previous_response_id", "x1", "resp")],
 )
 def test_stored_responses_take_ids_of_their_kind(alice, field, value, prefix):
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message=malformed(field, value, prefix), param=field):
         alice.responses.store({"model": "m", field: value})
-    assert info.value.param == field
-    assert info.value.message == f"Invalid '{field}': '{value}'. Expected an ID that begins with '{prefix}'."
     assert alice.responses.list().data == []
 
 
 def test_responses_list_refuses_a_conversation_filter_of_the_wrong_kind(alice):
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message=malformed("conversation", "abc", "conv"), param="conversation"):
         alice.responses.list(conversation="abc")
-    assert info.value.param == "conversation"
 
 
 def test_more_than_twenty_items_is_worded_as_smg_words_it(alice):
     items = [{"role": "user", "content": str(n)} for n in range(21)]
     conv = alice.conversations.create()
     for call in (lambda: alice.items.add(conv.id, items), lambda: alice.conversations.create(items=items)):
-        with pytest.raises(InvalidRequest) as info:
+        with raises(InvalidRequest, message="Cannot add more than 20 items at once; got 21.", param="items"):
             call()
-        assert info.value.param == "items"
-        assert info.value.message == "Cannot add more than 20 items at once; got 21."
     assert alice.items.list(conv.id).data == []
     assert len(alice.conversations.list().data) == 1
 
 
 def test_an_unknown_item_type_is_worded_as_smg_words_it(alice):
     conv = alice.conversations.create()
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message=UNSUPPORTED, param="items[1].type"):
         alice.items.add(conv.id, [{"role": "user", "content": "ok"}, {"type": "nonsense"}])
-    assert info.value.param == "items[1].type"
-    assert info.value.message.startswith("Unsupported item type 'nonsense'. Supported types: message, ")
-    assert "item_reference" in info.value.message and "function_call_output" in info.value.message
     assert alice.items.list(conv.id).data == []
-
-
-def _error(resp, status):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 def test_http_answers_malformed_path_ids_with_400(make_app):
@@ -135,13 +126,7 @@ def test_http_answers_malformed_path_ids_with_400(make_app):
         ("delete", "/v1/responses/abc/feedback", None, "response_id", "abc", "resp"),
     ]
     for method, url, body, param, bad, prefix in requests:
-        error = _error(getattr(client, method)(url, json=body), 400)
-        assert error == {
-            "message": f"Invalid '{param}': '{bad}'. Expected an ID that begins with '{prefix}'.",
-            "type": "invalid_request_error",
-            "param": param,
-            "code": None,
-        }, url
+        envelope(getattr(client, method)(url, json=body), 400, message=malformed(param, bad, prefix), param=param)
     listed = client.get(f"/v1/conversations/{conv['id']}/items").get_json()
     assert len(listed["data"]) == 1  # nothing was written by the refused requests
 
@@ -151,16 +136,18 @@ def test_http_wording_of_the_errors_clients_match_on(make_app):
     client = app.test_client()
     conv = client.post("/v1/conversations", json={}).get_json()
     too_many = {"items": [{"role": "user", "content": str(n)} for n in range(21)]}
-    error = _error(client.post(f"/v1/conversations/{conv['id']}/items", json=too_many), 400)
-    assert error == {
-        "message": "Cannot add more than 20 items at once; got 21.",
-        "type": "invalid_request_error",
-        "param": "items",
-        "code": None,
-    }
+    envelope(
+        client.post(f"/v1/conversations/{conv['id']}/items", json=too_many),
+        400,
+        message="Cannot add more than 20 items at once; got 21.",
+        param="items",
+    )
     unknown = {"items": [{"type": "nonsense"}]}
-    error = _error(client.post(f"/v1/conversations/{conv['id']}/items", json=unknown), 400)
-    assert error["param"] == "items[0].type" and error["type"] == "invalid_request_error" and error["code"] is None
-    assert error["message"].startswith("Unsupported item type 'nonsense'. Supported types: message, ")
+    envelope(
+        client.post(f"/v1/conversations/{conv['id']}/items", json=unknown),
+        400,
+        message=UNSUPPORTED,
+        param="items[0].type",
+    )
     assert client.get(f"/v1/conversations/{conv['id']}/items").get_json()["data"] == []
     assert get_state(app).store_for("anonymous").items.list(conv["id"]).data == []

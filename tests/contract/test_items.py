@@ -1,11 +1,14 @@
 """Contract: conversation items, on every backend."""
 
+import re
 import threading
 
 import pytest
 
 from flask_smg_history import InvalidRequest, NotFound, get_state
 from flask_smg_history.schemas import STATUS_REQUIRED
+
+from ..support.errors import missing, raises
 
 
 def _texts(page):
@@ -102,39 +105,64 @@ def test_tool_items_are_stored_as_given_with_ids_minted(alice, conv):
 def test_client_ids_are_kept_and_duplicates_refused_atomically(alice, conv):
     alice.items.add(conv.id, [{"id": "msg_given", "type": "message", "role": "user", "content": "1"}])
     assert alice.items.get(conv.id, "msg_given").payload["content"][0]["text"] == "1"
-    with pytest.raises(InvalidRequest) as info:
-        alice.items.add(
-            conv.id,
-            [{"role": "user", "content": "2"}, {"id": "msg_given", "role": "user", "content": "dup"}],
-        )
-    assert info.value.code == "item_already_in_conversation"
-    with pytest.raises(InvalidRequest) as info:
-        alice.items.add(
-            conv.id,
+    for item_id, batch in (
+        ("msg_given", [{"role": "user", "content": "2"}, {"id": "msg_given", "role": "user", "content": "dup"}]),
+        (
+            "msg_twice",
             [{"id": "msg_twice", "role": "user", "content": "a"}, {"id": "msg_twice", "role": "user", "content": "b"}],
-        )
-    assert info.value.code == "item_already_in_conversation"
+        ),
+    ):
+        with raises(
+            InvalidRequest,
+            message=f"Item with id '{item_id}' is already in conversation '{conv.id}'.",
+            param="items",
+            code="item_already_in_conversation",
+        ):
+            alice.items.add(conv.id, batch)
     assert _texts(alice.items.list(conv.id).data) == ["1"]
 
 
 @pytest.mark.parametrize(
-    ("items", "param"),
+    ("items", "param", "message"),
     [
-        ([], "items"),
-        ([{"role": "user", "content": str(n)} for n in range(21)], "items"),
-        ([{"role": "user", "content": "ok"}, {"type": "no_such_type"}], "items[1].type"),
-        ([{"role": "robot", "content": "x"}], "items[0].role"),
-        ([{"role": "user"}], "items[0].content"),
-        ([{"role": "user", "content": 5}], "items[0].content"),
-        ([{"role": "user", "content": "ok"}, "not an object"], "items[1]"),
-        ([{"id": "bad id!", "role": "user", "content": "x"}], "items[0].id"),
-        ("not a list", "items"),
+        ([], "items", "Invalid 'items': Shorter than minimum length 1."),
+        (
+            [{"role": "user", "content": str(n)} for n in range(21)],
+            "items",
+            "Cannot add more than 20 items at once; got 21.",
+        ),
+        (
+            [{"role": "user", "content": "ok"}, {"type": "no_such_type"}],
+            "items[1].type",
+            re.compile(r"Unsupported item type 'no_such_type'\. Supported types: message, .*, item_reference\."),
+        ),
+        (
+            [{"role": "robot", "content": "x"}],
+            "items[0].role",
+            "Invalid 'items[0].role': Must be one of: user, assistant, system, developer.",
+        ),
+        ([{"role": "user"}], "items[0].content", "Invalid 'items[0].content': Missing data for required field."),
+        (
+            [{"role": "user", "content": 5}],
+            "items[0].content",
+            "Invalid 'items[0].content': must be a string or a list of content parts, each an object with a 'type'.",
+        ),
+        (
+            [{"role": "user", "content": "ok"}, "not an object"],
+            "items[1]",
+            "Invalid 'items[1]': Not a valid mapping type.",
+        ),
+        (
+            [{"id": "bad id!", "role": "user", "content": "x"}],
+            "items[0].id",
+            "Invalid 'items[0].id': must be 1 to 128 letters, digits, '_' or '-'.",
+        ),
+        ("not a list", "items", "Invalid 'items': Not a valid list."),
     ],
 )
-def test_bad_batches_write_nothing(alice, conv, items, param):
-    with pytest.raises(InvalidRequest) as info:
+def test_bad_batches_write_nothing(alice, conv, items, param, message):
+    with raises(InvalidRequest, message=message, param=param):
         alice.items.add(conv.id, items)
-    assert info.value.param == param
     assert alice.items.list(conv.id).data == []
 
 
@@ -142,10 +170,12 @@ def test_oversized_item_is_refused(make_app):
     app = make_app(SMG_HISTORY_MAX_ITEM_BYTES=1000)
     store = get_state(app).store_for("alice")
     conv = store.conversations.create()
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message="Invalid 'items[0]': the item is larger than 1000 bytes.", param="items[0]"):
         store.items.add(conv.id, [{"role": "user", "content": "x" * 1000}])
-    assert info.value.param == "items[0]"
-    store.items.add(conv.id, [{"role": "user", "content": "x" * 800}])
+    assert store.items.list(conv.id).data == []
+    kept = store.items.add(conv.id, [{"role": "user", "content": "x" * 800}])
+    assert [i.payload for i in store.items.list(conv.id).data] == [kept[0].payload]
+    assert kept[0].payload["content"] == [{"type": "input_text", "text": "x" * 800}]
 
 
 def test_pagination_both_orders(alice, conv):
@@ -181,23 +211,23 @@ def test_pagination_edges(alice, conv):
     assert after_first_desc.data == [] and after_first_desc.has_more is False
     middle = alice.items.list(conv.id, after=added[9].id, order="asc", limit=5)
     assert _texts(middle.data) == ["10", "11", "12", "13", "14"] and middle.has_more
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message="No record with id 'msg_unknown' to list after.", param="after"):
         alice.items.list(conv.id, after="msg_unknown")
-    assert info.value.param == "after"
     for limit in (0, 101, "5", None):
-        with pytest.raises(InvalidRequest) as info:
+        with raises(InvalidRequest, message="Invalid 'limit': must be an integer from 1 to 100.", param="limit"):
             alice.items.list(conv.id, limit=limit)
-        assert info.value.param == "limit"
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message="Invalid 'order': must be 'asc' or 'desc'.", param="order"):
         alice.items.list(conv.id, order="sideways")
-    assert info.value.param == "order"
 
 
 def test_after_a_deleted_item_or_an_item_of_another_conversation(alice, conv):
     other = alice.conversations.create(items=[{"role": "user", "content": "elsewhere"}])
     foreign = alice.items.list(other.id).data[0]
-    with pytest.raises(InvalidRequest):
+    with raises(InvalidRequest, message=f"No record with id '{foreign.id}' to list after.", param="after"):
         alice.items.list(conv.id, after=foreign.id)
+    alice.items.delete(other.id, foreign.id)
+    with raises(InvalidRequest, message=f"No record with id '{foreign.id}' to list after.", param="after"):
+        alice.items.list(other.id, after=foreign.id)
 
 
 def test_get_delete_and_recent(alice, conv):
@@ -205,10 +235,10 @@ def test_get_delete_and_recent(alice, conv):
     assert alice.items.get(conv.id, added[3].id).payload == added[3].payload
     parent = alice.items.delete(conv.id, added[3].id)
     assert parent.id == conv.id
-    with pytest.raises(NotFound) as info:
+    message, param = missing("item", added[3].id)
+    with raises(NotFound, message=message, param=param):
         alice.items.get(conv.id, added[3].id)
-    assert info.value.message == f"Item with id '{added[3].id}' not found."
-    with pytest.raises(NotFound):
+    with raises(NotFound, message=message, param=param):
         alice.items.delete(conv.id, added[3].id)
     assert _texts(alice.items.recent(conv.id, limit=4)) == ["6", "7", "8", "9"]
     assert _texts(alice.items.recent(conv.id, limit=100)) == [str(n) for n in range(10) if n != 3]

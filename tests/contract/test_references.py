@@ -5,6 +5,8 @@ import pytest
 
 from flask_smg_history import InvalidRequest, NotFound
 
+from ..support.errors import missing, raises
+
 
 @pytest.fixture
 def shared(alice):
@@ -27,21 +29,32 @@ def test_a_reference_links_the_same_item(alice, shared):
 
 def test_references_are_checked_whole_batch(alice, bob, shared):
     first, second, item = shared
-    with pytest.raises(NotFound) as info:
+    message, param = missing("item", "msg_nowhere")
+    with raises(NotFound, message=message, param=param):
         alice.items.add(second.id, [{"role": "user", "content": "x"}, {"type": "item_reference", "id": "msg_nowhere"}])
-    assert "msg_nowhere" in info.value.message
     bob_conv = bob.conversations.create()
-    with pytest.raises(NotFound):
+    message, param = missing("item", item.id)
+    with raises(NotFound, message=message, param=param):
         bob.items.add(bob_conv.id, [{"type": "item_reference", "id": item.id}])  # another owner's item
-    with pytest.raises(InvalidRequest) as info:
+    with raises(
+        InvalidRequest,
+        message=f"Item with id '{item.id}' is already in conversation '{first.id}'.",
+        param="items",
+        code="item_already_in_conversation",
+    ):
         alice.items.add(first.id, [{"type": "item_reference", "id": item.id}])
-    assert info.value.code == "item_already_in_conversation"
-    with pytest.raises(InvalidRequest) as info:
+    with raises(
+        InvalidRequest,
+        message=(
+            f"Item with id '{item.id}' already exists; to add it to this conversation too, send "
+            f'{{"type": "item_reference", "id": "{item.id}"}}.'
+        ),
+        param="items",
+        code="item_already_exists",
+    ):
         alice.items.add(second.id, [{"id": item.id, "role": "user", "content": "impostor"}])
-    assert info.value.code == "item_already_exists"
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message="Invalid 'items[0].id': Missing data for required field.", param="items[0].id"):
         alice.items.add(second.id, [{"type": "item_reference"}])
-    assert info.value.param == "items[0].id"
     assert len(alice.items.list(second.id).data) == 1
     assert bob.items.list(bob_conv.id).data == []
 
@@ -50,7 +63,7 @@ def test_references_in_a_new_conversation(alice, shared):
     _, _, item = shared
     conv = alice.conversations.create(items=[{"type": "item_reference", "id": item.id}])
     assert alice.items.list(conv.id).data[0].payload == item.payload
-    with pytest.raises(NotFound):
+    with raises(NotFound, message="Item with id 'msg_nowhere' not found.", param="item_id"):
         alice.conversations.create(items=[{"type": "item_reference", "id": "msg_nowhere"}])
     assert len(alice.conversations.list().data) == 3
 
@@ -59,7 +72,7 @@ def test_deleting_from_one_conversation_keeps_it_in_the_other(alice, shared):
     first, second, item = shared
     alice.items.add(second.id, [{"type": "item_reference", "id": item.id}])
     alice.items.delete(first.id, item.id)
-    with pytest.raises(NotFound):
+    with raises(NotFound, message=f"Item with id '{item.id}' not found.", param="item_id"):
         alice.items.get(first.id, item.id)
     assert alice.items.get(second.id, item.id).payload == item.payload
 
@@ -71,5 +84,5 @@ def test_deleting_a_conversation_keeps_items_referenced_elsewhere(alice, shared)
     assert alice.items.get(second.id, item.id).payload == item.payload
     alice.conversations.delete(second.id)
     third = alice.conversations.create()
-    with pytest.raises(NotFound):  # the last link went, and the item with it
+    with raises(NotFound, message=f"Item with id '{item.id}' not found.", param="item_id"):  # the last link went
         alice.items.add(third.id, [{"type": "item_reference", "id": item.id}])

@@ -1,10 +1,13 @@
 """Contract: stored responses and feedback, on every backend."""
 
+import datetime as dt
 import time
 
 import pytest
 
 from flask_smg_history import InvalidRequest, NotFound
+
+from ..support.errors import missing, raises
 
 
 def _response(**overrides):
@@ -61,14 +64,13 @@ def test_chain_follows_previous_response_id(alice):
 def test_references_must_exist_for_this_owner(alice, bob):
     conv = alice.conversations.create()
     resp = alice.responses.store(_response())
-    with pytest.raises(NotFound):
+    with raises(NotFound, message=f"Conversation with id '{conv.id}' not found.", param="conversation_id"):
         bob.responses.store(_response(conversation=conv.id))
-    with pytest.raises(NotFound) as info:
+    with raises(NotFound, message=f"Response with id '{resp.id}' not found.", param="response_id"):
         bob.responses.store(_response(previous_response_id=resp.id))
-    assert info.value.message == f"Response with id '{resp.id}' not found."
-    with pytest.raises(InvalidRequest):
+    with raises(InvalidRequest, message="Invalid 'input': must be a string or a list of items.", param="input"):
         alice.responses.store(_response(input=42))
-    assert alice.responses.get(resp.id).id == resp.id
+    assert bob.responses.list().data == [] and [r.id for r in alice.responses.list().data] == [resp.id]
 
 
 def test_delete_removes_response_and_feedback(alice):
@@ -78,11 +80,12 @@ def test_delete_removes_response_and_feedback(alice):
     for call in (
         lambda: alice.responses.get(resp.id),
         lambda: alice.responses.delete(resp.id),
-        lambda: alice.feedback.get(resp.id),
         lambda: alice.feedback.submit(resp.id, "negative"),
     ):
-        with pytest.raises(NotFound):
+        with raises(NotFound, message=f"Response with id '{resp.id}' not found.", param="response_id"):
             call()
+    with raises(NotFound, message=f"No feedback for response with id '{resp.id}'.", param="response_id"):
+        alice.feedback.get(resp.id)
     assert alice.feedback.list().data == []
 
 
@@ -106,10 +109,11 @@ def test_response_owner_isolation(alice, bob):
         lambda: bob.responses.input_items(resp.id),
         lambda: bob.responses.chain(resp.id),
         lambda: bob.feedback.submit(resp.id, "negative"),
-        lambda: bob.feedback.get(resp.id),
     ):
-        with pytest.raises(NotFound):
+        with raises(NotFound, message=f"Response with id '{resp.id}' not found.", param="response_id"):
             call()
+    with raises(NotFound, message=f"No feedback for response with id '{resp.id}'.", param="response_id"):
+        bob.feedback.get(resp.id)
     assert bob.feedback.list().data == []
     assert bob.feedback.stats()["total"] == 0
     assert alice.feedback.get(resp.id).rating == "positive"
@@ -120,6 +124,7 @@ def test_feedback_submit_replace_list_and_stats(alice):
     b = alice.responses.store(_response(model="m2"))
     c = alice.responses.store(_response(model="m2"))
     first = alice.feedback.submit(a.id, "negative", comment="wrong")
+    assert first.id.startswith("fb_") and len(first.id) == 3 + 48
     again = alice.feedback.submit(a.id, "positive", comment="fixed", metadata={"ui": "thumbs"})
     assert again.id == first.id
     got = alice.feedback.get(a.id)
@@ -139,7 +144,11 @@ def test_feedback_submit_replace_list_and_stats(alice):
     assert stats["total"] == 3
     assert stats["by_rating"] == {"positive": 1, "negative": 2}
     assert stats["by_model"] == {"m1": {"positive": 1, "negative": 0}, "m2": {"positive": 0, "negative": 2}}
+    days = {dt.datetime.fromtimestamp(f.created_at, dt.timezone.utc).date().isoformat() for f in listed.data}
+    if len(days) == 1:  # the usual case; around midnight UTC the votes may straddle two days
+        assert stats["by_day"] == {days.pop(): {"positive": 1, "negative": 2}}
     assert sum(day["negative"] for day in stats["by_day"].values()) == 2
+    assert sum(day["positive"] for day in stats["by_day"].values()) == 1
 
 
 def test_feedback_delete_withdraws_one_vote_and_nothing_else(alice, bob):
@@ -150,16 +159,15 @@ def test_feedback_delete_withdraws_one_vote_and_nothing_else(alice, bob):
     bob_resp = bob.responses.store(_response(model="m1"))
     bob.feedback.submit(bob_resp.id, "negative")
     assert alice.feedback.delete(a.id) == first.id
-    with pytest.raises(NotFound) as info:
+    with raises(NotFound, message=f"No feedback for response with id '{a.id}'.", param="response_id"):
         alice.feedback.get(a.id)
-    assert (info.value.param, info.value.message) == ("response_id", f"No feedback for response with id '{a.id}'.")
     assert alice.responses.get(a.id).id == a.id  # the response stays
     assert [f.response_id for f in alice.feedback.list().data] == [b.id]
     assert alice.feedback.stats()["by_rating"] == {"positive": 1, "negative": 0}
-    with pytest.raises(NotFound):  # twice: nothing left to withdraw
-        alice.feedback.delete(a.id)
-    with pytest.raises(NotFound):  # another owner's vote is as missing as none
-        alice.feedback.delete(bob_resp.id)
+    with raises(NotFound, message=f"No feedback for response with id '{a.id}'.", param="response_id"):
+        alice.feedback.delete(a.id)  # twice: nothing left to withdraw
+    with raises(NotFound, message=f"No feedback for response with id '{bob_resp.id}'.", param="response_id"):
+        alice.feedback.delete(bob_resp.id)  # another owner's vote is as missing as none
     assert bob.feedback.get(bob_resp.id).rating == "negative"
     again = alice.feedback.submit(a.id, "positive")
     assert again.id != first.id and alice.feedback.get(a.id).rating == "positive"
@@ -167,17 +175,77 @@ def test_feedback_delete_withdraws_one_vote_and_nothing_else(alice, bob):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "param"),
+    ("kwargs", "param", "message"),
     [
-        ({"rating": "meh"}, "rating"),
-        ({"rating": "positive", "comment": "x" * 4097}, "comment"),
-        ({"rating": "positive", "metadata": {"k" * 65: "v"}}, "metadata"),
+        ({"rating": "meh"}, "rating", "Invalid 'rating': Must be one of: positive, negative."),
+        ({"rating": None}, "rating", "Invalid 'rating': Field may not be null."),
+        (
+            {"rating": "positive", "comment": "x" * 4097},
+            "comment",
+            "Invalid 'comment': Longer than maximum length 4096.",
+        ),
+        (
+            {"rating": "positive", "metadata": {"k" * 65: "v"}},
+            "metadata",
+            f"Invalid 'metadata': Metadata keys must be at most 64 characters: '{'k' * 65}'.",
+        ),
     ],
 )
-def test_feedback_validation(alice, kwargs, param):
+def test_feedback_validation(alice, kwargs, param, message):
     resp = alice.responses.store(_response())
-    with pytest.raises(InvalidRequest) as info:
+    with raises(InvalidRequest, message=message, param=param):
         alice.feedback.submit(resp.id, **kwargs)
-    assert info.value.param == param
-    with pytest.raises(NotFound):
+    with raises(NotFound, message=f"No feedback for response with id '{resp.id}'.", param="response_id"):
         alice.feedback.get(resp.id)
+    assert alice.feedback.list().data == []
+
+
+@pytest.mark.parametrize("rating", ["bogus", "POSITIVE", "", 1])
+def test_feedback_list_refuses_an_unknown_rating(alice, rating):
+    """An unknown rating is a 400 naming the parameter, never an empty list
+    that looks like "no feedback"."""
+    resp = alice.responses.store(_response())
+    alice.feedback.submit(resp.id, "positive")
+    with raises(InvalidRequest, message="Invalid 'rating': must be 'positive' or 'negative'.", param="rating"):
+        alice.feedback.list(rating=rating)
+    assert [f.rating for f in alice.feedback.list(rating="positive").data] == ["positive"]
+
+
+def test_a_foreign_previous_response_with_the_callers_own_conversation_is_unknown(alice, bob):
+    """Bob names his own conversation and alice's response as the one his
+    follows: refused exactly as for a response that never existed (same
+    error, same words), so the answer tells him nothing about alice's IDs,
+    and nothing is stored. The other way round (his own previous response,
+    her conversation) likewise."""
+    theirs = alice.responses.store(_response())
+    own = bob.conversations.create()
+    for previous in (theirs.id, "resp_" + "0" * 48):
+        message, param = missing("response", previous)
+        for conversation in (own.id, {"id": own.id}):
+            with raises(NotFound, message=message, param=param):
+                bob.responses.store(_response(conversation=conversation, previous_response_id=previous))
+    assert bob.responses.list().data == []
+
+    mine = bob.responses.store(_response())
+    alice_conv = alice.conversations.create()
+    message, param = missing("conversation", alice_conv.id)
+    with raises(NotFound, message=message, param=param):
+        bob.responses.store(_response(conversation=alice_conv.id, previous_response_id=mine.id))
+    assert [r.id for r in bob.responses.list().data] == [mine.id]
+    assert [r.id for r in alice.responses.list().data] == [theirs.id]
+    assert alice.responses.list(conversation=alice_conv.id).data == []
+
+
+def test_the_conversation_may_be_given_as_an_object(alice):
+    """OpenAI's response object carries ``conversation`` as ``{"id": ...}``;
+    stored as it would be from the bare ID, and refused when malformed."""
+    conv = alice.conversations.create()
+    stored = alice.responses.store(_response(conversation={"id": conv.id}))
+    assert alice.responses.get(stored.id).conversation_id == conv.id
+    assert [r.id for r in alice.responses.list(conversation=conv.id).data] == [stored.id]
+    for bad in ({"ID": conv.id}, {"id": 7}, 7):
+        with raises(
+            InvalidRequest, message="Invalid 'conversation': expected an ID or {'id': ...}.", param="conversation"
+        ):
+            alice.responses.store(_response(conversation=bad))
+    assert [r.id for r in alice.responses.list().data] == [stored.id]

@@ -16,6 +16,7 @@ import pytest
 
 from flask_smg_history import NotFound, get_state
 
+from ..support.errors import raises
 from .live import REPLIES, LiveServer, expect, save_screenshot, send, sign_in, watch
 
 
@@ -161,7 +162,7 @@ def test_a_second_click_takes_a_vote_back_and_a_new_vote_counts(alice, server):
     expect(third.locator(".vote-status")).to_have_text("Vote removed")
     expect(third.locator(".vote.up")).to_have_attribute("aria-pressed", "false")
     expect(third.locator(".comment")).to_be_hidden()
-    with pytest.raises(NotFound):
+    with raises(NotFound, message=f"No feedback for response with id '{response_id}'.", param="response_id"):
         store.feedback.get(response_id)
     assert response_id not in listed()
     counts, text = feedback_page()

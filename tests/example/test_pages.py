@@ -6,11 +6,10 @@ from __future__ import annotations
 import io
 import re
 
-import pytest
-
 from example_app.responders import LOCAL_MODEL
 from flask_smg_history import NotFound, get_state
 
+from ..support.errors import raises
 from .conftest import new_chat, send, signed_in
 
 
@@ -313,7 +312,7 @@ def test_a_vote_taken_back_is_deleted_and_a_new_one_counts(example, alice):
     deleted = alice.delete(f"/v1/responses/{ids[1]}/feedback")
     assert deleted.status_code == 200
     assert deleted.json == {"id": first["id"], "object": "response.feedback.deleted", "deleted": True}
-    with pytest.raises(NotFound):
+    with raises(NotFound, message=f"No feedback for response with id '{ids[1]}'.", param="response_id"):
         get_state(example).store_for("alice").feedback.get(ids[1])
     assert [fb["response_id"] for fb in alice.get("/v1/feedback").json["data"]] == [ids[0]]
     page = alice.get("/feedback").get_data(as_text=True)

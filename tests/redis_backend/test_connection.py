@@ -10,6 +10,7 @@ import pytest
 from flask_smg_history import ConfigError, get_state
 
 from ..support.apps import build_app
+from ..support.errors import raises
 from ..support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -43,6 +44,9 @@ def test_unix_socket_and_password(tmp_path: Path):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "localhost:6379"])
 def test_bad_url_is_a_config_error(url):
-    with pytest.raises(ConfigError) as info:
+    message = (
+        "SMG_HISTORY_REDIS_URL is not valid: Redis URL must specify one of the following schemes "
+        "(redis://, rediss://, unix://)"
+    )
+    with raises(ConfigError, message=message, param="SMG_HISTORY_REDIS_URL"):
         build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_URL": url})
-    assert info.value.param == "SMG_HISTORY_REDIS_URL"

@@ -17,6 +17,7 @@ from flask_smg_history.records import Conversation, Item, now
 
 from ..contract.test_owner_data import _fill
 from ..support.apps import build_app
+from ..support.errors import raises
 from .conftest import backend_of, keys_under, store_of
 
 pytestmark = pytest.mark.redis
@@ -172,7 +173,7 @@ def test_import_finds_the_owner_of_a_conversation_imported_by_another_run(make_a
     listed = store_of(app, "carol").items.list("conv_carol0", order="asc").data
     assert [i.position for i in listed] == [0, 1, 2, 7]
     orphan = dataclasses.replace(late, conversation_id="conv_nowhere")
-    with pytest.raises(NotFound):
+    with raises(NotFound, message="Conversation with id 'conv_nowhere' not found.", param="conversation_id"):
         second.import_records([orphan])
 
 

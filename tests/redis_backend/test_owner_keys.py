@@ -11,6 +11,7 @@ from flask_smg_history import ConfigError, InvalidRequest, NotFound
 
 from ..contract.test_owner_data import _fill
 from ..support.apps import build_app
+from ..support.errors import raises
 from .conftest import backend_of, keys_under, store_of
 
 pytestmark = pytest.mark.redis
@@ -77,24 +78,43 @@ def test_a_failed_batch_writes_nothing(app):
     item = alice.items.list(conv.id).data[0]
     other = alice.conversations.create()
     before = _snapshot(app, keys_under(app))
-    for batch in (
-        [
-            {"role": "user", "content": "new"},
-            {"type": "item_reference", "id": item.id},
-            {"type": "item_reference", "id": "msg_none"},
-        ],
-        [{"type": "item_reference", "id": item.id}, {"id": item.id, "role": "user", "content": "again"}],
+    batch = [
+        {"role": "user", "content": "new"},
+        {"type": "item_reference", "id": item.id},
+        {"type": "item_reference", "id": "msg_none"},
+    ]
+    with raises(NotFound, message="Item with id 'msg_none' not found.", param="item_id"):
+        alice.items.add(other.id, batch)
+    batch = [{"type": "item_reference", "id": item.id}, {"id": item.id, "role": "user", "content": "again"}]
+    with raises(
+        InvalidRequest,
+        message=f"Item with id '{item.id}' is already in conversation '{other.id}'.",
+        param="items",
+        code="item_already_in_conversation",
     ):
-        with pytest.raises((NotFound, InvalidRequest)):
-            alice.items.add(other.id, batch)
+        alice.items.add(other.id, batch)
     assert _snapshot(app, keys_under(app)) == before
+
+
+def bad_prefix(prefix: str) -> str:
+    """The ConfigError message of a key prefix the backend refuses."""
+    return (
+        f"SMG_HISTORY_REDIS_KEY_PREFIX={prefix!r} is not accepted: use 1 to 64 of A-Z a-z 0-9 _ : . - (the backend "
+        "puts its own hash tags, in braces, after it, and finds an owner's keys with SCAN patterns, where * ? [ ] "
+        "are special)."
+    )
 
 
 @pytest.mark.parametrize("prefix", ["", "app{1}:", "a*", "a b:", "x" * 65, "é:"])
 def test_bad_key_prefix_is_a_config_error(prefix):
-    with pytest.raises(ConfigError) as info:
+    message = bad_prefix(prefix)
+    if not prefix:  # refused by the settings loader before the backend sees it
+        message = (
+            "SMG_HISTORY_REDIS_KEY_PREFIX='' is not valid: expected a non-empty string. Prefix of every Redis key, "
+            "so apps can share one Redis: 1 to 64 of `A-Z a-z 0-9 _ : . -`."
+        )
+    with raises(ConfigError, message=message, param="SMG_HISTORY_REDIS_KEY_PREFIX"):
         build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_KEY_PREFIX": prefix})
-    assert info.value.param == "SMG_HISTORY_REDIS_KEY_PREFIX"
 
 
 @pytest.mark.parametrize("prefix", ["smg:", "my-app.v2_history:"])

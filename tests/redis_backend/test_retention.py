@@ -12,7 +12,9 @@ from flask_smg_history import ConfigError
 from flask_smg_history.backends.redis import codec
 
 from ..support.apps import build_app
+from ..support.errors import raises
 from .conftest import backend_of, keys_under, store_of
+from .test_owner_keys import bad_prefix
 
 pytestmark = pytest.mark.redis
 
@@ -77,19 +79,25 @@ def test_general_retention_and_redis_retention_the_shorter_wins(make_app):
     assert store_of(app).conversations.get(conv.id).expires_at - conv.created_at == pytest.approx(3, abs=0.01)
 
 
-@pytest.mark.parametrize("days", [0, -2, -0.5, "x"])
-def test_bad_redis_retention_is_a_config_error(days):
-    with pytest.raises(ConfigError) as info:
+RETENTION_DOC = (
+    "Days every key of a conversation lives after its last write (fractions allowed); -1 keeps forever. "
+    "When SMG_HISTORY_RETENTION_DAYS is also set, the shorter of the two applies."
+)
+NOT_POSITIVE = "use a positive number of days, or -1 to keep data forever (0 would expire data at once)"
+
+
+@pytest.mark.parametrize(
+    ("days", "reason"), [(0, NOT_POSITIVE), (-2, NOT_POSITIVE), (-0.5, NOT_POSITIVE), ("x", "expected a number")]
+)
+def test_bad_redis_retention_is_a_config_error(days, reason):
+    message = f"SMG_HISTORY_REDIS_RETENTION_DAYS={days!r} is not valid: {reason}. {RETENTION_DOC}"
+    with raises(ConfigError, message=message, param="SMG_HISTORY_REDIS_RETENTION_DAYS"):
         build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_RETENTION_DAYS": days})
-    assert info.value.param == "SMG_HISTORY_REDIS_RETENTION_DAYS"
-    if days == 0:
-        assert "-1 to keep data forever" in info.value.message
 
 
 def test_prefix_with_braces_is_a_config_error():
-    with pytest.raises(ConfigError) as info:
+    with raises(ConfigError, message=bad_prefix("app{1}:"), param="SMG_HISTORY_REDIS_KEY_PREFIX"):
         build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_KEY_PREFIX": "app{1}:"})
-    assert info.value.param == "SMG_HISTORY_REDIS_KEY_PREFIX"
 
 
 def test_a_shared_item_lives_as_long_as_the_longest_lived_conversation_linking_it(make_app):

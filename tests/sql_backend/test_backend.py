@@ -15,6 +15,7 @@ from flask_smg_history.backends.sql.engine import postgres_url
 
 from ..support.apps import build_app
 from ..support.backends_sql import postgres
+from ..support.errors import raises
 
 
 def test_postgres_url_forms():
@@ -22,17 +23,21 @@ def test_postgres_url_forms():
     assert (url.drivername, url.host, url.port, url.database) == ("postgresql+psycopg", "db", 5433, "history")
     assert url.query == {"sslmode": "require", "connect_timeout": "10"}
     assert postgres_url("postgresql://db/h?connect_timeout=3").query["connect_timeout"] == "3"
-    with pytest.raises(ConfigError) as info:
+    message = "SMG_HISTORY_POSTGRES_DB_URL must start with postgres:// or postgresql://, not mysql://."
+    with raises(ConfigError, message=message, param="SMG_HISTORY_POSTGRES_DB_URL"):
         postgres_url("mysql://db/h")
-    assert info.value.param == "SMG_HISTORY_POSTGRES_DB_URL"
 
 
 def test_missing_postgres_url_says_how_to_give_one():
     app = Flask("no_url")
     app.config["SMG_HISTORY_BACKEND"] = "postgres"
-    with pytest.raises(ConfigError) as info:
+    message = (
+        "The postgres backend needs SMG_HISTORY_POSTGRES_DB_URL, e.g. "
+        "'postgresql://user:password@localhost:5432/app?sslmode=prefer' (or the environment variable of the same "
+        "name), or SMG_HISTORY_SQL_USE_APP_DB=true to use the app's SQLALCHEMY_DATABASE_URI."
+    )
+    with raises(ConfigError, message=message, param="SMG_HISTORY_POSTGRES_DB_URL"):
         SmgHistory(app)
-    assert "SMG_HISTORY_POSTGRES_DB_URL" in info.value.message and "SQL_USE_APP_DB" in info.value.message
 
 
 def test_sqlite_defaults_to_the_instance_folder(tmp_path: Path):
@@ -131,9 +136,13 @@ def test_single_item_appends_on_both_paths(pg_store):
     for n in range(1, 4):
         (added,) = pg_store.items.add(conv.id, [{"id": f"msg_{n}", "role": "user", "content": str(n)}])
         assert (added.position, added.conversation_id) == (n, conv.id)
-    with pytest.raises(InvalidRequest) as info:
+    with raises(
+        InvalidRequest,
+        message=f"Item with id 'msg_2' is already in conversation '{conv.id}'.",
+        param="items",
+        code="item_already_in_conversation",
+    ):
         pg_store.items.add(conv.id, [{"id": "msg_2", "role": "user", "content": "again"}])
-    assert info.value.code == "item_already_in_conversation" and "msg_2" in info.value.message
     listed = pg_store.items.list(conv.id, order="asc").data
     assert [i.position for i in listed] == [0, 1, 2, 3]
     assert pg_store.conversations.get(conv.id).updated_at >= listed[-1].created_at

@@ -26,6 +26,7 @@ from flask_smg_history import HistoryUnavailable, SmgHistory, get_state
 from flask_smg_history.backends.sql import migrate as sql_migrate
 
 from ..support.backends_sql import POSTGRES_URL, postgres_schema
+from ..support.errors import envelope, raises
 
 HOST_APP = """
 import os
@@ -196,11 +197,13 @@ def test_schema_behind_code_is_detected_and_init_db_fixes_it_without_restart(tmp
         SmgHistory(app)
     assert "run `flask db upgrade`" in caplog.text
     store = get_state(app).store_for("alice")
-    with pytest.raises(HistoryUnavailable) as info:
+    not_migrated = (
+        "The history tables (smg_history_*) do not exist: run `flask db upgrade` "
+        "(or `flask smg-history init-db` without Flask-Migrate)."
+    )
+    with raises(HistoryUnavailable, message=not_migrated, param=None):
         store.conversations.list()
-    assert "run `flask db upgrade`" in info.value.message
-    response = app.test_client().get("/v1/history/health")
-    assert response.status_code == 503 and "flask db upgrade" in response.get_json()["error"]["message"]
+    envelope(app.test_client().get("/v1/history/health"), 503, message=not_migrated, param=None)
 
     result = app.test_cli_runner().invoke(args=["smg-history", "init-db"])
     assert result.exit_code == 0, result.output
@@ -268,9 +271,12 @@ def test_tables_migrated_by_a_newer_version_are_reported(tmp_path: Path):
     with backend.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE smg_history_alembic_version SET version_num = 'smgh_9999'")
     backend.schema_changed()  # as if the app restarted (CREATE_TABLES still on)
-    with pytest.raises(HistoryUnavailable) as info:
+    newer = (
+        "The history tables (smg_history_*) were migrated by a newer flask-smg-history (revision smgh_9999): "
+        "install that version, or downgrade the tables with it first."
+    )
+    with raises(HistoryUnavailable, message=newer, param=None):
         get_state(app).store_for("alice").conversations.list()
-    assert "newer flask-smg-history (revision smgh_9999)" in info.value.message
     backend.close()
 
 

@@ -23,6 +23,8 @@ from flask_smg_history.backends.sql import oracle
 from flask_smg_history.backends.sql.tables import build_tables
 from flask_smg_history.config import load_settings
 
+from ..support.errors import raises
+
 DIALECT = oracle_dialect.dialect()
 
 
@@ -161,23 +163,60 @@ def test_external_auth_needs_thick_mode():
     import oracledb
 
     if oracledb.is_thin_mode():
-        with pytest.raises(ConfigError) as info:
+        message = re.compile(
+            r"SMG_HISTORY_ORACLE_EXTERNAL_AUTH=true needs python-oracledb thick mode, but the Oracle client "
+            r"libraries could not be loaded \(.+\)\. Install Oracle Instant Client and put it on the library path "
+            r"\(LD_LIBRARY_PATH\)\."
+        )
+        with raises(ConfigError, message=message, param="SMG_HISTORY_ORACLE_EXTERNAL_AUTH"):
             oracle.enable_thick_mode()  # no Oracle client libraries on this machine
-        assert info.value.param == "SMG_HISTORY_ORACLE_EXTERNAL_AUTH" and "thick mode" in info.value.message
+
+
+_WHERE = (
+    ": a connect string like 'host:1521/service', or the directory of an Autonomous Database wallet and a TNS "
+    "alias from its tnsnames.ora (env: ATP_DSN, ATP_WALLET_PATH, ATP_TNS_ALIAS)."
+)
+NO_DSN = (
+    "The oracle backend needs SMG_HISTORY_ORACLE_DSN "
+    "(or SMG_HISTORY_ORACLE_WALLET_PATH with SMG_HISTORY_ORACLE_TNS_ALIAS)" + _WHERE
+)
+NO_CREDENTIALS = (
+    "The oracle backend needs SMG_HISTORY_ORACLE_USER and SMG_HISTORY_ORACLE_PASSWORD (env: ATP_USER, "
+    "ATP_PASSWORD), or SMG_HISTORY_ORACLE_EXTERNAL_AUTH=true for external authentication."
+)
 
 
 @pytest.mark.parametrize(
-    ("config", "param"),
+    ("config", "param", "message"),
     [
-        ({}, "SMG_HISTORY_ORACLE_DSN"),
-        ({"SMG_HISTORY_ORACLE_WALLET_PATH": "/w"}, "SMG_HISTORY_ORACLE_TNS_ALIAS"),
-        ({"SMG_HISTORY_ORACLE_TNS_ALIAS": "db"}, "SMG_HISTORY_ORACLE_WALLET_PATH"),
-        ({"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_TNS_ALIAS": "db"}, "SMG_HISTORY_ORACLE_DSN"),
-        ({"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_USER": "u"}, "SMG_HISTORY_ORACLE_PASSWORD"),
-        ({"SMG_HISTORY_ORACLE_DSN": "d"}, "SMG_HISTORY_ORACLE_USER"),
+        ({}, "SMG_HISTORY_ORACLE_DSN", NO_DSN),
+        (
+            {"SMG_HISTORY_ORACLE_WALLET_PATH": "/w"},
+            "SMG_HISTORY_ORACLE_TNS_ALIAS",
+            "The oracle backend needs SMG_HISTORY_ORACLE_TNS_ALIAS" + _WHERE,
+        ),
+        (
+            {"SMG_HISTORY_ORACLE_TNS_ALIAS": "db"},
+            "SMG_HISTORY_ORACLE_WALLET_PATH",
+            "The oracle backend needs SMG_HISTORY_ORACLE_WALLET_PATH" + _WHERE,
+        ),
+        (
+            {"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_TNS_ALIAS": "db"},
+            "SMG_HISTORY_ORACLE_DSN",
+            "Give either SMG_HISTORY_ORACLE_DSN or SMG_HISTORY_ORACLE_WALLET_PATH with SMG_HISTORY_ORACLE_TNS_ALIAS, "
+            "not both (env: ATP_DSN, ATP_WALLET_PATH, ATP_TNS_ALIAS).",
+        ),
+        (
+            {"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_USER": "u"},
+            "SMG_HISTORY_ORACLE_PASSWORD",
+            NO_CREDENTIALS,
+        ),
+        ({"SMG_HISTORY_ORACLE_DSN": "d"}, "SMG_HISTORY_ORACLE_USER", NO_CREDENTIALS),
         (
             {"SMG_HISTORY_ORACLE_DSN": "d", "SMG_HISTORY_ORACLE_EXTERNAL_AUTH": True, "SMG_HISTORY_ORACLE_USER": "u"},
             "SMG_HISTORY_ORACLE_EXTERNAL_AUTH",
+            "SMG_HISTORY_ORACLE_EXTERNAL_AUTH is true: leave SMG_HISTORY_ORACLE_USER and SMG_HISTORY_ORACLE_PASSWORD "
+            "unset (the credentials come from the wallet or the operating system).",
         ),
         (
             {
@@ -188,17 +227,18 @@ def test_external_auth_needs_thick_mode():
                 "SMG_HISTORY_ORACLE_POOL_MAX": 2,
             },
             "SMG_HISTORY_ORACLE_POOL_MIN",
+            "SMG_HISTORY_ORACLE_POOL_MIN must not exceed SMG_HISTORY_ORACLE_POOL_MAX "
+            "(env: ATP_POOL_MIN, ATP_POOL_MAX).",
         ),
     ],
 )
-def test_wrong_combinations_name_the_keys(config, param):
-    with pytest.raises(ConfigError) as info:
+def test_wrong_combinations_name_the_keys(config, param, message):
+    with raises(ConfigError, message=message, param=param):
         oracle.connect_options(_settings(**config))
-    assert info.value.param == param and param in info.value.message
 
 
 def test_bad_oracle_config_fails_at_init_app():
     app = Flask("bad")
     app.config.update(SMG_HISTORY_BACKEND="oracle")
-    with pytest.raises(ConfigError):
+    with raises(ConfigError, message=NO_DSN, param="SMG_HISTORY_ORACLE_DSN"):
         SmgHistory(app)

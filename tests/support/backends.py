@@ -16,10 +16,20 @@ from typing import Any
 BackendFactory = Callable[[Path], AbstractContextManager[dict[str, Any]]]
 FACTORIES: dict[str, BackendFactory] = {}
 
+#: The chunk sizes a backend's bulk operations cut their work into, read from
+#: the backend's own constants so the boundary tests follow them: ``erase``
+#: (records per erase step), ``conversations``, ``items`` (of one
+#: conversation) and ``responses`` (per export read), ``purge`` (records per
+#: purge step). A backend that does not chunk an operation gets the default:
+#: the largest page a listing serves, itself a boundary of every listing.
+DEFAULT_BATCHES = {"erase": 20, "conversations": 100, "items": 100, "responses": 100, "purge": 100}
+BATCHES: dict[str, dict[str, int]] = {}
 
-def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
+
+def register(name: str, batches: dict[str, int] | None = None) -> Callable[[BackendFactory], BackendFactory]:
     def decorate(factory: BackendFactory) -> BackendFactory:
         FACTORIES[name] = factory
+        BATCHES[name] = {**DEFAULT_BATCHES, **(batches or {})}
         return factory
 
     return decorate

@@ -16,9 +16,21 @@ from typing import Any
 
 import redis
 
+from flask_smg_history.backends.redis import operations
+
 from .backends import register
 
 STANDALONE_URL = "redis://127.0.0.1:6379/0"
+#: Erasure runs scripts of ``_ERASE_CHUNK`` records; the bulk walks read
+#: owner indexes in ``_WINDOW`` entries and a conversation in ``_ITEM_CHUNK``.
+#: Purge walks the same windows.
+BATCHES = {
+    "erase": operations._ERASE_CHUNK,
+    "conversations": operations._WINDOW,
+    "items": operations._ITEM_CHUNK,
+    "responses": operations._WINDOW,
+    "purge": operations._WINDOW,
+}
 
 
 def unique_prefix() -> str:
@@ -50,14 +62,14 @@ def _fresh_prefix(url: str, cluster: bool) -> Iterator[dict[str, Any]]:
             client.close()
 
 
-@register("redis")
+@register("redis", BATCHES)
 @contextmanager
 def standalone(tmp_path: Path) -> Iterator[dict[str, Any]]:
     with _fresh_prefix(STANDALONE_URL, cluster=False) as config:
         yield config
 
 
-@register("redis-cluster")
+@register("redis-cluster", BATCHES)
 @contextmanager
 def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
     from .redis_servers import shared_cluster

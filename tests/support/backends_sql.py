@@ -18,15 +18,23 @@ from typing import Any
 import pytest
 
 from flask_smg_history import get_state
+from flask_smg_history.backends.sql import admin
 
 from .backends import register
 
 #: The machine's PostgreSQL (trust auth); override to test elsewhere.
 POSTGRES_URL = os.environ.get("SMG_HISTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ORACLE_DSN = os.environ.get("SMG_HISTORY_TEST_ORACLE_DSN")
+#: Erasure is one transaction (no chunks); export and purge read in batches.
+BATCHES = {
+    "conversations": admin.CONVERSATION_BATCH,
+    "items": admin.EXPORT_BATCH,
+    "responses": admin.EXPORT_BATCH,
+    "purge": admin.PURGE_BATCH,
+}
 
 
-@register("sqlite")
+@register("sqlite", BATCHES)
 @contextmanager
 def sqlite(tmp_path: Path) -> Iterator[dict[str, Any]]:
     yield {
@@ -54,7 +62,7 @@ def postgres_schema() -> Iterator[str]:
         conn.close()
 
 
-@register("postgres")
+@register("postgres", BATCHES)
 @contextmanager
 def postgres(tmp_path: Path) -> Iterator[dict[str, Any]]:
     with postgres_schema() as schema:
@@ -67,7 +75,7 @@ def postgres(tmp_path: Path) -> Iterator[dict[str, Any]]:
         }
 
 
-@register("oracle")
+@register("oracle", BATCHES)
 @contextmanager
 def oracle(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Live Oracle runs only with a server: set SMG_HISTORY_TEST_ORACLE_DSN,

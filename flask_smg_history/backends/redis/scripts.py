@@ -441,7 +441,7 @@ return {'ok', id}
 """
 
 #: ARGV count. Removes up to ``count`` conversations, then responses, then
-#: the owner's remaining keys. Returns ``done`` or ``more``, then counts of
+#: feedback on others' responses, then the owner's remaining keys. Returns ``done`` or ``more``, then counts of
 #: conversations, items, responses and feedback removed.
 ERASE = r"""
 local limit = tonumber(ARGV[1])
@@ -458,7 +458,17 @@ for _, rid in ipairs(resps) do
   counts[3] = counts[3] + found
   if feedback then counts[4] = counts[4] + 1 end
 end
-if #convs + #resps < limit then
+-- Then the owner's feedback on responses they do not hold (an import can
+-- bring such a vote): T:fbref names each one's key.
+local used, refs = #convs + #resps, {}
+if used < limit then refs = redis.call('HRANDFIELD', T .. ':fbref', limit - used, 'WITHVALUES') end
+for i = 1, #refs, 2 do
+  if redis.call('HGET', rk(refs[i + 1], 'fb'), 'i') == refs[i] then
+    counts[4] = counts[4] + redis.call('DEL', rk(refs[i + 1], 'fb'))
+  end
+  redis.call('HDEL', T .. ':fbref', refs[i])
+end
+if used + #refs / 2 < limit then
   redis.call('DEL', KEYS[1], ACT, DIR, T .. ':resps', T .. ':fb', T .. ':fbref')
   return {'done', counts}
 end
