@@ -249,3 +249,15 @@ def test_the_conversation_may_be_given_as_an_object(alice):
         ):
             alice.responses.store(_response(conversation=bad))
     assert [r.id for r in alice.responses.list().data] == [stored.id]
+
+
+def test_stats_count_zero_for_a_rating_nobody_gave(alice):
+    resp = alice.responses.store(_response(model="m1"))
+    fb = alice.feedback.submit(resp.id, "negative")
+    day = dt.datetime.fromtimestamp(fb.created_at, dt.timezone.utc).date().isoformat()
+    assert alice.feedback.stats() == {
+        "total": 1,
+        "by_rating": {"positive": 0, "negative": 1},
+        "by_model": {"m1": {"positive": 0, "negative": 1}},
+        "by_day": {day: {"positive": 0, "negative": 1}},
+    }

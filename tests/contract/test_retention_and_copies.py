@@ -112,14 +112,9 @@ def test_what_a_backend_returns_is_a_copy(app, alice):
             alice.feedback.get(resp.id).metadata,
         )
 
-    before = stored()
-    assert before == (
-        {"k": "v"},
-        [{"type": "input_text", "text": "x"}],
-        {"k": "v"},
-        {"instructions": "be nice"},
-        {"k": "v"},
-    )
+    # literal, not a first read: a read that shared the stored dicts would change with them
+    before = ({"k": "v"}, [{"type": "input_text", "text": "x"}], {"k": "v"}, {"instructions": "be nice"}, {"k": "v"})
+    assert stored() == before
     handed_out = [
         lambda: [alice.conversations.get(conv.id)],
         lambda: [alice.conversations.update(conv.id, {})],
