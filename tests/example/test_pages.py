@@ -9,7 +9,7 @@ import re
 from example_app.responders import LOCAL_MODEL
 from flask_smg_history import NotFound, get_state
 
-from ..support.errors import raises
+from ..support.errors import envelope, missing, raises
 from .conftest import new_chat, send, signed_in
 
 
@@ -120,9 +120,11 @@ def test_delete_removes_chat_and_its_responses_so_votes_fail(alice):
     assert alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "positive"}).status_code == 200
     deleted = alice.delete(f"/chat/{conv}")
     assert deleted.status_code == 200 and deleted.json["deleted"] is True
-    assert alice.get(f"/v1/conversations/{conv}").status_code == 404
+    message, param = missing("conversation", conv)
+    envelope(alice.get(f"/v1/conversations/{conv}"), 404, message=message, param=param)
+    message, param = missing("response", response_id)
     vote = alice.post(f"/v1/responses/{response_id}/feedback", json={"rating": "negative"})
-    assert vote.status_code == 404
+    envelope(vote, 404, message=message, param=param)
     assert alice.delete(f"/chat/{conv}").status_code == 404
 
 
@@ -134,7 +136,9 @@ def test_owners_are_isolated(example, alice, bob):
     assert "belongs to another user" in bob.get(f"/c/{conv}").get_data(as_text=True)
     assert send(bob, conv, "intrude").status_code == 404
     assert bob.delete(f"/chat/{conv}").status_code == 404
-    assert bob.post(f"/v1/responses/{response_id}/feedback", json={"rating": "negative"}).status_code == 404
+    message, param = missing("response", response_id)
+    vote = bob.post(f"/v1/responses/{response_id}/feedback", json={"rating": "negative"})
+    envelope(vote, 404, message=message, param=param)
     assert alice.get(f"/c/{conv}").status_code == 200
     again = signed_in(example, "alice")
     assert [c["id"] for c in again.get("/v1/conversations").json["data"]] == [conv]
