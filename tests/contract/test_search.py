@@ -202,10 +202,10 @@ def test_metadata_changes_are_searched_at_once(alice):
 
 
 def test_expired_and_purged_records_are_never_hits(make_app):
-    app = make_app(SMG_HISTORY_RETENTION_DAYS=1 / 86400)
+    app = make_app(SMG_HISTORY_RETENTION_DAYS=3 / 86400)  # the fresh one below must outlive a slow search
     store = get_state(app).store_for("alice")
     old = store.conversations.create(metadata={"title": "ibis"}, items=[msg("ibis sighting")])
-    time.sleep(1.2)
+    time.sleep(max(0.0, old.expires_at - time.time()) + 0.2)
     assert store.search("ibis").data == []
     with pytest.raises(NotFound):
         store.search("ibis", conversation=old.id)
