@@ -3,9 +3,6 @@ progress lines otherwise (a real pseudo-terminal, a real ``flask`` process)."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -13,6 +10,8 @@ from pathlib import Path
 from flask import Flask
 
 from flask_smg_history import SmgHistory, get_state
+
+from .support.terminal import run_cli
 
 APP = textwrap.dedent(
     """
@@ -42,25 +41,7 @@ def _project(tmp_path: Path) -> Path:
 
 def _export(cwd: Path, terminal: bool) -> str:
     command = [sys.executable, "-m", "flask", "--app", "termapp", "smg-history", "export", "-o", "out.jsonl"]
-    if not terminal:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return result.stderr
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(command, cwd=cwd, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 4096)
-        except OSError:  # the terminal closed with the process
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(60) == 0
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
+    return run_cli(command, cwd, terminal)
 
 
 def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):

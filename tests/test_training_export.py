@@ -5,9 +5,6 @@ memory that does not grow with the store."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 import sys
 import textwrap
 import time
@@ -20,6 +17,7 @@ from flask import Flask
 from flask_smg_history import SmgHistory, get_state
 from flask_smg_history.records import Feedback, Response, mint_id
 
+from .support.terminal import run_cli
 from .support.training_formats import check_chat_line, check_preference_line
 
 WEATHER = {
@@ -262,25 +260,7 @@ APP = textwrap.dedent(
 def _run(cwd: Path, terminal: bool) -> str:
     command = [sys.executable, "-m", "flask", "--app", "termapp", "smg-history", "export"]
     command += ["--format", "chat-jsonl", "-o", "out.jsonl"]
-    if not terminal:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return result.stderr
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(command, cwd=cwd, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 4096)
-        except OSError:  # the terminal closed with the process
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(60) == 0
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
+    return run_cli(command, cwd, terminal)
 
 
 def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
