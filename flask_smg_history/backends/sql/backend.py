@@ -9,7 +9,10 @@ Guarantees and how they are kept:
 
 - **One transaction per store call.** ``_run`` checks out a connection, runs
   the call's statements, commits, and gives the connection back; any error
-  rolls back. A connection that died while idle in the pool (the server was
+  rolls back. On PostgreSQL a read, or a write that is one statement (the
+  one-item append), is that statement's own transaction, without BEGIN and
+  COMMIT round trips (``engine.Transactions`` says which work gets which). A
+  connection that died while idle in the pool (the server was
   restarted) is detected on its first statement and the call is retried once on
   a fresh connection, which is safe because nothing was committed.
 - **One gap-free order under concurrent writers.** Each conversation row has a
