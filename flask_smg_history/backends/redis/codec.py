@@ -18,6 +18,7 @@ import redis.exceptions as rex
 
 from ...errors import CorruptRecord
 from ...records import Conversation, Feedback, Item, Response
+from .. import jsonfast
 
 log = logging.getLogger("flask_smg_history")
 
@@ -71,9 +72,7 @@ def item_args(items: list[Item]) -> list[str]:
 
 def item(conversation_id: str, item_id: str, score: Any, raw: Any) -> Item | None:
     try:
-        # Decoding first spares json.loads its encoding detection (a read
-        # parses 20 of these).
-        doc = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        doc = jsonfast.loads(raw)
         if not isinstance(doc["p"], dict):
             raise TypeError("payload is not an object")
         return Item(
@@ -110,7 +109,7 @@ def conversation(conversation_id: str, fields: dict[Any, Any]) -> Conversation |
         return None
     get = {text(k): text(v) for k, v in fields.items()}.get
     try:
-        metadata = json.loads(get("m") or "")
+        metadata = jsonfast.loads(get("m") or "")
         if not isinstance(metadata, dict):
             raise TypeError("metadata is not an object")
         return Conversation(
@@ -131,7 +130,7 @@ def response_doc(response: Response) -> str:
 
 def response(response_id: str, owner: str, fields: dict[Any, Any]) -> Response:
     try:
-        return Response(id=response_id, owner=owner, **json.loads(fields[b"d"]))
+        return Response(id=response_id, owner=owner, **jsonfast.loads(fields[b"d"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptRecord.of(f"Response '{response_id}'") from exc
 
@@ -142,6 +141,6 @@ def feedback_doc(fb: Feedback) -> str:
 
 def feedback(response_id: str, fields: dict[Any, Any]) -> Feedback | None:
     try:
-        return Feedback(id=text(fields[b"i"]), response_id=response_id, **json.loads(fields[b"d"]))
+        return Feedback(id=text(fields[b"i"]), response_id=response_id, **jsonfast.loads(fields[b"d"]))
     except (KeyError, TypeError, ValueError):
         return None

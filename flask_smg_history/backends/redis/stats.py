@@ -24,7 +24,6 @@ and the Python side logs how many.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +31,7 @@ import redis.exceptions as rex
 
 from ...errors import CorruptRecord
 from ...records import now
+from .. import jsonfast
 from ..usage import UsageTally
 from . import codec
 from .codec import log
@@ -186,7 +186,7 @@ class RedisStats:
         while phase != "done":
             args = [at, "" if since is None else repr(since), phase, cursor, position, BUDGET]
             reply = self._usage_script(owner, args)
-            yield phase, json.loads(reply[4]), int(reply[3])
+            yield phase, jsonfast.loads(reply[4]), int(reply[3])
             phase, cursor, position = codec.text(reply[0]), int(reply[1]), int(float(reply[2]))
 
     def _usage_script(self, owner: str, args: list[Any]) -> list[Any]:

@@ -39,6 +39,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from ...errors import ConfigError
+from .. import jsonfast
 from ..base import exception_chain
 from . import oracle
 
@@ -115,6 +116,7 @@ def _sqlite_engine(settings: Settings, app: Flask) -> Engine:
         URL.create("sqlite+pysqlite", database=path),
         connect_args={"timeout": settings.sql_pool_timeout_secs, "check_same_thread": False},
         pool_timeout=settings.sql_pool_timeout_secs,
+        json_deserializer=jsonfast.loads,
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -212,6 +214,7 @@ def _postgres_engine(settings: Settings) -> BuiltEngine:
         # Reuse the most recently returned connection: under light load one
         # warm server process serves every call instead of all in turn.
         pool_use_lifo=True,
+        json_deserializer=jsonfast.loads,
         **({"isolation_level": "AUTOCOMMIT"} if psycopg else {}),
     )
     if not psycopg:

@@ -28,7 +28,6 @@ is part of what the index is asked for (``fulltext.py``).
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -37,6 +36,7 @@ import sqlalchemy as sa
 from ...errors import HistoryUnavailable, NotFound, NotSupported
 from ...records import now
 from ...search import START_MARK, STOP_MARK, Cursor, SearchHit, SearchPage, SearchQuery, marked
+from .. import jsonfast
 from . import fulltext
 
 #: Where a metadata hit sorts among its conversation's items: above them all.
@@ -141,7 +141,7 @@ class SqlSearch:
     def _hit(row: Any, snippet: str, rank: float) -> SearchHit:
         cid, updated_at, position, item_id, item_type, role, created_at, metadata = row[:8]
         if isinstance(metadata, str):
-            metadata = json.loads(metadata)
+            metadata = jsonfast.loads(metadata)
         hit = SearchHit(cid, updated_at, metadata or {}, snippet, float(rank or 0.0))
         if item_id is not None:
             hit.item_id, hit.item_type, hit.role = item_id, item_type, role
@@ -270,7 +270,7 @@ def _headline(value: Any) -> str:
     """The snippet of ``ts_headline`` over a jsonb array or object: its
     first string holding a match (else its first string), marked."""
     if isinstance(value, str):
-        value = json.loads(value)
+        value = jsonfast.loads(value)
     strings = [s for s in (value.values() if isinstance(value, dict) else value or []) if isinstance(s, str)]
     chosen = next((s for s in strings if START_MARK in s), strings[0] if strings else "")
     for character, stand_in in HIDDEN.items():

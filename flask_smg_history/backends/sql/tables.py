@@ -28,6 +28,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ...errors import ConfigError
+from .. import jsonfast
 from . import fulltext
 
 ID = sa.String(128)
@@ -57,7 +58,7 @@ class JsonDocument(TypeDecorator):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if dialect.name == "oracle" and isinstance(value, str):
-            return json.loads(value)
+            return jsonfast.loads(value)
         return value
 
 

@@ -1,0 +1,56 @@
+"""``backends.jsonfast.loads`` reads exactly what ``json.loads`` reads, with
+the same values, whether orjson takes the document or hands it back."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flask_smg_history.backends import jsonfast
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values, st.booleans())
+def test_same_values_as_json(value, as_bytes):
+    text = json.dumps(value, ensure_ascii=False)
+    got = jsonfast.loads(text.encode() if as_bytes else text)
+    assert got == json.loads(text)
+    assert json.dumps(got) == json.dumps(json.loads(text))  # same types (int vs float) and key order
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"x": NaN}', "[Infinity, -Infinity]", "123456789012345678901234567890", '"\\ud800"', '{"a": 1, "a": 2}'],
+)
+def test_what_only_json_reads_falls_back_to_it(text):
+    got, expected = jsonfast.loads(text), json.loads(text)
+    if isinstance(expected, dict) and isinstance(expected.get("x"), float) and math.isnan(expected["x"]):
+        assert math.isnan(got["x"])
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1,]", "{'a': 1}", "nul"])
+def test_bad_json_is_the_same_error(text):
+    with pytest.raises(json.JSONDecodeError):
+        jsonfast.loads(text)
+
+
+def test_the_fast_parser_is_in_use():
+    """The extras install orjson; a plain ``json`` fallback would pass the
+    tests above and silently lose the speed."""
+    assert jsonfast.orjson is not None
