@@ -192,7 +192,7 @@ def test_without_persistence_check_warns_and_a_crash_loses_every_write(tmp_path,
     assert check.exit_code == 0, check.output
     assert f'warning: 127.0.0.1:{server.port}: Redis keeps nothing on disk (appendonly no, save "")' in check.output
     assert "set appendonly yes with appendfsync always" in check.output
-    assert "status: ok (1 warning(s))" in check.output
+    assert check.output.rstrip().endswith("status: ok")  # the store works: warnings are not failures
 
     written = _write_history(app)
     assert len(_export(app)) == 3 + 39 + 3 + 3

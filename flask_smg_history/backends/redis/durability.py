@@ -53,7 +53,11 @@ class Persistence:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The facts, for ``health()``; the warnings go in its one list of
+        every node's warnings, which ``check`` prints."""
+        facts = asdict(self)
+        del facts["warnings"]
+        return facts
 
 
 def report(client: Any, cluster: bool) -> list[Persistence]:
