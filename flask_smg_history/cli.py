@@ -86,19 +86,32 @@ def _total(stats: dict[str, Any]) -> int:
 
 
 @smg_history_cli.command("check")
-def check() -> None:
-    """Connect, check the backend and its schema, print settings and counts."""
+@click.option("--strict", is_flag=True, help="Exit non-zero when the backend reports a warning.")
+def check(strict: bool) -> None:
+    """Connect, check the backend and its schema, print settings and counts.
+
+    A backend's health may report ``persistence`` (Redis: what a restart would
+    lose, per master) and ``warnings``; both are printed. A reachable backend
+    with warnings still exits 0 with "status: ok" (the store works), unless
+    --strict is given."""
     state = get_state()
     detail = _backend_call("health", state.backend.health)
     click.echo(f"backend: {state.backend.name}")
     for name, value in state.settings.masked().items():
         click.echo(f"  {name} = {value!r}")
     click.echo(f"health: {json.dumps(detail, default=str)}")
+    for node in detail.get("persistence", ()):
+        click.echo(f"persistence: {node['node']}: {node['summary']}")
+    warnings = detail.get("warnings", [])
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
     stats = _backend_call("stats", state.backend.stats, None)
     click.echo(
         f"records: {stats['conversations']} conversations, {stats['items']} items, "
         f"{stats['responses']} responses, {sum(stats['feedback'].values())} feedback"
     )
+    if warnings and strict:
+        raise click.ClickException(f"{len(warnings)} warning(s), and --strict was given.")
     click.echo("status: ok")
 
 

@@ -3,9 +3,11 @@ kill and restart in fault tests, and a three-master cluster shared by the
 whole test session.
 
 Everything binds to loopback ports picked free at start (and, for cluster
-nodes, with the bus port ``port + 10000`` free too), keeps nothing on disk
-that outlives the run, and fails loudly (never skips) when a server will not
-come up, with the tail of its log in the message.
+nodes, with the bus port ``port + 10000`` free too) and fails loudly (never
+skips) when a server will not come up, with the tail of its log in the
+message. By default a server keeps nothing on disk (``NO_PERSISTENCE``), so a
+restart starts empty; a test that needs persistence says so with one of the
+other presets, and its files stay in the server's own (temporary) directory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from redis.retry import Retry
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+#: Persistence presets (``RedisServer(..., persistence=...)``): the settings
+#: ``flask smg-history check`` tells apart, one per loss window.
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+RDB_ONLY = ("--save", "3600 1 300 100", "--appendonly", "no")
+AOF_NO_FSYNC = ("--save", "", "--appendonly", "yes", "--appendfsync", "no")
+AOF_EVERYSEC = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+AOF_ALWAYS = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
 
 
 def _die_with_parent() -> None:
@@ -57,17 +68,25 @@ def free_port(with_bus: bool = False) -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` on a loopback port; ``stop`` and ``start`` again
-    to simulate an outage (same port, empty data). With ``tls`` (certificate,
+    """One ``redis-server`` on a loopback port; ``stop`` (SIGKILL, never a
+    clean shutdown) and ``start`` again to simulate an outage or a crash: same
+    port and directory, so the data comes back only as far as ``persistence``
+    (default ``NO_PERSISTENCE``: empty) keeps it. With ``tls`` (certificate,
     key, CA) it speaks only TLS on that port and has no plain port at all."""
 
     def __init__(
-        self, directory: Path, port: int | None = None, *extra: str, tls: tuple[Path, Path, Path] | None = None
+        self,
+        directory: Path,
+        port: int | None = None,
+        *extra: str,
+        tls: tuple[Path, Path, Path] | None = None,
+        persistence: tuple[str, ...] = NO_PERSISTENCE,
     ) -> None:
         self.directory = directory
         self.port = port or free_port(with_bus=bool(extra))
         self.extra = extra
         self.tls = tls
+        self.persistence = persistence
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,8 +123,7 @@ class RedisServer:
                     REDIS_SERVER,
                     *self._listen_args(),
                     "--bind", "127.0.0.1",
-                    "--save", "",
-                    "--appendonly", "no",
+                    *self.persistence,
                     "--dir", str(self.directory),
                     "--logfile", str(self.log),
                     *self.extra,

@@ -2,7 +2,9 @@
 
 ``backend.py`` holds the request paths, ``operations.py`` the bulk operations
 (erasure, purge, export, import, stats), ``codec.py`` how records become hash
-fields and script arguments, and ``scripts.py`` the Lua scripts and key layout.
+fields and script arguments, ``scripts.py`` the Lua scripts and key layout,
+and ``durability.py`` what a restart of the server would lose (the health
+report).
 """
 
 from .backend import RedisBackend

@@ -45,7 +45,7 @@ from redis.retry import Retry
 from ...errors import ConfigError, CorruptRecord, InvalidRequest, NotFound
 from ...records import MAX_METADATA_PAIRS, Feedback, Item, Page, is_live, now
 from ..base import Backend, exception_chain, merge_metadata
-from . import codec
+from . import codec, durability
 from .codec import log
 from .operations import RedisOperations
 from .scripts import SCRIPTS
@@ -559,8 +559,14 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
 
     # -- operations ----------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        self.client.ping()
-        return {"cluster": self.cluster}
+        """Reachability and, per master, what a restart would lose
+        (``durability.py``); its ``warnings`` are what ``check`` prints."""
+        nodes = durability.report(self.client, self.cluster)
+        return {
+            "cluster": self.cluster,
+            "persistence": [node.as_dict() for node in nodes],
+            "warnings": [warning for node in nodes for warning in node.warnings],
+        }
 
     def outage_hint(self, exc: BaseException) -> str | None:
         return tls_hint(exc)
