@@ -56,6 +56,7 @@ DISK_ERRNOS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is used up",
     errno.EROFS: "the folder is on a read-only file system",
+    errno.ENOTDIR: "a part of the folder's path is a file, not a folder",
 }
 
 
