@@ -163,3 +163,27 @@ def test_health_reports_the_folder_free_space_and_that_it_is_writable(app):
     health = get_state(app).backend.health()
     assert health["path"] == str(root_of(app)) and health["writable"] is True and health["free_bytes"] > 0
     assert str(root_of(app)) in result.output
+
+
+def test_pages_step_over_a_long_run_of_deleted_items(app, alice):
+    """Pages open item files position by position and list the folder
+    instead after a run of gaps: both ways give the same pages."""
+    conv = alice.conversations.create()
+    for start in range(0, 160, 20):
+        alice.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(start, start + 20)])
+    ids = [i.id for i in alice.items.list(conv.id, order="asc", limit=100).data]
+    ids += [i.id for i in alice.items.list(conv.id, order="asc", limit=100, after=ids[-1]).data]
+    for item_id in ids[5:150]:  # more gaps than a page plus the probe budget
+        alice.items.delete(conv.id, item_id)
+    kept = [str(n) for n in (*range(5), *range(150, 160))]
+
+    def texts(items):
+        return [i.payload["content"][0]["text"] for i in items]
+
+    assert texts(alice.items.recent(conv.id, limit=10)) == kept[-10:]
+    assert texts(alice.items.list(conv.id, order="desc", limit=12).data) == kept[::-1][:12]
+    first = alice.items.list(conv.id, order="asc", limit=3)
+    rest = alice.items.list(conv.id, order="asc", limit=100, after=first.last_id)
+    assert texts(first.data + rest.data) == kept and not rest.has_more
+    page = alice.items.list(conv.id, order="desc", limit=10, after=ids[151])
+    assert texts(page.data) == ["150", "4", "3", "2", "1", "0"] and not page.has_more

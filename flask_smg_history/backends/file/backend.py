@@ -162,29 +162,27 @@ class FileBackend(FileOperations, Backend):
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
         files = self._owner(owner)
+        step = 1 if order == "asc" else -1
         with self.folder.locked(owner, exclusive=False):
             _, next_position = self._live_conversation(files, conversation_id)
-            positions = files.positions(conversation_id, next_position)
-            if order == "desc":
-                positions.reverse()
+            start = 0 if order == "asc" else next_position - 1
             if after is not None:
                 cursor = self._position(files, conversation_id, next_position, after)
                 if cursor is None:
                     raise InvalidRequest.unknown_cursor(after)
-                positions = [p for p in positions if (p > cursor if order == "asc" else p < cursor)]
-            return Page(data=self._items(files, conversation_id, positions[:limit]), has_more=len(positions) > limit)
-
-    def _items(self, files: OwnerFolder, conversation_id: str, positions: list[int]) -> list[Item]:
-        return [item for item in (files.item(conversation_id, p) for p in positions) if item is not None]
+                start = cursor + step
+            found = files.walk(conversation_id, next_position, start, step, limit + 1)
+        return Page(data=found[:limit], has_more=len(found) > limit)
 
     def get_item(self, owner, conversation_id, item_id):
         files = self._owner(owner)
         with self.folder.locked(owner, exclusive=False):
             _, next_position = self._live_conversation(files, conversation_id)
             position = self._position(files, conversation_id, next_position, item_id)
-            if position is None:
+            item = None if position is None else files.item(conversation_id, position)
+            if item is None:
                 raise NotFound.item(item_id)
-            return self._items(files, conversation_id, [position])[0]
+            return item
 
     def delete_item(self, owner, conversation_id, item_id):
         files = self._owner(owner)
@@ -203,7 +201,7 @@ class FileBackend(FileOperations, Backend):
         files = self._owner(owner)
         with self.folder.locked(owner, exclusive=False):
             _, next_position = self._live_conversation(files, conversation_id)
-            return self._items(files, conversation_id, files.positions(conversation_id, next_position)[-limit:])
+            return files.walk(conversation_id, next_position, next_position - 1, -1, limit)[::-1]
 
     # -- responses -----------------------------------------------------------
     def _live_response(self, files: OwnerFolder, response_id: str):

@@ -37,6 +37,8 @@ from . import codec
 from .storage import Folder, listing, owner_folder_name, safe_id
 
 _POSITION_DIGITS = 12
+#: Missing item files ``walk`` opens in vain before it lists the folder instead.
+_GAPS = 64
 
 
 class OwnerFolder:
@@ -81,6 +83,34 @@ class OwnerFolder:
         """The committed item positions of a conversation, ascending."""
         names = listing(self.conversation_dir(conversation_id) / "items", ".json")
         return sorted(p for p in (int(n) for n in names if n.isdigit()) if p < next_position)
+
+    def items(self, conversation_id: str, next_position: int) -> list[Item]:
+        """Every item of a conversation, by position."""
+        return [i for i in (self.item(conversation_id, p) for p in self.positions(conversation_id, next_position)) if i]
+
+    def walk(self, conversation_id: str, next_position: int, start: int, step: int, count: int) -> list[Item]:
+        """Up to ``count`` items from position ``start`` on, upwards (``step``
+        1) or downwards (-1). Positions are dense unless items were deleted,
+        so the files are opened one position after another (a page of a
+        10,000-item conversation costs its own files, not a listing of the
+        folder); after more gaps than ``count`` plus ``_GAPS``, the folder is
+        listed once instead."""
+        found: list[Item] = []
+        gaps, position = 0, start
+        while 0 <= position < next_position and len(found) < count:
+            if gaps > count + _GAPS:
+                rest = [p for p in self.positions(conversation_id, next_position) if (p - position) * step >= 0]
+                if step < 0:
+                    rest.reverse()
+                found += filter(None, (self.item(conversation_id, p) for p in rest[: count - len(found)]))
+                break
+            item = self.item(conversation_id, position)
+            if item is None:
+                gaps += 1
+            else:
+                found.append(item)
+            position += step
+        return found
 
     def has_records(self) -> bool:
         return bool(self.conversation_ids() or self.response_ids() or self.feedback_ids())

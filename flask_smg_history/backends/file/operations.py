@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 
 class FileOperations:
-    """Mixed into ``FileBackend``, whose ``folder``, ``_owner``,
-    ``_position`` and ``_items`` it uses."""
+    """Mixed into ``FileBackend``, whose ``folder``, ``_owner`` and
+    ``_position`` it uses."""
 
     folder: Folder
 
@@ -84,9 +84,7 @@ class FileOperations:
         # An item goes with the last conversation that links it.
         gone: set[str] = set()
         for conversation_id in doomed:
-            for item in self._items(
-                files, conversation_id, files.positions(conversation_id, next_positions[conversation_id])
-            ):
+            for item in files.items(conversation_id, next_positions[conversation_id]):
                 if set(files.live_links(item.id, dict(next_positions))) <= doomed:
                     gone.add(item.id)
         counts["conversations"] += len(doomed)
@@ -142,7 +140,7 @@ class FileOperations:
                 if found is None or not is_live(found[0].expires_at, now()):
                     continue
                 conv, next_position = found
-                batch = [conv, *self._items(files, conversation_id, files.positions(conversation_id, next_position))]
+                batch = [conv, *files.items(conversation_id, next_position)]
             yield from batch
         for records in (responses, feedback):
             records.sort(key=lambda record: (record.created_at, record.id, record.owner))
