@@ -22,7 +22,7 @@ newest (highest position) back. A hit's ``id`` is its cursor: it holds that
 sort key, so paging continues after it even when that item is deleted
 meanwhile. (``rank`` is the backend's relevance score, shown and not sorted on.)
 
-The memory and Redis backends match whole words case-insensitively
+The memory, file and Redis backends match whole words case-insensitively
 (``fold``); PostgreSQL and SQLite use their text search (stemmed words); the
 differences are in docs/store-api.md.
 """

@@ -1,6 +1,7 @@
-"""Several processes, each with several threads, append to one conversation
-in one folder at once: one total order, nothing lost, nothing duplicated,
-every batch contiguous (the per-owner flock at work)."""
+"""Three processes of four threads each append to one conversation in one
+folder at once: one total order, nothing lost, nothing duplicated, every
+batch contiguous (the per-owner flock at work). The writer processes are the
+PostgreSQL test's (one-item and two-item batches in turn)."""
 
 from __future__ import annotations
 
@@ -13,37 +14,13 @@ from flask import Flask
 
 from flask_smg_history import SmgHistory, get_state
 
-WRITER = """
-import json, sys, threading, time
-from flask import Flask
-from flask_smg_history import SmgHistory, get_state
+from ..sql_backend.test_concurrency import WRITER
 
-config, conv_id, tag, threads, batches, start_at = json.loads(sys.argv[1])
-app = Flask("writer")
-app.config.update(config)
-SmgHistory(app)
-store = get_state(app).store_for("alice")
-errors = []
-
-def write(n):
-    try:
-        for k in range(batches):
-            store.items.add(conv_id, [{"role": "user", "content": f"{tag}{n}:{k}:{s}"} for s in "ab"])
-    except Exception as exc:
-        errors.append(repr(exc))
-
-workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
-time.sleep(max(0.0, start_at - time.time()))
-for w in workers:
-    w.start()
-for w in workers:
-    w.join()
-print(json.dumps(errors))
-"""
+TAGS = "PQR"
 
 
 def test_three_processes_of_four_threads_keep_one_order(tmp_path):
-    processes, threads, batches = 3, 4, 10
+    threads, batches = 4, 10
     config = {"SMG_HISTORY_BACKEND": "file", "SMG_HISTORY_FILE_PATH": str(tmp_path / "history")}
     app = Flask("checker", instance_path=str(tmp_path / "instance"))
     app.config.update(config)
@@ -53,11 +30,11 @@ def test_three_processes_of_four_threads_keep_one_order(tmp_path):
     start_at = time.time() + 1.5  # every process starts writing together
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, json.dumps([config, conv.id, f"p{p}.", threads, batches, start_at])],
+            [sys.executable, "-c", WRITER, json.dumps([config, conv.id, tag, threads, batches, start_at])],
             stdout=subprocess.PIPE,
             text=True,
         )
-        for p in range(processes)
+        for tag in TAGS
     ]
     for proc in procs:
         out, _ = proc.communicate(timeout=120)
@@ -71,12 +48,13 @@ def test_three_processes_of_four_threads_keep_one_order(tmp_path):
             break
         after = page.last_id
     texts = [i.payload["content"][0]["text"] for i in items]
-    assert len(texts) == len(set(texts)) == processes * threads * batches * 2
-    positions = [i.position for i in items]
-    assert positions == list(range(len(items)))  # strictly increasing, no gap
-    for a, b in zip(texts[::2], texts[1::2]):  # each batch contiguous, in order
-        assert a.endswith(":a") and b == a[:-1] + "b"
-    for p in range(processes):  # each thread's batches in the order it sent them
+    per_writer = sum(1 if k % 2 else 2 for k in range(batches))
+    assert len(texts) == len(TAGS) * threads * per_writer == len(set(texts))
+    assert [i.position for i in items] == list(range(len(items)))  # strictly increasing, no gap
+    for tag in TAGS:  # each thread's items in the order it sent them
         for n in range(threads):
-            mine = [t for t in texts if t.startswith(f"p{p}.{n}:") and t.endswith(":a")]
-            assert mine == [f"p{p}.{n}:{k}:a" for k in range(batches)]
+            mine = [t for t in texts if t.startswith(f"{tag}{n}:")]
+            assert mine == [f"{tag}{n}:{k}:{s}" for k in range(batches) for s in ("a" if k % 2 else "ab")]
+    for index, text in enumerate(texts):  # two-item batches are never split
+        if text.endswith(":a") and int(text.split(":")[1]) % 2 == 0:
+            assert texts[index + 1] == text[:-1] + "b"

@@ -64,3 +64,10 @@ def test_copy_into_postgres(filled, tmp_path):
             "SMG_HISTORY_SQL_SCHEMA": schema,
         }
         _copy_and_compare(filled, tmp_path, args, config)
+
+
+def test_copy_into_another_folder_names_it_with_to_url(filled, tmp_path):
+    folder = str(tmp_path / "copied")
+    config = {"SMG_HISTORY_BACKEND": "file", "SMG_HISTORY_FILE_PATH": folder}
+    _copy_and_compare(filled, tmp_path, ["--to-backend", "file", "--to-url", folder], config)
+    assert (tmp_path / "copied" / ".locks").is_dir()

@@ -233,20 +233,7 @@ class FileBackend(FileOperations, Backend):
         files = self._owner(owner)
         with self.folder.locked(owner, exclusive=False):
             found = [files.response(rid) for rid in files.response_ids()]
-        at = now()
-        return _newest_first(
-            [
-                r
-                for r in found
-                if r is not None
-                and is_live(r.expires_at, at)
-                and (model is None or r.model == model)
-                and (conversation_id is None or r.conversation_id == conversation_id)
-                and (since is None or r.created_at >= since)
-            ],
-            after=after,
-            limit=limit,
-        )
+        return _newest_first(found, after=after, limit=limit, since=since, model=model, conversation_id=conversation_id)
 
     # -- feedback ------------------------------------------------------------
     def submit_feedback(self, feedback):
@@ -280,20 +267,7 @@ class FileBackend(FileOperations, Backend):
         files = self._owner(owner)
         with self.folder.locked(owner, exclusive=False):
             found = [files.feedback(rid) for rid in files.feedback_ids()]
-        at = now()
-        return _newest_first(
-            [
-                fb
-                for fb in found
-                if fb is not None
-                and is_live(fb.expires_at, at)
-                and (rating is None or fb.rating == rating)
-                and (model is None or fb.model == model)
-                and (since is None or fb.created_at >= since)
-            ],
-            after=after,
-            limit=limit,
-        )
+        return _newest_first(found, after=after, limit=limit, since=since, rating=rating, model=model)
 
     # -- search --------------------------------------------------------------
     def search(self, owner, query, *, conversation_id, after, limit):
@@ -336,6 +310,17 @@ class FileBackend(FileOperations, Backend):
         return f"{problem}; check the folder that SMG_HISTORY_FILE_PATH names (by default the app's instance folder)."
 
 
-def _newest_first(records: list[Any], *, after: str | None, limit: int) -> Page[Any]:
-    records.sort(key=lambda record: (record.created_at, record.id))
-    return page_of(records, after=after, limit=limit, order="desc")
+def _newest_first(records: list[Any], *, after: str | None, limit: int, since: float | None, **equal: Any) -> Page[Any]:
+    """One page, newest first, of the live records created at or after
+    ``since`` whose fields equal each value of ``equal`` that is not None."""
+    at = now()
+    kept = [
+        record
+        for record in records
+        if record is not None
+        and is_live(record.expires_at, at)
+        and (since is None or record.created_at >= since)
+        and all(value is None or getattr(record, name) == value for name, value in equal.items())
+    ]
+    kept.sort(key=lambda record: (record.created_at, record.id))
+    return page_of(kept, after=after, limit=limit, order="desc")
