@@ -39,6 +39,7 @@ URL_KEYS = {
     "redis": "SMG_HISTORY_REDIS_URL",
     "sqlite": "SMG_HISTORY_SQLITE_PATH",
     "oracle": "SMG_HISTORY_ORACLE_DSN",
+    "file": "SMG_HISTORY_FILE_PATH",
 }
 
 

@@ -281,6 +281,15 @@ class Settings:
         "Seconds before a Redis command or connect gives up (then 503).",
         minimum=0.001,
     )
+    file_path: str | None = _setting(
+        None,
+        "Folder of the file backend (default: `smg_history_files` in the app's instance folder).",
+    )
+    file_backups: int = _setting(
+        0,
+        "Earlier versions the file backend keeps of a file it rewrites (`name.json.bak1` is the newest); 0 keeps none.",
+        minimum=0,
+    )
     metrics_route: str | None = _setting(
         None,
         "Route of the Prometheus metrics (needs `prometheus_client`); off when None.",

@@ -18,13 +18,23 @@ KINDS: dict[str, type] = {"conversation": Conversation, "item": Item, "response"
 _NAMES = {cls: name for name, cls in KINDS.items()}
 
 
+def as_dict(record: Record) -> dict[str, Any]:
+    """A record as a JSON object, its kind under ``record``."""
+    return {"record": _NAMES[type(record)], **dataclasses.asdict(record)}
+
+
 def dumps(record: Record) -> str:
-    return json.dumps({"record": _NAMES[type(record)], **dataclasses.asdict(record)}, separators=(",", ":"))
+    return json.dumps(as_dict(record), separators=(",", ":"))
 
 
 def loads(line: str) -> Record:
     """Parse one line; raise ``ValueError`` saying what is wrong with it."""
-    data: Any = json.loads(line)
+    return from_dict(json.loads(line))
+
+
+def from_dict(data: Any) -> Record:
+    """The record a JSON object holds (``as_dict``'s form); raise
+    ``ValueError`` saying what is wrong with it. The object is consumed."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     kind = data.pop("record", None)

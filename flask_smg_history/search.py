@@ -22,7 +22,7 @@ newest (highest position) back. A hit's ``id`` is its cursor: it holds that
 sort key, so paging continues after it even when that item is deleted
 meanwhile. (``rank`` is the backend's relevance score, shown and not sorted on.)
 
-The memory and Redis backends match whole words case-insensitively
+The memory, file and Redis backends match whole words case-insensitively
 (``fold``); PostgreSQL and SQLite use their text search (stemmed words); the
 differences are in docs/store-api.md.
 """
@@ -34,12 +34,13 @@ import binascii
 import html
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from .errors import InvalidRequest
-from .records import Item, Page
+from .records import Conversation, Item, Page
 
 #: Longest query accepted, in characters (after trimming spaces).
 MAX_QUERY_CHARS = 256
@@ -308,6 +309,42 @@ def scanned_hit(
         item_created_at=item.created_at,
         position=item.position,
     )
+
+
+#: What ``scan`` reads of a conversation: its items, newest first, each as
+#: its position and a function that reads it (``None``: gone meanwhile).
+ItemsNewestFirst = Callable[[Conversation], Iterable[tuple[int, Callable[[], "Item | None"]]]]
+
+
+def scan(
+    query: SearchQuery,
+    conversations: Iterable[Conversation],
+    items: ItemsNewestFirst,
+    *,
+    after: Cursor | None,
+    limit: int,
+) -> SearchPage:
+    """Search by reading (memory and file backends): walk ``conversations``
+    (live, in search order: ``updated_at`` then ID, newest first), each one's
+    metadata and then its items newest first, and keep what matches the
+    folded text. An item is read only when it comes after ``after``, and the
+    walk stops as soon as the page is full, so its cost is that of the texts
+    it reads."""
+    found: list[SearchHit] = []
+    for conv in conversations:
+        places: Iterable[tuple[int | None, Callable[[], Item | None] | None]] = chain([(None, None)], items(conv))
+        for position, read in places:
+            if after is not None and not after.precedes(conv.updated_at, conv.id, position):
+                continue
+            item = None if read is None else read()
+            if read is not None and item is None:
+                continue
+            texts = metadata_texts(conv.metadata) if item is None else item_texts(item.payload)
+            if query.matches(fold(texts)):
+                found.append(scanned_hit(query, conv.id, conv.updated_at, conv.metadata, item))
+                if len(found) > limit:
+                    return SearchPage(found[:limit], has_more=True)
+    return SearchPage(found, has_more=False)
 
 
 # -- snippets --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 One module or subpackage per backend, each on the shared base
 (``backends/base.py``): ``memory``, ``none``, ``sql/`` (``sqlite``,
-``postgres`` and ``oracle`` through SQLAlchemy) and ``redis/``. A name is
+``postgres`` and ``oracle`` through SQLAlchemy), ``redis/`` and ``file/``. A name is
 looked up in ``BACKENDS``, then in the ``flask_smg_history.backends`` entry
 point group, then as a dotted import path (``package.module.Class`` or
 ``package.module:Class``), and its module is imported only when selected, so a
@@ -28,6 +28,7 @@ BACKENDS: dict[str, str] = {
     "postgres": "flask_smg_history.backends.sql:SqlBackend",
     "oracle": "flask_smg_history.backends.sql:SqlBackend",
     "redis": "flask_smg_history.backends.redis:RedisBackend",
+    "file": "flask_smg_history.backends.file:FileBackend",
 }
 
 ENTRY_POINT_GROUP = "flask_smg_history.backends"

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..records import Conversation, Feedback, Item, Page, Record, Response, is_live, now
-from ..search import SearchPage, fold, item_texts, metadata_texts, scanned_hit
+from ..search import scan
 from .base import Backend, merge_metadata, page_of
 from .usage import UsageTally
 
@@ -262,10 +264,8 @@ class MemoryBackend(Backend):
 
     # -- search --------------------------------------------------------------
     def search(self, owner, query, *, conversation_id, after, limit):
-        """A walk of the owner's live conversations by activity, each one's
-        metadata and then its items from the newest, matching folded text
-        (``search.fold``: whole words, case-insensitively); it stops as soon
-        as the page is full, so its cost is that of the texts it reads."""
+        """``search.scan`` over the owner's live conversations: whole words,
+        case-insensitively, stopping as soon as the page is full."""
         with self._lock:
             if conversation_id is not None:
                 conversations = [self._conversation(owner, conversation_id)]
@@ -274,23 +274,14 @@ class MemoryBackend(Backend):
                 mine = (self._conversations[cid] for cid in self._by_owner.get(owner, {}))
                 conversations = [conv for conv in mine if is_live(conv.expires_at, at)]
             conversations.sort(key=lambda conv: (conv.updated_at, conv.id), reverse=True)
-            found: list[tuple[Conversation, Item | None]] = []
-            for conv in conversations:
-                places: list[tuple[int | None, str | None]] = [(None, None), *reversed(self._links[conv.id])]
-                for position, item_id in places:
-                    if after is not None and not after.precedes(conv.updated_at, conv.id, position):
-                        continue
-                    stored = None if item_id is None else self._items[(owner, item_id)]
-                    texts = metadata_texts(conv.metadata) if stored is None else item_texts(stored.payload)
-                    if query.matches(fold(texts)):
-                        item = None if item_id is None else self._materialize(owner, conv.id, position, item_id)
-                        found.append((conv, item))
-                        if len(found) > limit:
-                            break
-                if len(found) > limit:
-                    break
-            hits = [scanned_hit(query, c.id, c.updated_at, c.metadata, item) for c, item in found[:limit]]
-            return SearchPage(hits, has_more=len(found) > limit)
+
+            def newest_first(conv: Conversation) -> Iterator[tuple[int, Callable[[], Item]]]:
+                # A shallow copy placed in the conversation: the scan only reads it.
+                for position, item_id in reversed(self._links[conv.id]):
+                    stored = self._items[(owner, item_id)]
+                    yield position, partial(replace, stored, conversation_id=conv.id, position=position)
+
+            return scan(query, conversations, newest_first, after=after, limit=limit)
 
     # -- erasure and operations ---------------------------------------------
     def erase_owner(self, owner):

@@ -9,6 +9,7 @@ import pytest
 
 from flask_smg_history import Conversation, Feedback, InvalidRequest, Item, NotFound, Response, get_state, portable
 
+from ..support.backends import PER_OWNER_IDS
 from ..support.errors import raises
 
 
@@ -291,14 +292,15 @@ def test_import_keeps_positions_and_appends_after_the_highest(app, alice):
 
 def test_import_of_a_conversation_id_another_owner_holds_never_touches_theirs(app, backend_name):
     """SQL and memory hold one conversation per ID and refuse the import;
-    Redis keeps conversations per owner (docs/backends/redis.md), so the
-    importing owner gets a conversation of their own under that ID. Either
+    Redis and file keep conversations per owner (docs/backends/redis.md,
+    docs/backends/file.md), so the importing owner gets a conversation of
+    their own under that ID. Either
     way the other owner's conversation is untouched and stays theirs."""
     backend = get_state(app).backend
     bob, alice = get_state(app).store_for("bob"), get_state(app).store_for("alice")
     theirs = bob.conversations.create(metadata={"k": "bob's"}, items=[{"id": "msg_b", "role": "user", "content": "b"}])
     claimed = Conversation(theirs.id, "alice", theirs.created_at, theirs.updated_at, {"k": "alice's"})
-    if backend_name.startswith("redis"):
+    if backend_name in PER_OWNER_IDS:
         backend.import_records([claimed])
         assert alice.conversations.get(theirs.id).metadata == {"k": "alice's"}
         assert alice.items.list(theirs.id).data == []
@@ -363,10 +365,10 @@ def test_purge_preview_counts_what_the_purge_removes(app, alice):
 
 def test_a_response_id_another_owner_holds_never_touches_theirs(alice, bob, backend_name):
     """SQL and memory hold one response per ID and refuse a second owner's;
-    Redis keeps responses per owner (docs/backends/redis.md), so bob gets a
-    response of his own under that ID. Alice's stays hers either way."""
+    Redis and file keep responses per owner (docs/backends/redis.md,
+    docs/backends/file.md), so bob gets a response of his own under that ID. Alice's stays hers either way."""
     theirs = alice.responses.store({"model": "m", "input": "alice's"})
-    if backend_name.startswith("redis"):
+    if backend_name in PER_OWNER_IDS:
         bob.responses.store({"id": theirs.id, "model": "bob's", "input": "bob's"})
         assert [(r.id, r.model) for r in bob.responses.list().data] == [(theirs.id, "bob's")]
     else:

@@ -24,6 +24,9 @@ FACTORIES: dict[str, BackendFactory] = {}
 #: the largest page a listing serves, itself a boundary of every listing.
 DEFAULT_BATCHES = {"erase": 20, "conversations": 100, "items": 100, "responses": 100, "purge": 100}
 BATCHES: dict[str, dict[str, int]] = {}
+#: Backends that keep conversation and response IDs per owner, so two owners
+#: may each hold one under the same ID (the others refuse the second).
+PER_OWNER_IDS = {"redis", "redis-cluster", "file"}
 
 
 def register(name: str, batches: dict[str, int] | None = None) -> Callable[[BackendFactory], BackendFactory]:
@@ -42,7 +45,7 @@ def memory(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def selected() -> list[str]:
-    from . import backends_redis, backends_sql  # noqa: F401 - they register their backends
+    from . import backends_file, backends_redis, backends_sql  # noqa: F401 - they register their backends
 
     wanted = os.environ.get("SMG_HISTORY_TEST_BACKENDS")
     names = sorted(FACTORIES)

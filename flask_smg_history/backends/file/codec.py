@@ -1,0 +1,110 @@
+"""Records to the JSON documents of the file backend's folder, and back.
+
+A document is the record in the JSON Lines form of ``portable.py`` (its kind
+under ``record``, then its fields), pretty-printed, less what the file's path
+already says: the owner (the owner's folder has it, in ``owner.json``) and,
+for an item, its conversation and position (``conversations/<id>/items/
+<position>.json``). A conversation's document adds ``next_position``, the
+position its next item gets.
+
+Reading checks each field's JSON type against the record's annotation, so
+a hand-edited file with ``"created_at": "yesterday"`` is refused here, with
+the field named, instead of failing later in a sort.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+from typing import Any
+
+from ... import portable
+from ...records import Conversation, Feedback, Item, Record, Response
+
+#: Fields a document leaves out because its path says them.
+_FROM_PATH: dict[type, tuple[str, ...]] = {
+    Conversation: ("owner",),
+    Item: ("conversation_id", "position"),
+    Response: ("owner",),
+    Feedback: ("owner",),
+}
+
+
+def document(record: Record, **extra: Any) -> dict[str, Any]:
+    """The document of a record, with ``extra`` fields after its own."""
+    doc = portable.as_dict(record)
+    for name in _FROM_PATH[type(record)]:
+        del doc[name]
+    doc.update(extra)
+    return doc
+
+
+def record_of(kind: type, doc: Any, **from_path: Any) -> Record:
+    """The record of ``kind`` a document holds, its path's fields added;
+    ``ValueError`` saying what is wrong (the caller names the file)."""
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object")
+    doc = dict(doc)
+    record_id = from_path.get("id")
+    if record_id is not None and doc.get("id", record_id) != record_id:
+        raise ValueError(f"its 'id' is {doc.get('id')!r}, not {record_id!r} as its file name says")
+    for name in _FROM_PATH[kind]:
+        if name in doc:
+            raise ValueError(f"field '{name}' is set by where the file is, not in it")
+    doc.update(from_path)
+    if portable.KINDS.get(doc.get("record")) is not kind:
+        raise ValueError(f"'record' should be {_name(kind)!r}, found {doc.get('record')!r}")
+    for name, (types, what, strings) in _field_types(kind).items():
+        value = doc.get(name)
+        if name in doc and not (_is(value, types) and (not strings or all(isinstance(v, str) for v in value.values()))):
+            raise ValueError(f"field '{name}' should be {what}, found {value!r:.60}")
+    record = portable.from_dict(doc)
+    for field in dataclasses.fields(kind):  # an integer time read from JSON is still a float
+        if field.type in ("float", "float | None") and isinstance(getattr(record, field.name), int):
+            setattr(record, field.name, float(getattr(record, field.name)))
+    return record
+
+
+def conversation_of(doc: Any, owner: str, conversation_id: str) -> tuple[Conversation, int]:
+    """A conversation and its ``next_position``."""
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object")
+    doc = dict(doc)
+    next_position = doc.pop("next_position", None)
+    if not _is(next_position, (int,)) or next_position < 0:
+        raise ValueError(f"field 'next_position' should be a whole number of 0 or more, found {next_position!r}")
+    conversation = record_of(Conversation, doc, id=conversation_id, owner=owner)
+    assert isinstance(conversation, Conversation)
+    return conversation, next_position
+
+
+def _name(kind: type) -> str:
+    return next(name for name, cls in portable.KINDS.items() if cls is kind)
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+@cache
+def _field_types(kind: type) -> dict[str, tuple[tuple[type, ...], str, bool]]:
+    """For each field, the JSON types its annotation allows, how to say it,
+    and whether it is a map of strings (metadata)."""
+    out = {}
+    for field in dataclasses.fields(kind):
+        annotation = str(field.type)
+        optional = annotation.endswith(" | None")
+        base = annotation.removesuffix(" | None").split("[")[0]
+        types, what = {
+            "str": ((str,), "a string"),
+            "float": ((int, float), "a number"),
+            "int": ((int,), "a whole number"),
+            "dict": ((dict,), "an object" if annotation != "dict[str, str]" else "an object of strings"),
+            "list": ((list,), "a list"),
+        }[base]
+        if optional:
+            types, what = (*types, type(None)), f"{what} or null"
+        out[field.name] = (types, what, annotation == "dict[str, str]")
+    return out
