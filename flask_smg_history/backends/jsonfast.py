@@ -21,7 +21,6 @@ accept exactly the same documents and give the same values
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 try:
@@ -30,15 +29,17 @@ except ImportError:  # a plain install: json alone
     orjson = None  # type: ignore[assignment]
 
 
-#: A digit run long enough to hold an integer orjson would turn into a float.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+#: Every ASCII digit made a ``0``: a run of 19 digits (long enough to hold an
+#: integer orjson would make a float) is then one ``bytes.find``, about a
+#: tenth of a regular expression's cost, which would cost more than ``json``.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
 
 
 def loads(text: str | bytes) -> Any:
     """Parse one JSON document, as ``json.loads`` would."""
-    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
-    if orjson is not None and long_digits.search(text) is None:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    if orjson is not None and raw.translate(_DIGITS_AS_ZERO).find(_LONG_RUN) < 0:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

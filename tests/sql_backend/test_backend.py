@@ -80,13 +80,13 @@ def test_tables_in_the_hosts_database_leave_its_session_alone(tmp_path: Path):
 
 @pytest.fixture(params=["one-statement", "core"])
 def pg_app(request, tmp_path):
-    """A PostgreSQL app on its hot path, or forced onto the Core path that
-    SQLite and Oracle use."""
+    """A PostgreSQL app on its hot paths (append and recent as driver SQL),
+    or forced onto the Core path that SQLite and Oracle use."""
     with postgres(tmp_path) as config:
         app = build_app(config)
         backend = get_state(app).backend
         if request.param == "core":
-            backend._append_one_sql = None
+            backend._append_one_sql = backend._recent_sql = None
         yield app
         backend.close()
 
@@ -146,6 +146,31 @@ def test_single_item_appends_on_both_paths(pg_store):
     listed = pg_store.items.list(conv.id, order="asc").data
     assert [i.position for i in listed] == [0, 1, 2, 3]
     assert pg_store.conversations.get(conv.id).updated_at >= listed[-1].created_at
+
+
+def test_hot_statements_reach_cursor_event_listeners(pg_app, pg_store):
+    """Driver SQL skips SQLAlchemy only while nobody listens: a tracer or a
+    statement log hooked on the engine sees the append and the read, with the
+    same results as without it."""
+    conv = pg_store.conversations.create()
+    pg_store.items.add(conv.id, [{"role": "user", "content": "unheard"}])
+    before = [i.payload for i in pg_store.items.recent(conv.id, 20)]
+    backend = get_state(pg_app).backend
+    seen: list[str] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(backend.engine, "after_cursor_execute", keep)
+    try:
+        added = pg_store.items.add(conv.id, [{"role": "user", "content": "heard"}])
+        after = [i.payload for i in pg_store.items.recent(conv.id, 20)]
+    finally:
+        sa.event.remove(backend.engine, "after_cursor_execute", keep)
+    assert after == [*before, added[0].payload]
+    assert any(backend.tables.links.name in s and "INSERT" in s for s in seen), seen
+    assert any(s.startswith("SELECT") and "ORDER BY" in s for s in seen), seen
+    assert [i.payload for i in pg_store.items.recent(conv.id, 20)] == after
 
 
 def test_recent_is_an_index_range_scan_on_postgres(pg_app, pg_store):

@@ -178,6 +178,42 @@ def test_stale_pooled_connections_are_replaced_transparently(schema, caplog):
         get_state(app).backend.close()
 
 
+#: The two statements of every chat turn run as driver SQL (``_driver_rows``):
+#: a lost connection must be retried and mapped there exactly as elsewhere.
+HOT_PATHS = {
+    "recent": lambda store, cid: store.items.recent(cid, 20),
+    "append": lambda store, cid: store.items.add(cid, [{"role": "user", "content": "hi"}]),
+}
+
+
+@pytest.mark.parametrize("path", sorted(HOT_PATHS))
+def test_hot_paths_replace_stale_pooled_connections_and_answer_503_when_down(schema, caplog, path):
+    proxy = Proxy()
+    app = _app(_url(proxy.port), schema, SMG_HISTORY_POSTGRES_POOL_MAX_SIZE=2)
+    store = get_state(app).store_for("alice")
+    call = HOT_PATHS[path]
+    try:
+        conv = store.conversations.create(items=[{"role": "user", "content": "first"}])
+        for _ in range(6):  # past psycopg's prepare threshold: the prepared statement dies with the connection
+            call(store, conv.id)
+        proxy.stop()
+        proxy = Proxy(proxy.port)
+        with caplog.at_level(logging.INFO, logger="flask_smg_history"):
+            call(store, conv.id)
+        assert "a pooled connection was lost; retrying once" in caplog.text
+        proxy.stop()
+        with raises(HistoryUnavailable, message=UNAVAILABLE, param=None):
+            call(store, conv.id)
+        proxy = Proxy(proxy.port)
+        call(store, conv.id)
+        stored = store.items.list(conv.id, order="asc", limit=100).data
+        assert stored[0].payload["content"] == store.items.get(conv.id, stored[0].id).payload["content"]
+        assert len(stored) == (1 if path == "recent" else 9)  # every acknowledged append, none twice
+    finally:
+        proxy.stop()
+        get_state(app).backend.close()
+
+
 def test_pool_exhaustion_answers_503_after_the_pool_timeout(schema):
     app = _app(POSTGRES_URL, schema, SMG_HISTORY_POSTGRES_POOL_MAX_SIZE=1, SMG_HISTORY_SQL_POOL_TIMEOUT_SECS=0.5)
     backend = get_state(app).backend
