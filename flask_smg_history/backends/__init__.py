@@ -28,6 +28,8 @@ BACKENDS: dict[str, str] = {
     "postgres": "flask_smg_history.backends.sql:SqlBackend",
     "oracle": "flask_smg_history.backends.sql:SqlBackend",
     "redis": "flask_smg_history.backends.redis:RedisBackend",
+    "postgres+redis": "flask_smg_history.backends.hybrid:HybridBackend",
+    "sqlite+redis": "flask_smg_history.backends.hybrid:HybridBackend",
 }
 
 ENTRY_POINT_GROUP = "flask_smg_history.backends"
