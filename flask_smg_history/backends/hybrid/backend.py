@@ -75,6 +75,9 @@ class HybridBackend(Backend):
         self.trust = Trust(self.sql, self.cache, settings.cache_recheck)
         self.window = settings.cache_window
         self.before_fill: Callable[[], None] | None = None
+        #: Reads served by the cache and by SQL (approximate under threads),
+        #: for the tests and ``benchmarks/hybrid.py``.
+        self.hits = self.misses = 0
 
     # -- the cache -----------------------------------------------------------
     def _entry(self, owner: str, conversation_id: str, want: int) -> Entry:
@@ -94,7 +97,9 @@ class HybridBackend(Backend):
                 if not isinstance(found, Entry):
                     token = found
                 elif is_live(found.conversation.expires_at, now()):
+                    self.hits += 1
                     return found
+        self.misses += 1
         entry = self._load(owner, conversation_id)
         if token is not None:
             self._fill(epoch, token, entry)
