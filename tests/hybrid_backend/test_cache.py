@@ -129,34 +129,97 @@ def test_a_fill_that_read_sql_before_a_commit_is_refused_after_it(make_app):
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]  # and the cache holds it now
 
 
-def test_a_stale_fill_that_lands_before_the_writers_delete_is_deleted(make_app):
-    """The other order: the writer has committed but not yet deleted when the
-    stale fill lands; its delete, before it returns, removes the entry."""
+@pytest.mark.parametrize("write", ["append", "update"])
+def test_a_stale_fill_that_lands_before_the_writers_cache_step_is_corrected(make_app, write):
+    """The other order: the writer has committed but not yet run its cache
+    step when the stale fill lands. An update's delete removes the entry; an
+    append's write-through finds the entry ends just before its items and
+    extends it. Either way the write is read once it has returned."""
     reader_app, writer_app = make_app(), make_app()
     reader, backend = store_of(reader_app), backend_of(reader_app)
     writer, writer_backend = store_of(writer_app), backend_of(writer_app)
     conv = _chat(writer, 2)
     release, thread, result = _held_reader(backend, reader, conv.id)
     committed, go_on = threading.Event(), threading.Event()
-    invalidate = writer_backend.cache.invalidate
+    step = "append" if write == "append" else "invalidate"
+    original = getattr(writer_backend.cache, step)
 
-    def invalidate_later(owner: str, conversation_id: str) -> None:
+    def later(*args, **kwargs):
         committed.set()
         assert go_on.wait(10)
-        invalidate(owner, conversation_id)
+        return original(*args, **kwargs)
 
-    writer_backend.cache.invalidate = invalidate_later
-    add = threading.Thread(target=lambda: writer.items.add(conv.id, [{"role": "user", "content": "m2"}]))
-    add.start()
+    setattr(writer_backend.cache, step, later)
+    if write == "append":
+        action = lambda: writer.items.add(conv.id, [{"role": "user", "content": "m2"}])  # noqa: E731
+    else:
+        action = lambda: writer.conversations.update(conv.id, metadata={"title": "new"})  # noqa: E731
+    thread_w = threading.Thread(target=action)
+    thread_w.start()
     assert committed.wait(10)
-    release.set()  # the stale fill lands now, before the writer's delete
+    release.set()  # the stale fill lands now, before the writer's cache step
     thread.join(10)
     assert _texts(result[0]) == ["m0", "m1"]
-    assert backend.hits == 0
-    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # the write is not acknowledged yet
+    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # stale, but the write has not returned
     go_on.set()
-    add.join(10)
-    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]
+    thread_w.join(10)
+    expected = ["m0", "m1", "m2"] if write == "append" else ["m0", "m1"]
+    assert _texts(reader.items.recent(conv.id, limit=10)) == expected
+    assert reader.conversations.get(conv.id).metadata == {"title": "t" if write == "append" else "new"}
+    assert backend.hits == 3 if write == "append" else 1  # extended in place / deleted and read again
+
+
+def test_an_append_whose_cache_step_comes_late_never_extends_out_of_order(make_app):
+    """Two appends commit in one order and reach Redis in the other: the
+    later one's write-through finds the entry does not end just before its
+    items (the earlier append's items are missing) and deletes it, and the
+    earlier one's, arriving last, finds an entry read after both and deletes
+    it too. Every read equals SQL's order."""
+    reader_app, slow_app, fast_app = make_app(), make_app(), make_app()
+    reader, backend = store_of(reader_app), backend_of(reader_app)
+    conv = _chat(store_of(fast_app), 2)
+    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # a warm entry ending at position 1
+    slow_cache = backend_of(slow_app).cache
+    committed, go_on = threading.Event(), threading.Event()
+    append = slow_cache.append
+
+    def later(*args, **kwargs):
+        committed.set()
+        assert go_on.wait(10)
+        return append(*args, **kwargs)
+
+    slow_cache.append = later
+    slow = threading.Thread(target=lambda: store_of(slow_app).items.add(conv.id, [{"role": "user", "content": "m2"}]))
+    slow.start()
+    assert committed.wait(10)
+    store_of(fast_app).items.add(conv.id, [{"role": "user", "content": "m3"}])
+    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2", "m3"]
+    go_on.set()
+    slow.join(10)
+    for _ in range(2):
+        assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2", "m3"]
+
+
+def test_appends_keep_a_chat_window_warm_and_exact(make_app):
+    """A chat loop (append, read the context, append) hits the cache after
+    the first fill, and every read equals SQL's, including past the window."""
+    app = make_app(SMG_HISTORY_CACHE_WINDOW=8)
+    store, backend = store_of(app), backend_of(app)
+    conv = store.conversations.create()
+    for turn in range(12):
+        store.items.add(conv.id, [{"role": "user", "content": f"q{turn}"}])
+        got = store.items.recent(conv.id, limit=6)
+        assert [i.id for i in got] == [i.id for i in backend.sql.recent_items("alice", conv.id, 6)]
+        store.items.add(conv.id, [{"role": "assistant", "content": f"a{turn}"}, {"role": "user", "content": "x"}])
+        assert store.conversations.get(conv.id) == backend.sql.get_conversation("alice", conv.id)
+        page = store.items.list(conv.id, limit=3, order="desc")
+        sql_page = backend.sql.list_items("alice", conv.id, after=None, limit=3, order="desc")
+        assert ([i.id for i in page.data], page.has_more) == ([i.id for i in sql_page.data], sql_page.has_more)
+    assert backend.misses == 1 and backend.hits == 35
+    ids = [i.id for i in backend.sql.list_items("alice", conv.id, after=None, limit=100, order="asc").data]
+    with pytest.raises(InvalidRequest):  # the window is no longer complete: an old cursor goes to SQL
+        store.items.list(conv.id, after="msg_unknown")
+    assert [i.id for i in store.items.list(conv.id, after=ids[-9], order="asc").data] == ids[-8:]
 
 
 def test_bulk_operations_empty_the_cache(make_app):

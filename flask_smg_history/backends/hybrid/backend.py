@@ -12,8 +12,10 @@ window cache (``cache.py``) on the Redis of ``SMG_HISTORY_REDIS_URL``.
   SQL and fills the cache (two SQL reads, one script).
 - **Never stale after an acknowledged write.** A write that changes a
   conversation deletes its entry after the commit and before it returns; fills
-  carry a token the delete revokes (``cache.py``). Bulk writes (purge, erase,
-  import) move the cache to a fresh namespace instead.
+  carry a token the delete revokes (``cache.py``). An append extends the entry
+  instead when it can prove the entry was current just before it (write-
+  through), so a chat's next read still hits. Bulk writes (purge, erase,
+  import) move the cache to a fresh namespace.
 - **Redis down or slow means slower, not broken.** Any Redis error (connection,
   timeout after ``SMG_HISTORY_CACHE_SOCKET_TIMEOUT``, a refused write) makes
   that call use SQL; a write whose delete was lost records it in SQL and the
@@ -198,11 +200,33 @@ class HybridBackend(Backend):
 
     # -- items ---------------------------------------------------------------
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
-        return self._writing(
-            owner,
-            conversation_id,
-            lambda: self.sql.add_items(owner, conversation_id, items, updated_at=updated_at, expires_at=expires_at),
-        )
+        """The SQL append, then its write-through (``cache.append``), or the
+        plain invalidation when the cache may not be used now."""
+        try:
+            stored = self.sql.add_items(owner, conversation_id, items, updated_at=updated_at, expires_at=expires_at)
+        except self.sql.unavailable_errors:
+            self._invalidate(owner, conversation_id)
+            raise
+        epoch = self.trust.epoch()
+        if epoch is None:
+            self._invalidate(owner, conversation_id)
+            return stored
+        ttl = self.settings.cache_ttl if expires_at is None else min(self.settings.cache_ttl, expires_at - now())
+        try:
+            self.cache.append(
+                epoch,
+                owner,
+                conversation_id,
+                stored,
+                updated_at=updated_at,
+                expires_at=expires_at,
+                ttl=max(ttl, 0.001),
+                window=self.window,
+            )
+        except self.cache.errors as exc:
+            self._redis_failed("append", exc)
+            self._invalidate(owner, conversation_id)
+        return stored
 
     def recent_items(self, owner, conversation_id, limit):
         if limit > self.window:

@@ -1,9 +1,10 @@
 """The Redis half of the hybrid backend: a window cache of hot conversations.
 
-One Redis hash per cached conversation holds its record (``conv``) and its
-newest items (``i0`` the newest, ``i1``..., ``n`` of them, with ``complete``
-when they are all of its items), so a hit reads only the items it needs.
-Every operation is one Lua script, so each is atomic and one round trip:
+One Redis hash per cached conversation holds its record (``conv``, with
+``upd`` and ``exp`` its times), its newest items in slots ``s<lo>`` (oldest)
+to ``s<hi-1>`` (newest), ``complete`` when they are all of its items, and
+``next``, the position its next item takes; a hit reads only the items it
+needs. Every operation is one Lua script, so each is atomic and one round trip:
 
 - ``lookup`` answers a hit, or a miss with a fill **token**; the token is kept
   in the hash (made once, shared by concurrent missers).
@@ -12,6 +13,10 @@ Every operation is one Lua script, so each is atomic and one round trip:
   before it returns. Why this never leaves a stale entry: a filler read SQL
   before the commit; if its fill comes after the delete, the token is gone and
   the fill is refused; if before, the delete removes it.
+- ``append`` is an append's write-through, run instead of ``invalidate``: it
+  extends the entry with the committed items when the entry ends just before
+  them (``next`` equals their first position), else deletes it. So a chat
+  that appends and then reads its context keeps hitting the cache.
 - ``new_namespace`` moves every key to a fresh namespace (the old keys expire
   by their TTL unread): the bulk operations (purge, erase, import) use it.
 - ``sync`` does the same and records the SQL cache epoch the namespace was made
@@ -31,7 +36,7 @@ Redis Cluster would not route: the hybrid backend needs a standalone Redis.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import redis.exceptions as rex
@@ -47,17 +52,18 @@ local key = ARGV[2] .. st[2] .. ':' .. ARGV[3]
 """
 
 #: ``ARGV[4]``: TTL in ms of a token kept for a miss; ``ARGV[5]``: how many
-#: of the newest items a hit returns (-1: all the entry holds).
+#: of the newest items a hit returns (-1: all the entry holds). A hit is
+#: ``hit, record, updated_at, expires_at, complete, held, items newest first``.
 LOOKUP = (
     _ENTRY
     + """
-local h = redis.call('HMGET', key, 'tok', 'conv', 'n', 'complete')
+local h = redis.call('HMGET', key, 'tok', 'conv', 'upd', 'exp', 'complete', 'lo', 'hi')
 if h[2] then
-  local n = tonumber(h[3])
+  local lo, hi = tonumber(h[6]), tonumber(h[7])
   local want = tonumber(ARGV[5])
-  if want < 0 or want > n then want = n end
-  local out = {'hit', h[2], h[4], n}
-  for i = 0, want - 1 do out[#out + 1] = redis.call('HGET', key, 'i' .. i) end
+  if want < 0 or want > hi - lo then want = hi - lo end
+  local out = {'hit', h[2], h[3], h[4], h[5], hi - lo}
+  for s = hi - 1, hi - want, -1 do out[#out + 1] = redis.call('HGET', key, 's' .. s) end
   return out
 end
 if not h[1] then
@@ -69,18 +75,52 @@ return {'miss', h[1]}
 """
 )
 
-#: ``ARGV[4]`` the token, ``ARGV[5]`` TTL in ms, ``ARGV[6]`` the record,
-#: ``ARGV[7]`` complete, ``ARGV[8..]`` the items, newest first.
+#: ``ARGV[4]`` the token, ``ARGV[5]`` TTL in ms, ``ARGV[6..9]`` the record,
+#: updated_at, expires_at, complete, ``ARGV[10]`` the next position,
+#: ``ARGV[11..]`` the items, oldest first (slots 0, 1, ...).
 FILL = (
     _ENTRY
     + """
 if redis.call('HGET', key, 'tok') ~= ARGV[4] then return 0 end
-redis.call('HSET', key, 'conv', ARGV[6], 'complete', ARGV[7], 'n', #ARGV - 7)
-for i = 8, #ARGV do redis.call('HSET', key, 'i' .. (i - 8), ARGV[i]) end
+redis.call('HSET', key, 'conv', ARGV[6], 'upd', ARGV[7], 'exp', ARGV[8], 'complete', ARGV[9],
+  'next', ARGV[10], 'lo', 0, 'hi', #ARGV - 10)
+for i = 11, #ARGV do redis.call('HSET', key, 's' .. (i - 11), ARGV[i]) end
 redis.call('PEXPIRE', key, ARGV[5])
 return 1
 """
 )
+
+#: An append's write-through, after its commit: ``ARGV[4]`` the first
+#: position it took, ``ARGV[5..6]`` the new updated_at and expires_at,
+#: ``ARGV[7]`` TTL in ms, ``ARGV[8]`` the window, ``ARGV[9..]`` the items.
+#: The entry is extended only if it ends just before ``ARGV[4]``: then it was
+#: read from SQL after every earlier append and before this one (positions are
+#: taken under the conversation's row lock, in commit order). Otherwise, or
+#: for another epoch, the entry (a token included) is deleted, as
+#: ``INVALIDATE`` does.
+APPEND = """
+local st = redis.call('HMGET', KEYS[1], 'sql', 'ns')
+if not st[2] then return 0 end
+local key = ARGV[2] .. st[2] .. ':' .. ARGV[3]
+local h = redis.call('HMGET', key, 'conv', 'next', 'lo', 'hi')
+if st[1] ~= ARGV[1] or not h[1] or h[2] ~= ARGV[4] then
+  redis.call('DEL', key)
+  return 0
+end
+local lo, hi = tonumber(h[3]), tonumber(h[4])
+for i = 9, #ARGV do
+  redis.call('HSET', key, 's' .. hi, ARGV[i])
+  hi = hi + 1
+end
+while hi - lo > tonumber(ARGV[8]) do
+  redis.call('HDEL', key, 's' .. lo)
+  lo = lo + 1
+  redis.call('HSET', key, 'complete', '0')
+end
+redis.call('HSET', key, 'lo', lo, 'hi', hi, 'next', tonumber(ARGV[4]) + #ARGV - 8, 'upd', ARGV[5], 'exp', ARGV[6])
+redis.call('PEXPIRE', key, ARGV[7])
+return 1
+"""
 
 #: ``ARGV[1]`` the entry key's prefix, ``ARGV[2]`` its owner and conversation part.
 INVALIDATE = """
@@ -129,9 +169,10 @@ class WindowCache:
         self.client = client
         self.state_key = f"{prefix}hc:state"
         self.entry_prefix = f"{prefix}hc:"
-        self.ttl_ms = max(1, int(ttl * 1000))
+        self.ttl_ms = _ms(ttl)
         self._lookup = client.register_script(LOOKUP)
         self._fill = client.register_script(FILL)
+        self._append = client.register_script(APPEND)
         self._invalidate = client.register_script(INVALIDATE)
         self._new_namespace = client.register_script(NEW_NAMESPACE)
 
@@ -149,27 +190,62 @@ class WindowCache:
             raise Untrusted()
         if found[0] == b"miss":
             return found[1].decode()
-        conv = Conversation(**json.loads(found[1]))
-        items = [Item(**json.loads(raw)) for raw in found[4:]]
-        return Entry(conv, items, complete=found[2] == b"1", held=int(found[3]))
+        cid, owner, created_at, metadata = json.loads(found[1])
+        conv = Conversation(cid, owner, created_at, float(found[2]), metadata, _optional_float(found[3]))
+        items = [_item(conversation_id, raw) for raw in found[6:]]
+        return Entry(conv, items, complete=found[4] == b"1", held=int(found[5]))
 
     def fill(self, epoch: int, token: str, entry: Entry, ttl: float) -> bool:
-        """Store ``entry`` for ``ttl`` seconds if ``token`` is still current."""
+        """Store ``entry`` (items newest first) for ``ttl`` seconds if
+        ``token`` is still current."""
         conv = entry.conversation
+        oldest_first = entry.items[::-1]
         args = [
             epoch,
             self.entry_prefix,
             self._entry(conv.owner, conv.id),
             token,
-            max(1, int(ttl * 1000)),
-            _json(asdict(conv)),
+            _ms(ttl),
+            _json([conv.id, conv.owner, conv.created_at, conv.metadata]),
+            repr(conv.updated_at),
+            _stamp(conv.expires_at),
             "1" if entry.complete else "0",
-            *(_json(asdict(item)) for item in entry.items),
+            # The position the next append takes, if no item after the
+            # newest was deleted; a wrong guess only means a delete later.
+            oldest_first[-1].position + 1 if oldest_first else 0,
+            *(_item_json(item) for item in oldest_first),
         ]
         done = self._fill(keys=[self.state_key], args=args)
         if done is None:
             raise Untrusted()
         return done == 1
+
+    def append(
+        self,
+        epoch: int,
+        owner: str,
+        conversation_id: str,
+        items: list[Item],
+        *,
+        updated_at: float,
+        expires_at: float | None,
+        ttl: float,
+        window: int,
+    ) -> bool:
+        """Extend the entry with just-committed ``items`` (see ``APPEND``), or
+        delete it. True if extended."""
+        args = [
+            epoch,
+            self.entry_prefix,
+            self._entry(owner, conversation_id),
+            items[0].position,
+            repr(updated_at),
+            _stamp(expires_at),
+            _ms(ttl),
+            window,
+            *(_item_json(item) for item in items),
+        ]
+        return self._append(keys=[self.state_key], args=args) == 1
 
     def invalidate(self, owner: str, conversation_id: str) -> None:
         self._invalidate(keys=[self.state_key], args=[self.entry_prefix, self._entry(owner, conversation_id)])
@@ -183,3 +259,26 @@ class WindowCache:
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _stamp(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _optional_float(raw: bytes) -> float | None:
+    return float(raw) if raw else None
+
+
+def _item_json(item: Item) -> str:
+    return _json([item.id, item.type, item.payload, item.created_at, item.role, item.status, item.position])
+
+
+def _item(conversation_id: str, raw: bytes) -> Item:
+    """An item as ``fill`` stores it: a JSON list of its fields but the
+    conversation's ID (cheaper than a dict both ways)."""
+    item_id, kind, payload, created_at, role, status, position = json.loads(raw)
+    return Item(item_id, conversation_id, kind, payload, created_at, role, status, position)
