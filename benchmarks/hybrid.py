@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -68,7 +69,9 @@ def _median_us(repeat: int, fn: Callable[[], object], before: Callable[[], objec
 def _chat(store, n: int) -> str:
     conv = store.conversations.create(metadata={"title": f"{n} messages"})
     for start in range(0, n, 20):
-        store.items.add(conv.id, [{"role": "user", "content": f"message {k}"} for k in range(start, min(n, start + 20))])
+        store.items.add(
+            conv.id, [{"role": "user", "content": f"message {k}"} for k in range(start, min(n, start + 20))]
+        )
     return conv.id
 
 
@@ -162,9 +165,9 @@ def main() -> None:
                 for op, read in reads.items():
                     stores["hybrid"].items.recent(cid, limit=20)  # warm
                     variants = {
-                        "sql": (lambda: read(stores["sql"], cid), None),
-                        "hit": (lambda: read(stores["hybrid"], cid), None),
-                        "miss": (lambda: read(stores["hybrid"], cid), evict(cid)),
+                        "sql": (partial(read, stores["sql"], cid), None),
+                        "hit": (partial(read, stores["hybrid"], cid), None),
+                        "miss": (partial(read, stores["hybrid"], cid), evict(cid)),
                     }
                     for variant, (fn, before) in variants.items():
                         figures.setdefault((size, op, variant), []).append(_median_us(200, fn, before))
@@ -175,7 +178,9 @@ def main() -> None:
                 )
 
         print(f"Read latency, median of {args.rounds} interleaved rounds of 200 calls (microseconds):")
-        print(f"{'conversation':>13} {'call':>18} {'SQL only':>9} {'hit':>8} {'miss':>8} {'SQL/hit':>8} {'miss/SQL':>9}")
+        print(
+            f"{'conversation':>13} {'call':>18} {'SQL only':>9} {'hit':>8} {'miss':>8} {'SQL/hit':>8} {'miss/SQL':>9}"
+        )
         for size in sizes:
             for op in reads:
                 sql, hit, miss = (statistics.median(figures[(size, op, v)]) for v in ("sql", "hit", "miss"))
@@ -189,7 +194,8 @@ def main() -> None:
         engines = {"sql": get_state(apps["sql"]).backend.engine, "hybrid": backend.sql.engine}
         counters = {name: Counter(engine) for name, engine in engines.items()}
         convs = [_chat(stores["sql"], 20) for _ in range(16)]
-        print(f"\nUnder load: {args.threads} threads, {args.seconds:g} s per run, {args.rounds} interleaved rounds (medians)")
+        rounds = f"{args.rounds} interleaved rounds (medians)"
+        print(f"\nUnder load: {args.threads} threads, {args.seconds:g} s per run, {rounds}")
         print(f"{'mix':>10} {'backend':>8} {'ops/s':>8} {'SQL stmts/s':>12} {'stmts/op':>9} {'hit rate':>9}")
         for mix in ("chat", "read-heavy"):
             results: dict[str, list[tuple[float, float, float]]] = {"sql": [], "hybrid": []}

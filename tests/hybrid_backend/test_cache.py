@@ -176,7 +176,7 @@ def test_an_append_whose_cache_step_comes_late_never_extends_out_of_order(make_a
     earlier one's, arriving last, finds an entry read after both and deletes
     it too. Every read equals SQL's order."""
     reader_app, slow_app, fast_app = make_app(), make_app(), make_app()
-    reader, backend = store_of(reader_app), backend_of(reader_app)
+    reader = store_of(reader_app)
     conv = _chat(store_of(fast_app), 2)
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # a warm entry ending at position 1
     slow_cache = backend_of(slow_app).cache

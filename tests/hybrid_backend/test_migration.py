@@ -55,3 +55,20 @@ def test_upgrade_and_downgrade_on_sqlite(sqlite_backend):
     sql_migrate.upgrade(sqlite_backend)
     sqlite_backend.schema_changed()
     assert epoch.read(sqlite_backend) == epoch.Epoch(0, 0, None)
+
+
+def test_init_db_creates_a_hybrid_backends_tables(tmp_path: Path):
+    from ..support.backends_hybrid import redis_prefix
+
+    with redis_prefix() as cache:
+        app = Flask("init_db")
+        app.config.update(cache, SMG_HISTORY_BACKEND="sqlite+redis", SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"))
+        SmgHistory(app)
+        result = app.test_cli_runner().invoke(args=["smg-history", "init-db"])
+        assert result.exit_code == 0 and f"revision {sql_migrate.head_revision()}" in result.output
+        backend = get_state(app).backend
+        assert epoch.read(backend.sql) == epoch.Epoch(0, 0, None)
+        store = get_state(app).store_for("alice")
+        conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
+        assert store.items.recent(conv.id, limit=5)[0].payload["content"][0]["text"] == "hi"
+        backend.close()

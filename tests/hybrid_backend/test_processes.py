@@ -63,12 +63,16 @@ def test_two_server_processes_never_serve_a_read_older_than_an_acknowledged_writ
                 for c in mine:
                     url = random.choice(urls)
                     item = {"type": "message", "role": "user", "content": f"{c}-{k}"}
-                    done = session.post(f"{url}/conversations/{convs[c]}/items", json={"items": [item]}, headers=HEADERS)
+                    done = session.post(
+                        f"{url}/conversations/{convs[c]}/items", json={"items": [item]}, headers=HEADERS
+                    )
                     if done.status_code != 200:
                         failures.append(f"add: {done.status_code} {done.text}")
                     acked_items[c] = k + 1
                     url = random.choice(urls)
-                    done = session.post(f"{url}/conversations/{convs[c]}", json={"metadata": {"n": str(k)}}, headers=HEADERS)
+                    done = session.post(
+                        f"{url}/conversations/{convs[c]}", json={"metadata": {"n": str(k)}}, headers=HEADERS
+                    )
                     if done.status_code != 200:
                         failures.append(f"update: {done.status_code} {done.text}")
                     acked_meta[c] = k
@@ -91,7 +95,9 @@ def test_two_server_processes_never_serve_a_read_older_than_an_acknowledged_writ
                     failures.append(f"stale metadata: {conv['metadata']} after n={meta_before} acknowledged")
                 reads[0] += 1
 
-        threads = [threading.Thread(target=write, args=([c for c in range(CONVERSATIONS) if c % 2 == w],)) for w in (0, 1)]
+        threads = [
+            threading.Thread(target=write, args=([c for c in range(CONVERSATIONS) if c % 2 == w],)) for w in (0, 1)
+        ]
         threads += [threading.Thread(target=read) for _ in range(4)]
         for t in threads:
             t.start()
