@@ -73,7 +73,7 @@ class HybridBackend(Backend):
         prefix = check_prefix(settings.redis_key_prefix)
         self.sql = SqlBackend(SQL_HALF[name], settings, app)
         client = connect(dataclasses.replace(settings, redis_socket_timeout=settings.cache_socket_timeout))
-        self.cache = WindowCache(client, prefix, ttl=settings.cache_ttl)
+        self.cache = WindowCache(client, prefix)
         self.trust = Trust(self.sql, self.cache, settings.cache_recheck)
         self.window = settings.cache_window
         self.before_fill: Callable[[], None] | None = None
@@ -82,29 +82,30 @@ class HybridBackend(Backend):
         self.hits = self.misses = 0
 
     # -- the cache -----------------------------------------------------------
-    def _entry(self, owner: str, conversation_id: str, want: int) -> Entry:
+    def _entry(self, owner: str, conversation_id: str, want: int) -> Entry | None:
         """The conversation and its newest items (newest first): from the
-        cache (with up to ``want`` items, -1: all it holds), else from SQL
-        (the whole window), filling the cache when it may be used."""
+        cache (with up to ``want`` items, -1: all it holds), or on a miss from
+        SQL (the whole window), filling the cache. None when the cache cannot
+        be used now: the caller asks SQL just what it needs."""
         epoch = self.trust.epoch()
-        token = None
-        if epoch is not None:
-            try:
-                found = self.cache.lookup(epoch, owner, conversation_id, want)
-            except Untrusted:
-                self.trust.refused()
-            except self.cache.errors as exc:
-                self._redis_failed("lookup", exc)
-            else:
-                if not isinstance(found, Entry):
-                    token = found
-                elif is_live(found.conversation.expires_at, now()):
-                    self.hits += 1
-                    return found
+        if epoch is None:
+            return None
+        try:
+            found = self.cache.lookup(epoch, owner, conversation_id, want)
+        except Untrusted:
+            self.trust.refused()
+            return None
+        except self.cache.errors as exc:
+            self._redis_failed("lookup", exc)
+            return None
+        if isinstance(found, Entry):
+            if is_live(found.conversation.expires_at, now()):
+                self.hits += 1
+                return found
+            return None  # expired a moment before its TTL: SQL says so
         self.misses += 1
         entry = self._load(owner, conversation_id)
-        if token is not None:
-            self._fill(epoch, token, entry)
+        self._fill(epoch, found, entry)
         return entry
 
     def _load(self, owner: str, conversation_id: str) -> Entry:
@@ -181,7 +182,8 @@ class HybridBackend(Backend):
         return self.sql.create_conversation(conversation, items)
 
     def get_conversation(self, owner, conversation_id):
-        return self._entry(owner, conversation_id, 0).conversation
+        entry = self._entry(owner, conversation_id, 0)
+        return self.sql.get_conversation(owner, conversation_id) if entry is None else entry.conversation
 
     def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at, *, replace):
         return self._writing(
@@ -232,7 +234,7 @@ class HybridBackend(Backend):
         if limit > self.window:
             return self.sql.recent_items(owner, conversation_id, limit)
         entry = self._entry(owner, conversation_id, limit)
-        if len(entry.items) < limit and not entry.complete:
+        if entry is None or (len(entry.items) < limit and not entry.complete):
             return self.sql.recent_items(owner, conversation_id, limit)
         return list(reversed(entry.items[:limit]))
 
@@ -240,7 +242,7 @@ class HybridBackend(Backend):
         """From the cached window when the page lies inside it, else SQL."""
         want = limit + 1 if order == "desc" and after is None else -1
         entry = self._entry(owner, conversation_id, want)
-        page = _window_page(entry, after=after, limit=limit, order=order)
+        page = None if entry is None else _window_page(entry, after=after, limit=limit, order=order)
         if page is not None:
             return page
         return self.sql.list_items(owner, conversation_id, after=after, limit=limit, order=order)

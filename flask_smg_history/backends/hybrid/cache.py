@@ -141,6 +141,12 @@ return 1
 """
 
 
+#: How long a miss's token is kept: long enough for the SQL read of any miss
+#: (a fill after it is refused, which is safe), short enough that lookups of
+#: conversations that do not exist (typos, probes) leave little behind.
+TOKEN_TTL_MS = 30_000
+
+
 class Untrusted(Exception):
     """Redis's namespace was not made for the caller's SQL epoch (or there
     is none yet): the caller must sync before it uses the cache."""
@@ -165,11 +171,10 @@ class WindowCache:
     #: refusing writes): the backend then serves from SQL.
     errors: ClassVar[tuple[type[Exception], ...]] = (rex.RedisError,)
 
-    def __init__(self, client: Any, prefix: str, *, ttl: float) -> None:
+    def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.state_key = f"{prefix}hc:state"
         self.entry_prefix = f"{prefix}hc:"
-        self.ttl_ms = _ms(ttl)
         self._lookup = client.register_script(LOOKUP)
         self._fill = client.register_script(FILL)
         self._append = client.register_script(APPEND)
@@ -184,7 +189,7 @@ class WindowCache:
     def lookup(self, epoch: int, owner: str, conversation_id: str, want: int) -> Entry | str:
         """The cached entry with up to ``want`` of its newest items (-1: all
         it holds), or the token a fill must present."""
-        args = [epoch, self.entry_prefix, self._entry(owner, conversation_id), self.ttl_ms, want]
+        args = [epoch, self.entry_prefix, self._entry(owner, conversation_id), TOKEN_TTL_MS, want]
         found = self._lookup(keys=[self.state_key], args=args)
         if found is None:
             raise Untrusted()
