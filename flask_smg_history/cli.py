@@ -389,6 +389,7 @@ def init_db(sql: bool) -> None:
     from .backends.sql import SqlBackend, migrate
 
     backend = get_state().backend
+    backend = getattr(backend, "sql", backend)  # a hybrid backend's tables are those of its SQL half
     if not isinstance(backend, SqlBackend):
         raise click.ClickException(f"backend {backend.name!r} has no tables to create (SQL backends only).")
     try:

@@ -83,7 +83,7 @@ class Settings:
     backend: str = _setting(
         "memory",
         (
-            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, "
+            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, postgres+redis, sqlite+redis, "
             "an entry point name or a dotted path to a Backend class."
         ),
     )
@@ -289,6 +289,35 @@ class Settings:
         0,
         "Earlier versions the file backend keeps of a file it rewrites (`name.json.bak1` is the newest); 0 keeps none.",
         minimum=0,
+    )
+    cache_ttl: float = _setting(
+        3600.0,
+        (
+            "Hybrid backends (postgres+redis, sqlite+redis): seconds a cached conversation (its record and newest "
+            "items) lives in Redis after it was filled; never beyond the conversation's own expiry."
+        ),
+        minimum=1,
+    )
+    cache_window: int = _setting(
+        100,
+        "Hybrid backends: how many of a conversation's newest items the Redis cache holds.",
+        minimum=1,
+    )
+    cache_recheck: float = _setting(
+        1.0,
+        (
+            "Hybrid backends: seconds an app process trusts the cache before it reads the SQL cache epoch again; "
+            "a write whose invalidation could not reach Redis waits this long before it returns."
+        ),
+        minimum=0.01,
+    )
+    cache_socket_timeout: float = _setting(
+        0.25,
+        (
+            "Hybrid backends: seconds before a cache command or connect gives up; the call then uses SQL "
+            "(a slow Redis costs at most this)."
+        ),
+        minimum=0.001,
     )
     metrics_route: str | None = _setting(
         None,

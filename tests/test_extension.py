@@ -44,7 +44,8 @@ def test_double_init_is_an_error():
             {"SMG_HISTORY_BACKEND": "mongo"},
             "SMG_HISTORY_BACKEND",
             "SMG_HISTORY_BACKEND: unknown backend 'mongo'; accepted values are file, memory, none, oracle, postgres, "
-            "redis, sqlite, an entry point in 'flask_smg_history.backends', or a dotted import path.",
+            "postgres+redis, redis, sqlite, sqlite+redis, an entry point in 'flask_smg_history.backends', "
+            "or a dotted import path.",
         ),
         (
             {"SMG_HISTORY_MAX_REQUEST_BYTES": "big"},

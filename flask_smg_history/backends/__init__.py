@@ -29,6 +29,8 @@ BACKENDS: dict[str, str] = {
     "oracle": "flask_smg_history.backends.sql:SqlBackend",
     "redis": "flask_smg_history.backends.redis:RedisBackend",
     "file": "flask_smg_history.backends.file:FileBackend",
+    "postgres+redis": "flask_smg_history.backends.hybrid:HybridBackend",
+    "sqlite+redis": "flask_smg_history.backends.hybrid:HybridBackend",
 }
 
 ENTRY_POINT_GROUP = "flask_smg_history.backends"

@@ -268,7 +268,7 @@ def test_offline_upgrade_scripts(tmp_path: Path, dialect_name: str):
 
 def _offline_script(backend, dialect_name: str) -> str:
     """The SQL that ``upgrade --sql`` prints for ``dialect_name``, from
-    smgh_0003 to the head."""
+    smgh_0003 to smgh_0004 (the search revision)."""
     import io
 
     from alembic import command
@@ -277,7 +277,7 @@ def _offline_script(backend, dialect_name: str) -> str:
     config = sql_migrate._config(backend)
     config.attributes["smg_dialect"] = dialect_name
     config.output_buffer = buffer
-    command.upgrade(config, "smgh_0003:heads", sql=True)
+    command.upgrade(config, "smgh_0003:smgh_0004", sql=True)
     return buffer.getvalue()
 
 

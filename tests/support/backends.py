@@ -45,7 +45,7 @@ def memory(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def selected() -> list[str]:
-    from . import backends_file, backends_redis, backends_sql  # noqa: F401 - they register their backends
+    from . import backends_file, backends_hybrid, backends_redis, backends_sql  # noqa: F401 - they register their backends
 
     wanted = os.environ.get("SMG_HISTORY_TEST_BACKENDS")
     names = sorted(FACTORIES)

@@ -60,7 +60,7 @@ _INDEX_CHUNK = 32
 _PREFIX = re.compile(r"[A-Za-z0-9_:.\-]{1,64}")
 
 
-def _check_prefix(prefix: str) -> str:
+def check_prefix(prefix: str) -> str:
     if not _PREFIX.fullmatch(prefix):
         raise ConfigError(
             f"SMG_HISTORY_REDIS_KEY_PREFIX={prefix!r} is not accepted: use 1 to 64 of A-Z a-z 0-9 _ : . - "
@@ -88,7 +88,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
 
     def __init__(self, name, settings, app) -> None:
         super().__init__(name, settings, app)
-        self.prefix = _check_prefix(settings.redis_key_prefix)
+        self.prefix = check_prefix(settings.redis_key_prefix)
         days = settings.redis_retention_days
         self.retention: float | None = None if days == -1 else days * 86400
         self.cluster = settings.redis_cluster
@@ -109,7 +109,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
         if self._client is None:
             with self._connect_lock:
                 if self._client is None:
-                    self._client = _connect(self.settings)
+                    self._client = connect(self.settings)
         return self._client
 
     # -- keys ----------------------------------------------------------------
@@ -600,7 +600,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
 _SKIP: Any = object()
 
 
-def _connect(settings: Any) -> Any:
+def connect(settings: Any) -> Any:
     """A client on a blocking pool. redis-py retries nothing (``Retry(..., 0)``):
     a script that timed out may have run, and a down server should answer
     503 within the socket timeout."""

@@ -112,6 +112,7 @@ class Tables:
     links: sa.Table
     responses: sa.Table
     feedback: sa.Table
+    cache_epoch: sa.Table
 
 
 def build_tables(
@@ -227,4 +228,15 @@ def build_tables(
         sa.Index(f"{p}fb_owner", "owner", "created_at", "id"),
         sa.Index(f"{p}fb_created", "created_at", "id"),
     )
-    return Tables(md, conversations, items, links, responses, feedback)
+    # The hybrid backend's record of Redis cache invalidations that failed
+    # (smgh_0005, ``backends/hybrid/trust.py``): one row, id 1.
+    cache_epoch = sa.Table(
+        f"{p}cache_epoch",
+        md,
+        sa.Column("id", sa.Integer, autoincrement=False, nullable=False),
+        sa.Column("epoch", sa.BigInteger, nullable=False),
+        sa.Column("synced", sa.BigInteger, nullable=False),
+        sa.Column("untrusted_at", SECONDS, nullable=True),
+        sa.PrimaryKeyConstraint("id", name=f"{p}cepoch_pk"),
+    )
+    return Tables(md, conversations, items, links, responses, feedback, cache_epoch)

@@ -1,0 +1,137 @@
+"""Redis down, paused or unreachable from one process: reads and writes go
+to SQL and succeed, and no read returns data older than an acknowledged
+write, also after Redis comes back holding stale entries. SQL down is a 503."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_smg_history import SmgHistory, get_state
+from flask_smg_history.errors import ConfigError
+
+from ..support.redis_servers import RedisServer, free_port
+from .conftest import backend_of, store_of
+
+RECHECK = 0.4
+
+
+def _texts(items) -> list[str]:
+    return [i.payload["content"][0]["text"] for i in items]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+def test_redis_down_then_back_empty(make_app, server):
+    app = make_app(SMG_HISTORY_REDIS_URL=server.url, SMG_HISTORY_CACHE_RECHECK=RECHECK)
+    store, backend = store_of(app), backend_of(app)
+    conv = store.conversations.create(items=[{"role": "user", "content": "a"}])
+    store.items.recent(conv.id, limit=5)
+    assert _texts(store.items.recent(conv.id, limit=5)) == ["a"] and backend.hits == 1
+
+    server.stop()
+    store.items.add(conv.id, [{"role": "user", "content": "b"}])
+    assert _texts(store.items.recent(conv.id, limit=5)) == ["a", "b"]
+    assert store.conversations.get(conv.id).id == conv.id
+    assert get_state(app).store_for("alice").conversations.list().data[0].id == conv.id
+    assert backend.health()["cache"].startswith("unavailable")
+    assert backend.hits == 1
+
+    server.start()  # empty, as after a restart without persistence
+    time.sleep(RECHECK + 0.05)
+    store.items.add(conv.id, [{"role": "user", "content": "c"}])
+    for _ in range(2):
+        assert _texts(store.items.recent(conv.id, limit=5)) == ["a", "b", "c"]
+    assert backend.hits == 2  # the cache serves again
+
+
+def test_a_paused_redis_comes_back_with_a_stale_window_and_serves_nothing_stale(make_app, server):
+    """SIGSTOP keeps the server's data: the writer's delete times out, so the
+    window it meant to delete is still there when the server resumes."""
+    config = {"SMG_HISTORY_REDIS_URL": server.url, "SMG_HISTORY_CACHE_RECHECK": RECHECK}
+    writer, reader = store_of(make_app(**config)), store_of(make_app(**config))
+    reader_backend = reader._backend
+    conv = writer.conversations.create(items=[{"role": "user", "content": "a"}])
+    reader.items.recent(conv.id, limit=5)
+    assert _texts(reader.items.recent(conv.id, limit=5)) == ["a"] and reader_backend.hits == 1
+
+    server.process.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    writer.items.add(conv.id, [{"role": "user", "content": "b"}])
+    writer.conversations.update(conv.id, metadata={"v": "2"})
+    assert time.monotonic() - started < 2 * RECHECK + 1.0  # slower, not stuck
+    assert _texts(reader.items.recent(conv.id, limit=5)) == ["a", "b"]  # a timeout, then SQL
+    server.process.send_signal(signal.SIGCONT)
+    assert reader_backend.cache.client.keys(f"{reader_backend.cache.entry_prefix}*:{conv.id}")  # the stale window
+
+    for store in (reader, writer, store_of(make_app(**config))):  # and a process that saw nothing
+        assert _texts(store.items.recent(conv.id, limit=5)) == ["a", "b"]
+        assert store.conversations.get(conv.id).metadata == {"v": "2"}
+    time.sleep(RECHECK + 0.05)
+    hits = reader_backend.hits
+    for _ in range(2):
+        assert _texts(reader.items.recent(conv.id, limit=5)) == ["a", "b"]
+    assert reader_backend.hits == hits + 1  # trusted again, after a sync
+
+
+def test_a_writer_that_cannot_reach_redis_is_not_read_stale_by_one_that_can(make_app):
+    """Partial failure: the writer's Redis is unreachable, the reader's is
+    fine and holds a warm, trusted window. Once the write returns, the reader
+    reads it: the writer raised the SQL epoch and waited out the reader's lease."""
+    reader_app = make_app(SMG_HISTORY_CACHE_RECHECK=RECHECK)
+    reader, reader_backend = store_of(reader_app), backend_of(reader_app)
+    writer = store_of(
+        make_app(SMG_HISTORY_CACHE_RECHECK=RECHECK, SMG_HISTORY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    )
+    conv = writer.conversations.create(items=[{"role": "user", "content": "a"}])
+    reader.items.recent(conv.id, limit=5)
+    assert _texts(reader.items.recent(conv.id, limit=5)) == ["a"] and reader_backend.hits == 1
+
+    started = time.monotonic()
+    writer.items.add(conv.id, [{"role": "user", "content": "b"}])
+    first = time.monotonic() - started
+    assert _texts(reader.items.recent(conv.id, limit=5)) == ["a", "b"]
+    assert first >= RECHECK * 0.8  # the lease wait: the price of a lost delete while the cache was trusted
+
+    started = time.monotonic()  # the reader has synced and trusts the cache again: the next lost delete waits too
+    writer.items.add(conv.id, [{"role": "user", "content": "c"}])
+    assert time.monotonic() - started >= RECHECK * 0.8
+    started = time.monotonic()  # but not while it is still untrusted
+    writer.items.add(conv.id, [{"role": "user", "content": "d"}])
+    assert time.monotonic() - started < RECHECK * 0.8
+    assert _texts(reader.items.recent(conv.id, limit=5)) == ["a", "b", "c", "d"]
+
+
+def test_cluster_is_a_config_error_naming_the_key(hybrid_config):
+    app = Flask("cluster")
+    app.config.update(hybrid_config, SMG_HISTORY_REDIS_CLUSTER=True)
+    with pytest.raises(ConfigError) as info:
+        SmgHistory(app)
+    assert info.value.param == "SMG_HISTORY_REDIS_CLUSTER" and "standalone" in info.value.message
+
+
+def test_sql_down_is_a_503(tmp_path):
+    app = Flask("sql_down")
+    app.config.update(
+        SMG_HISTORY_BACKEND="postgres+redis",
+        SMG_HISTORY_POSTGRES_DB_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/test",
+        SMG_HISTORY_API_KEYS={"sk-a": "alice"},
+        SMG_HISTORY_SQL_POOL_TIMEOUT_SECS=1,
+    )
+    SmgHistory(app)
+    response = app.test_client().get("/v1/conversations/conv_1", headers={"Authorization": "Bearer sk-a"})
+    assert response.status_code == 503
+    assert response.get_json()["error"]["type"] == "server_error"
+    assert "postgres+redis" in response.get_json()["error"]["message"]
+    get_state(app).backend.close()
