@@ -44,6 +44,7 @@ Whole-database operations (erasure, purge, export, import, stats) live in the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -102,7 +103,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         # The hot paths' driver SQL (see ``_driver_rows``), on PostgreSQL.
         driver = postgres and self.engine.dialect.paramstyle == "pyformat"
         self._append_one_sql = self._append_one_statement() if driver else None
-        self._recent_sql = str(self._recent.compile(dialect=self.engine.dialect)) if driver else None
+        self._recent_sql = str(self._recent.compile(dialect=self.engine.dialect)) if built.autocommit else None
         self._schema_ok = False
         self._schema_lock = threading.Lock()
         self._create_tables = settings.create_tables
@@ -155,24 +156,32 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             return migrate.current_revision(self, conn)
 
     # -- transactions --------------------------------------------------------
-    def _connect(self, options: dict[str, Any]) -> sa.Connection:
+    def _connect(self, options: dict[str, Any], *, pooled: bool = False) -> Any:
+        """A SQLAlchemy connection with ``options``, or with ``pooled`` the
+        pool's own DBAPI connection (for ``_driver_rows`` alone, on an
+        autocommit engine); either goes back to the pool on leaving a
+        ``with`` block."""
         try:
+            if pooled:
+                return contextlib.closing(self.engine.raw_connection())
             conn = self.engine.connect()
-        except sa_exc.DBAPIError as exc:
+        except (sa_exc.DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:  # the pool's own: unwrapped
             raise SqlUnavailable("cannot connect") from exc
         if options:
             conn.execution_options(**options)
         return conn
 
-    def _run(self, fn: Callable[[sa.Connection], T], *, write: bool = True, single: bool = False) -> T:
+    def _run(self, fn: Callable[[Any], T], *, write: bool = True, single: bool = False, pooled: bool = False) -> T:
         """Run ``fn`` in one transaction and commit it: a write transaction,
         a read-only one (``write=False``), or, where ``fn`` sends exactly one
-        statement (``single``), the statement's own transaction."""
+        statement (``single``), the statement's own transaction. With
+        ``pooled``, ``fn`` gets the pool's DBAPI connection instead of a
+        SQLAlchemy one (see ``_connect``); its commit is then a no-op."""
         self._check_schema()
         kinds = self._transactions
         options = kinds.single if single else kinds.write if write else kinds.read
         for attempt in (1, 2):
-            with self._connect(options) as conn:
+            with self._connect(options, pooled=pooled) as conn:
                 try:
                     result = fn(conn)
                 except (ValueError, sa_exc.DataError) as exc:
@@ -193,29 +202,35 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
                 return result
         raise AssertionError("unreachable")
 
-    def _driver_rows(self, conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run one statement of driver SQL on ``conn``'s DBAPI connection and
-        fetch its rows, for the two statements every chat turn runs (append
-        one item, read the recent ones). Why: SQLAlchemy's execution and
+    def _hooked(self) -> bool:
+        """Whether anything listens for cursor events on the engine (tracing,
+        statement logging, Flask-SQLAlchemy's recorded queries): then every
+        statement goes through SQLAlchemy, ``_driver_rows`` is not used, and
+        the hooks see them all."""
+        dispatch = self.engine.dispatch
+        return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
+    def _driver_rows(self, conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one statement of driver SQL on the DBAPI connection of
+        ``conn`` (a SQLAlchemy connection, or the pool's own) and fetch its
+        rows, for the two statements every chat turn runs (append one item,
+        read the recent ones). Why: SQLAlchemy's connection, execution and
         result layers cost more client time than psycopg itself there
-        (profiled: 60-80 µs of a 280 µs read). What they would do on a failure
-        is done with their own public parts: the dialect decides whether the
-        connection is gone (and it is then invalidated, so the pool drops it),
-        and the driver's error becomes SQLAlchemy's, so ``_run`` retries and
-        maps it exactly as for any other statement. Statement hooks are kept:
-        while anything listens for cursor events on the engine (tracing,
-        statement logging, Flask-SQLAlchemy's recorded queries), the
-        statement goes through SQLAlchemy as usual."""
-        if conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute:
-            return list(conn.exec_driver_sql(sql, params))
-        dbapi_connection = conn.connection.driver_connection
+        (profiled: 90-110 µs of a 280 µs read). What they would do on a
+        failure is done with their own public parts: the dialect decides
+        whether the connection is gone (it is then invalidated, so the pool
+        drops it), and the driver's error becomes SQLAlchemy's, so ``_run``
+        retries and maps it exactly as for any other statement. Callers check
+        ``_hooked`` first."""
+        pooled = conn.connection if isinstance(conn, sa.Connection) else conn
+        dbapi_connection = pooled.driver_connection
         dialect = self.engine.dialect
         # One cursor per pooled connection, kept in the pool's ``info`` for it
         # (cleared when the connection is closed or invalidated): making one
         # costs about a tenth of the read.
-        cursor = conn.connection.info.get(_CURSOR)
+        cursor = pooled.info.get(_CURSOR)
         if cursor is None or cursor.connection is not dbapi_connection:
-            cursor = conn.connection.info[_CURSOR] = dbapi_connection.cursor()
+            cursor = pooled.info[_CURSOR] = dbapi_connection.cursor()
         try:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -371,7 +386,12 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             "new_updated_at": updated_at,
             "new_expires_at": expires_at,
         }
-        one = self._append_one_sql is not None and len(items) == 1 and items[0].type != "item_reference"
+        one = (
+            self._append_one_sql is not None
+            and len(items) == 1
+            and items[0].type != "item_reference"
+            and not self._hooked()
+        )
 
         def tx(conn: sa.Connection) -> list[Item]:
             if one:
@@ -537,13 +557,17 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         more: a second query to tell an empty or missing conversation apart,
         and wider windows where deleted items left gaps (``_windowed``)."""
         _refuse_nul(conversation_id=conversation_id)
+        params = {"cid": conversation_id, "b_owner": owner, "now": now(), "n": limit}
+        if self._recent_sql is not None and not self._hooked():
+            # The common case as driver SQL on a pooled connection; anything
+            # else (a short answer) is read again by the general path below.
+            sql, first = self._recent_sql, {**params, "window": limit}
+            found = self._run(lambda conn: self._driver_rows(conn, sql, first), write=False, pooled=True)
+            if len(found) >= limit or (found and found[0][-1] - limit <= 0):
+                return [links.item(r[:-1]) for r in reversed(found)]
 
         def tx(conn: sa.Connection) -> list[Item]:
-            params = {"cid": conversation_id, "b_owner": owner, "now": now(), "n": limit}
-
             def fetch(window: int) -> Sequence[Sequence[Any]]:
-                if self._recent_sql is not None:
-                    return self._driver_rows(conn, self._recent_sql, {**params, "window": window})
                 return conn.execute(self._recent, {**params, "window": window}).all()
 
             def exhausted(window: int, found: Sequence[Sequence[Any]]) -> bool:

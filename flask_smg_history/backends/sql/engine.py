@@ -78,6 +78,9 @@ class BuiltEngine:
     owned: bool  # False for the host's engine, which we must not dispose
     transactions: Transactions
     closer: Any = None  # releases an extra pool (Oracle's), when there is one
+    #: Its connections are in autocommit at the driver (our psycopg engine):
+    #: a statement sent on a pooled DBAPI connection is its own transaction.
+    autocommit: bool = False
 
 
 def build_engine(name: str, settings: Settings, app: Flask) -> BuiltEngine:
@@ -235,7 +238,7 @@ def _postgres_engine(settings: Settings) -> BuiltEngine:
             dbapi_connection.prepare_threshold = None
 
     none = {BEGIN: ""}
-    return BuiltEngine(engine, owned=True, transactions=Transactions({}, none, none))
+    return BuiltEngine(engine, owned=True, transactions=Transactions({}, none, none), autocommit=True)
 
 
 class _LazyOraclePool:
