@@ -129,6 +129,29 @@ def test_a_fill_that_read_sql_before_a_commit_is_refused_after_it(make_app):
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]  # and the cache holds it now
 
 
+def test_a_shared_token_fills_once_so_a_late_fill_cannot_undo_an_extended_append(make_app):
+    """Two readers miss together and share one token. The first fills; a
+    writer's append then extends that entry (write-through). The second
+    reader, whose SQL read predates the append, must not fill with the same
+    token afterwards: it would put the window before the acknowledged append
+    back (found by the two-process test, about one run in ten)."""
+    first_app, late_app = make_app(), make_app()
+    first, late = store_of(first_app), store_of(late_app)
+    writer = store_of(make_app())
+    conv = _chat(writer, 2)
+    for store in (first, late, writer):  # each process's first use moves the cache to a namespace of its own
+        store.conversations.get(conv.id)
+    backend_of(first_app).cache.invalidate("alice", conv.id)
+    release, thread, result = _held_reader(backend_of(late_app), late, conv.id)  # misses, reads SQL, held
+    assert _texts(first.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # misses with the same token, fills
+    writer.items.add(conv.id, [{"role": "user", "content": "m2"}])  # extends the entry: acknowledged
+    release.set()
+    thread.join(10)
+    assert _texts(result[0]) == ["m0", "m1"]  # its own answer began before the append: fine
+    for store in (first, late, writer):
+        assert _texts(store.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]
+
+
 @pytest.mark.parametrize("write", ["append", "update"])
 def test_a_stale_fill_that_lands_before_the_writers_cache_step_is_corrected(make_app, write):
     """The other order: the writer has committed but not yet run its cache

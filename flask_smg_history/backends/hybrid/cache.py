@@ -8,7 +8,10 @@ needs. Every operation is one Lua script, so each is atomic and one round trip:
 
 - ``lookup`` answers a hit, or a miss with a fill **token**; the token is kept
   in the hash (made once, shared by concurrent missers).
-- ``fill`` writes record and window only if the hash still holds that token.
+- ``fill`` writes record and window only if the hash still holds that token,
+  and removes the token: it fills once. Why: readers who shared it may have
+  read SQL before an append that the first fill's entry has since taken in
+  (``append``); a second fill would put the older window back.
 - ``invalidate`` deletes the hash. A writer runs it after its SQL commit and
   before it returns. Why this never leaves a stale entry: a filler read SQL
   before the commit; if its fill comes after the delete, the token is gone and
@@ -82,6 +85,9 @@ FILL = (
     _ENTRY
     + """
 if redis.call('HGET', key, 'tok') ~= ARGV[4] then return 0 end
+-- The token fills once: a reader sharing it whose SQL read is older must not
+-- overwrite this entry after an append has extended it.
+redis.call('HDEL', key, 'tok')
 redis.call('HSET', key, 'conv', ARGV[6], 'upd', ARGV[7], 'exp', ARGV[8], 'complete', ARGV[9],
   'next', ARGV[10], 'lo', 0, 'hi', #ARGV - 10)
 for i = 11, #ARGV do redis.call('HSET', key, 's' .. (i - 11), ARGV[i]) end
