@@ -82,7 +82,9 @@ def test_a_paused_redis_comes_back_with_a_stale_window_and_serves_nothing_stale(
     hits = reader_backend.hits
     for _ in range(2):
         assert _texts(reader.items.recent(conv.id, limit=5)) == ["a", "b"]
-    assert reader_backend.hits == hits + 1  # trusted again, after a sync
+    # Trusted again, after a sync: the second read at least is a hit (on a
+    # slow machine the sync may come during the reads above, and both hit).
+    assert reader_backend.hits >= hits + 1
 
 
 def test_a_writer_that_cannot_reach_redis_is_not_read_stale_by_one_that_can(make_app):
