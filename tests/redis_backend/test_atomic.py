@@ -11,20 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ..support.writers import all_items
 from .conftest import backend_of, keys_under, store_of
 from .writer import write
 
 pytestmark = pytest.mark.redis
-
-
-def _all_items(store, conversation_id):
-    items, after = [], None
-    while True:
-        page = store.items.list(conversation_id, after=after, limit=100, order="asc")
-        items += page.data
-        if not page.has_more:
-            return items
-        after = page.last_id
 
 
 def test_processes_and_threads_keep_one_total_order(app):
@@ -40,7 +31,7 @@ def test_processes_and_threads_keep_one_total_order(app):
         w.join(60)
     assert [w.exitcode for w in workers] == [0] * processes
 
-    items = _all_items(alice, conv.id)
+    items = all_items(alice, conv.id)
     texts = [i.payload["content"][0]["text"] for i in items]
     assert len(texts) == processes * threads * batches * 2 == len(set(texts))
     positions = [i.position for i in items]
