@@ -53,6 +53,9 @@ class Work:
     def __sub__(self, other: Work) -> Work:
         return Work(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
 
+    def __add__(self, other: Work) -> Work:
+        return Work(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
 
 class RunDatabase:
     """A database of the run's own on the server of ``server_url`` (a
@@ -61,22 +64,28 @@ class RunDatabase:
     def __init__(self, server_url: str) -> None:
         url = make_url(server_url)
         self.name = f"smgb_{secrets.token_hex(4)}"
-        self._admin = psycopg2.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
-        self._admin.autocommit = True
+        self._admin_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._execute(f"CREATE DATABASE {self.name}")
         #: The run's database, in the form (and driver) given.
         self.url = url.set(database=self.name).render_as_string(hide_password=False)
 
     def _execute(self, sql: str, *args: object) -> list[tuple]:
-        with self._admin.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall() if cursor.description else []
+        """On a connection of its own to the server's URL (not the run's
+        database, so it costs that one nothing), opened for this statement:
+        it survives a restart of the server (``load.py --restart-at``)."""
+        admin = psycopg2.connect(self._admin_url)
+        try:
+            admin.autocommit = True
+            with admin.cursor() as cursor:
+                cursor.execute(sql, args)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            admin.close()
 
     def work(self) -> Work:
-        """The database's counters now (cumulative; subtract two readings).
-        The admin connection is on another database, so reading costs this
-        one nothing."""
-        self._execute("SELECT pg_stat_clear_snapshot()")
+        """The database's counters now (cumulative; subtract two readings),
+        read on a new connection, so no statistics snapshot of an earlier
+        reading is reused."""
         (row,) = self._execute(
             "SELECT xact_commit + xact_rollback, tup_fetched, tup_returned, blks_hit"
             " FROM pg_stat_database WHERE datname = %s",
@@ -93,4 +102,3 @@ class RunDatabase:
 
     def drop(self) -> None:
         self._execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
-        self._admin.close()
