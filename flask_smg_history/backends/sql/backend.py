@@ -567,11 +567,11 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
                 return [links.item(r[:-1]) for r in reversed(found)]
 
         def tx(conn: sa.Connection) -> list[Item]:
-            def fetch(window: int) -> Sequence[Sequence[Any]]:
+            def fetch(window: int) -> Sequence[sa.Row[Any]]:
                 return conn.execute(self._recent, {**params, "window": window}).all()
 
-            def exhausted(window: int, found: Sequence[Sequence[Any]]) -> bool:
-                known = found[0][-1] if found else self._next_position(conn, owner, conversation_id)
+            def exhausted(window: int, found: Sequence[sa.Row[Any]]) -> bool:
+                known = found[0].next_position if found else self._next_position(conn, owner, conversation_id)
                 return known - window <= 0
 
             found = _windowed(fetch, limit, exhausted)
@@ -834,10 +834,10 @@ WINDOW_GROWTH = 16
 
 
 def _windowed(
-    fetch: Callable[[int], Sequence[Sequence[Any]]],
+    fetch: Callable[[int], Sequence[sa.Row[Any]]],
     want: int,
-    exhausted: Callable[[int, Sequence[Sequence[Any]]], bool],
-) -> Sequence[Sequence[Any]]:
+    exhausted: Callable[[int, Sequence[sa.Row[Any]]], bool],
+) -> Sequence[sa.Row[Any]]:
     """Rows of a conversation read through a window of ``want`` positions,
     then ``WINDOW_GROWTH`` times wider each time the window comes back short
     of ``want`` rows while positions remain beyond it (``exhausted`` says
