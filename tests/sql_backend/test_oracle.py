@@ -23,6 +23,7 @@ from flask_smg_history.backends.sql import oracle
 from flask_smg_history.backends.sql.tables import build_tables
 from flask_smg_history.config import load_settings
 
+from ..support.backends_sql import sqlite_statements
 from ..support.errors import raises
 
 DIALECT = oracle_dialect.dialect()
@@ -47,21 +48,13 @@ def test_ddl_compiles_for_oracle_within_identifier_limits():
 @pytest.fixture
 def captured(tmp_path: Path) -> list[sa.sql.ClauseElement]:
     """Run every backend operation on SQLite and keep each statement object."""
-    app = Flask("capture")
-    app.config.update(
-        SMG_HISTORY_BACKEND="sqlite",
-        SMG_HISTORY_SQLITE_PATH=str(tmp_path / "c.db"),
-        SMG_HISTORY_CREATE_TABLES=True,
-    )
-    SmgHistory(app)
+    with sqlite_statements(tmp_path) as (app, statements):
+        _every_operation(app)
+    return statements
+
+
+def _every_operation(app: Flask) -> None:
     backend = get_state(app).backend
-    statements: list[sa.sql.ClauseElement] = []
-
-    @sa.event.listens_for(backend.engine, "before_execute")
-    def keep(conn, clause, multiparams, params, execution_options):
-        if isinstance(clause, sa.sql.ClauseElement) and not isinstance(clause, sa.sql.elements.TextClause):
-            statements.append(clause)
-
     store = get_state(app).store_for("alice")
     conv = store.conversations.create(metadata={"a": "b"}, items=[{"role": "user", "content": "hi"}])
     items = store.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(3)])
@@ -97,8 +90,6 @@ def captured(tmp_path: Path) -> list[sa.sql.ClauseElement]:
     store.responses.delete(first.id)
     store.conversations.delete(other.id)
     store.erase_owner()
-    backend.close()
-    return statements
 
 
 def test_every_query_compiles_for_oracle_without_limit(captured):
@@ -166,7 +157,8 @@ def test_external_auth_needs_thick_mode():
         message = re.compile(
             r"SMG_HISTORY_ORACLE_EXTERNAL_AUTH=true needs python-oracledb thick mode, but the Oracle client "
             r"libraries could not be loaded \(.+\)\. Install Oracle Instant Client and put it on the library path "
-            r"\(LD_LIBRARY_PATH\)\."
+            r"\(LD_LIBRARY_PATH\)\.",
+            re.S,  # the driver's first refusal adds a "Help:" line
         )
         with raises(ConfigError, message=message, param="SMG_HISTORY_ORACLE_EXTERNAL_AUTH"):
             oracle.enable_thick_mode()  # no Oracle client libraries on this machine

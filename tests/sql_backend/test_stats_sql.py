@@ -9,37 +9,23 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from sqlalchemy.dialects import oracle, postgresql
 
-from flask_smg_history import SmgHistory, get_state
+from flask_smg_history import get_state
 from flask_smg_history.backends.sql.stats import JsonNumber, statements
 from flask_smg_history.backends.sql.tables import build_tables
+
+from ..support.backends_sql import sqlite_statements
 
 
 @pytest.fixture
 def run_statements(tmp_path: Path) -> list[sa.Select]:
     """The statements a real ``usage_stats`` call executes (on SQLite), for
     one owner with ``since`` and for the whole store without."""
-    app = Flask("capture")
-    app.config.update(
-        SMG_HISTORY_BACKEND="sqlite",
-        SMG_HISTORY_SQLITE_PATH=str(tmp_path / "c.db"),
-        SMG_HISTORY_CREATE_TABLES=True,
-    )
-    SmgHistory(app)
-    backend = get_state(app).backend
-    seen: list[sa.Select] = []
-
-    @sa.event.listens_for(backend.engine, "before_execute")
-    def keep(conn, clause, multiparams, params, execution_options):
-        if isinstance(clause, sa.Select):
-            seen.append(clause)
-
-    backend.usage_stats("alice", since=0.0)
-    backend.usage_stats(None, since=None)
-    backend.close()
-    return seen
+    with sqlite_statements(tmp_path) as (app, seen):
+        get_state(app).backend.usage_stats("alice", since=0.0)
+        get_state(app).backend.usage_stats(None, since=None)
+    return [s for s in seen if isinstance(s, sa.Select)]
 
 
 def _oracle(statement: sa.Select) -> str:

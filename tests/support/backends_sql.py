@@ -104,3 +104,34 @@ def oracle(tmp_path: Path) -> Iterator[dict[str, Any]]:
     backend = get_state(app).backend
     sql_migrate.downgrade(backend, "smg_history@base")
     backend.close()
+
+
+@contextmanager
+def sqlite_statements(tmp_path: Path) -> Iterator[tuple[Any, list[Any]]]:
+    """An app on a SQLite backend whose executed statement objects (not driver text)
+    are kept, for compiling them offline for another dialect (Oracle); the
+    backend is closed on exit."""
+    import sqlalchemy as sa
+
+    from .apps import build_app
+
+    app = build_app(
+        {
+            "SMG_HISTORY_BACKEND": "sqlite",
+            "SMG_HISTORY_SQLITE_PATH": str(tmp_path / "c.db"),
+            "SMG_HISTORY_CREATE_TABLES": True,
+        },
+        tmp_path / "instance",
+    )
+    backend = get_state(app).backend
+    statements: list[Any] = []
+
+    @sa.event.listens_for(backend.engine, "before_execute")
+    def keep(conn, clause, multiparams, params, execution_options):
+        if isinstance(clause, sa.sql.ClauseElement) and not isinstance(clause, sa.sql.elements.TextClause):
+            statements.append(clause)
+
+    try:
+        yield app, statements
+    finally:
+        backend.close()
