@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flask_smg_history import ConfigError, get_state
+from flask_smg_history.backends.redis import backend as redis_backend
 
 from ..support.apps import build_app
 from ..support.errors import raises
@@ -50,3 +51,29 @@ def test_bad_url_is_a_config_error(url):
     )
     with raises(ConfigError, message=message, param="SMG_HISTORY_REDIS_URL"):
         build_app({"SMG_HISTORY_BACKEND": "redis", "SMG_HISTORY_REDIS_URL": url})
+
+
+def test_scripts_go_through_the_client_while_redis_py_metrics_are_on(monkeypatch):
+    """With redis-py's OpenTelemetry metrics on, every script call goes
+    through the client's ``execute_command`` (which records them); otherwise
+    the standalone backend sends it on a pooled connection itself."""
+    app = build_app({"SMG_HISTORY_BACKEND": "redis"})
+    store, client = get_state(app).store_for("alice"), get_state(app).backend.client
+    conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
+    store.items.recent(conv.id)  # the script is loaded
+    sent = []
+    original = client.execute_command
+    monkeypatch.setattr(client, "execute_command", lambda *a, **kw: sent.append(a[0]) or original(*a, **kw))
+    assert [i.id for i in store.items.recent(conv.id)] and sent == []
+
+    class Enabled:
+        def is_enabled(self) -> bool:
+            return True
+
+    monkeypatch.setattr(redis_backend, "get_observability_instance", Enabled)
+    try:
+        assert [i.payload["content"][0]["text"] for i in store.items.recent(conv.id)] == ["hi"]
+        assert sent == ["EVALSHA"]
+    finally:
+        store.erase_owner()
+        get_state(app).backend.close()

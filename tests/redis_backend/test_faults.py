@@ -154,3 +154,31 @@ def test_cluster_down_at_start_up_then_a_master_lost_and_back(tmp_path: Path):
         assert all(client.get(f"/v1/conversations/{c}", headers=u).status_code == 200 for c, u in survivors)
     finally:
         cluster.stop()
+
+
+def test_a_reply_cut_off_by_the_timeout_is_never_read_by_the_next_call(server):
+    """Scripts are sent on a pooled connection without the client's layers
+    (``_evalsha``): one that times out must not leave its late reply on a
+    connection the pool hands out again. One connection, so the next calls
+    would get it."""
+    server.start()
+    app = _app(server, SMG_HISTORY_REDIS_POOL_MAX_SIZE=1)
+    client = app.test_client()
+    conv = _create(client)
+    post = {"items": [{"role": "user", "content": "early"}]}
+    assert client.post(f"/v1/conversations/{conv}/items", json=post).status_code == 200  # the script is loaded
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        post = {"items": [{"role": "user", "content": "late"}]}
+        _unavailable(client.post(f"/v1/conversations/{conv}/items", json=post), started, TIMEOUT + 0.5)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    time.sleep(0.2)  # the server answers the timed-out append (it may have run)
+    texts = [
+        i["content"][0]["text"] for i in client.get(f"/v1/conversations/{conv}/items?order=asc").get_json()["data"]
+    ]
+    assert texts in (["hi", "early"], ["hi", "early", "late"])
+    added = client.post(f"/v1/conversations/{conv}/items", json={"items": [{"role": "user", "content": "next"}]})
+    assert added.status_code == 200 and added.get_json()["data"][0]["content"][0]["text"] == "next"
+    assert client.get(f"/v1/conversations/{conv}").get_json()["id"] == conv

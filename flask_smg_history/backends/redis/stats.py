@@ -27,9 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import redis.exceptions as rex
-
-from ...errors import CorruptRecord
 from ...records import now
 from .. import jsonfast
 from ..usage import UsageTally
@@ -165,8 +162,6 @@ _SCRIPT = _PRELUDE + USAGE
 class RedisStats:
     """Mixed into ``RedisBackend``; uses its keys and client through ``self``."""
 
-    _usage_sha: str | None = None
-
     def usage_stats(self, owner: str | None, *, since: float | None) -> dict[str, Any]:
         tally = UsageTally()
         for name in [owner] if owner is not None else self.owners():
@@ -185,28 +180,9 @@ class RedisStats:
         at = repr(now())
         while phase != "done":
             args = [at, "" if since is None else repr(since), phase, cursor, position, BUDGET]
-            reply = self._usage_script(owner, args)
+            reply = self._script("usage", _SCRIPT, [self._owner_key(owner, "convs")], args, "An owner index")
             yield phase, jsonfast.loads(reply[4]), int(reply[3])
             phase, cursor, position = codec.text(reply[0]), int(reply[1]), int(float(reply[2]))
-
-    def _usage_script(self, owner: str, args: list[Any]) -> list[Any]:
-        """Run the script on the owner's slot by SHA, loading it once per
-        server (as ``backend._run`` runs the others)."""
-        key = self._owner_key(owner, "convs")
-        try:
-            if self._usage_sha is not None:
-                try:
-                    return self.client.evalsha(self._usage_sha, 1, key, *args)
-                except rex.NoScriptError:
-                    pass  # a restarted or new server: load it again
-            self._usage_sha = self.client.script_load(_SCRIPT)
-            return self.client.evalsha(self._usage_sha, 1, key, *args)
-        except self.unavailable_errors:
-            raise
-        except rex.ResponseError as exc:
-            if not codec.is_corruption(exc):
-                raise
-            raise CorruptRecord.of("An owner index", str(exc).split(" script: ")[0][:200]) from exc
 
 
 def _add(tally: UsageTally, phase: str, counts: Any) -> None:
