@@ -51,7 +51,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -103,6 +103,9 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         # The hot paths' driver SQL (see ``_driver_rows``), on PostgreSQL.
         driver = postgres and self.engine.dialect.paramstyle == "pyformat"
         self._append_one_sql = self._append_one_statement() if driver else None
+        #: Whether ``_driver_rows`` statements may run on the pool's own
+        #: connection, which needs autocommit at the driver (our psycopg engine).
+        self._pooled = built.autocommit
         self._recent_sql = str(self._recent.compile(dialect=self.engine.dialect)) if built.autocommit else None
         self._schema_ok = False
         self._schema_lock = threading.Lock()
@@ -393,19 +396,29 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             and not self._hooked()
         )
 
+        if one:
+            # On the pool's own connection where the engine is autocommit, as
+            # ``recent_items``; a refusal is diagnosed in a read of its own
+            # (the statement was rolled back by itself).
+            try:
+                return self._run(
+                    lambda conn: self._append_one(conn, params, items[0]), single=True, pooled=self._pooled
+                )
+            except sa_exc.IntegrityError:
+                pass
+
+            def diagnose(conn: sa.Connection) -> NoReturn:
+                raise self._diagnose(conn, owner, conversation_id, items)
+
+            return self._run(diagnose, write=False)
+
         def tx(conn: sa.Connection) -> list[Item]:
-            if one:
-                try:
-                    return self._append_one(conn, params, items[0])
-                except sa_exc.IntegrityError:
-                    conn.rollback()
-                    raise self._diagnose(conn, owner, conversation_id, items) from None
             base = conn.execute(self._reserve_positions, params).scalar()
             if base is None:
                 raise NotFound.conversation(conversation_id)
             return self._link(conn, owner, conversation_id, items, base)
 
-        return self._run(tx, single=one)
+        return self._run(tx)
 
     def _recent_statement(self) -> sa.Select[Any]:
         """``recent_items``' statement, built once with bind parameters (it
