@@ -89,9 +89,11 @@ def main() -> None:
             return run
 
         print(f"Redis server time per call, {args.rounds} calls each (INFO commandstats):")
-        print(f"  {'RPUSH':<22} {server_us(client, 'rpush', lambda: raw.append(key, 1), args.rounds):6.1f} µs")
+        server = {"RPUSH": server_us(client, "rpush", lambda: raw.append(key, 1), args.rounds)}
         for name, sha in shas.items():
-            print(f"  EVALSHA {name:<14} {server_us(client, 'evalsha', with_script(sha), args.rounds):6.1f} µs")
+            server[f"EVALSHA {name}"] = server_us(client, "evalsha", with_script(sha), args.rounds)
+        for name, value in server.items():
+            print(f"  {name:<24} {value:6.1f} µs")
 
         canned = [b"ok", 0, []]
         real = type(backend)._evalsha
@@ -122,6 +124,13 @@ def main() -> None:
             print(f"  {name:<24} {value:6.1f} µs")
         ours_us, lc_us, raw_us = (medians[n] for n in names[:3])
         print(f"ours / LangChain {ours_us / lc_us:.2f}; ours / raw {ours_us / raw_us:.2f}")
+        # The floor: a bare RPUSH's round trip plus the Redis time the minimal
+        # script needs beyond an RPUSH's, with no Python of ours at all.
+        floor = raw_us + server["EVALSHA minimal"] - server["RPUSH"]
+        print(
+            f"floor (no store code, minimal script): {floor:.1f} µs = {floor / lc_us:.2f} x LangChain, "
+            f"{floor / raw_us:.2f} x raw"
+        )
     finally:
         for contender in (ours, langchain, raw):
             contender.close()

@@ -3,6 +3,8 @@ the same values, whether orjson takes the document or hands it back."""
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import math
 
@@ -54,3 +56,63 @@ def test_the_fast_parser_is_in_use():
     """The extras install orjson; a plain ``json`` fallback would pass the
     tests above and silently lose the speed."""
     assert jsonfast.orjson is not None
+
+
+written = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()  # NaN and the infinities included
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(written)
+def test_dumps_writes_what_json_writes(value):
+    """Read back, ``dumps``' text is ``json.dumps``' (same values, types and
+    key order), NaN, big integers and non-string keys included."""
+    expected = json.dumps(value, separators=(",", ":"))
+    got = jsonfast.dumps(value)
+    assert json.dumps(json.loads(got)) == json.dumps(json.loads(expected))
+
+
+class Text(str):
+    pass
+
+
+class Level(enum.IntEnum):
+    HIGH = 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"x": math.nan},
+        [math.inf, -math.inf],
+        2**70,
+        {1: "one", None: "none"},
+        "\ud800",
+        [Text("a"), Level.HIGH],
+        {"a": None},
+    ],
+)
+def test_dumps_hands_what_orjson_writes_otherwise_to_json(value):
+    assert jsonfast.dumps(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_dumps_refuses_what_json_refuses():
+    for value in (datetime.datetime(2026, 11, 30), object()):
+        with pytest.raises(TypeError):
+            jsonfast.dumps(value)
+
+
+def test_dumps_of_a_message_is_orjsons():
+    """The common case takes the fast writer: non-ASCII as is, where json
+    escapes it."""
+    assert jsonfast.dumps({"role": "user", "content": "héllo"}) == '{"role":"user","content":"héllo"}'

@@ -38,13 +38,13 @@ Redis Cluster would not route: the hybrid backend needs a standalone Redis.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import redis.exceptions as rex
 
 from ...records import Conversation, Item
+from .. import jsonfast
 
 #: ``KEYS[1]`` is the state hash; ``ARGV[1]`` the caller's SQL epoch,
 #: ``ARGV[2]`` the entry key's prefix, ``ARGV[3]`` its owner and conversation part.
@@ -201,7 +201,7 @@ class WindowCache:
             raise Untrusted()
         if found[0] == b"miss":
             return found[1].decode()
-        cid, owner, created_at, metadata = json.loads(found[1])
+        cid, owner, created_at, metadata = jsonfast.loads(found[1])
         conv = Conversation(cid, owner, created_at, float(found[2]), metadata, _optional_float(found[3]))
         items = [_item(conversation_id, raw) for raw in found[6:]]
         return Entry(conv, items, complete=found[4] == b"1", held=int(found[5]))
@@ -217,7 +217,7 @@ class WindowCache:
             self._entry(conv.owner, conv.id),
             token,
             _ms(ttl),
-            _json([conv.id, conv.owner, conv.created_at, conv.metadata]),
+            jsonfast.dumps([conv.id, conv.owner, conv.created_at, conv.metadata]),
             repr(conv.updated_at),
             _stamp(conv.expires_at),
             "1" if entry.complete else "0",
@@ -268,10 +268,6 @@ class WindowCache:
         self._new_namespace(keys=[self.state_key], args=[epoch])
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -285,11 +281,11 @@ def _optional_float(raw: bytes) -> float | None:
 
 
 def _item_json(item: Item) -> str:
-    return _json([item.id, item.type, item.payload, item.created_at, item.role, item.status, item.position])
+    return jsonfast.dumps([item.id, item.type, item.payload, item.created_at, item.role, item.status, item.position])
 
 
 def _item(conversation_id: str, raw: bytes) -> Item:
     """An item as ``fill`` stores it: a JSON list of its fields but the
     conversation's ID (cheaper than a dict both ways)."""
-    item_id, kind, payload, created_at, role, status, position = json.loads(raw)
+    item_id, kind, payload, created_at, role, status, position = jsonfast.loads(raw)
     return Item(item_id, conversation_id, kind, payload, created_at, role, status, position)

@@ -44,6 +44,7 @@ from redis.retry import Retry
 
 from ...errors import ConfigError, CorruptRecord, InvalidRequest, NotFound
 from ...records import MAX_METADATA_PAIRS, Feedback, Item, Page, is_live, now
+from .. import jsonfast
 from ..base import Backend, exception_chain, merge_metadata
 from . import codec, durability
 from .codec import log
@@ -225,7 +226,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
                 conversation.owner,
                 repr(conversation.created_at),
                 repr(conversation.updated_at),
-                codec.dumps(conversation.metadata),
+                jsonfast.dumps(conversation.metadata),
                 codec.stamp(deadline),
                 codec.ms(deadline),
                 conversation.id,
@@ -258,7 +259,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
             [
                 conversation_id,
                 repr(now()),
-                codec.dumps(metadata),
+                jsonfast.dumps(metadata),
                 repr(updated_at),
                 codec.stamp(deadline),
                 codec.ms(deadline),

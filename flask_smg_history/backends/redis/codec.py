@@ -10,7 +10,6 @@ record to skip and log) in a listing.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import Any
 
@@ -28,10 +27,6 @@ def is_corruption(exc: rex.ResponseError) -> bool:
     other reply error (CROSSSLOT, a bad command) is a bug, not bad data."""
     message = str(exc)
     return message.startswith("WRONGTYPE") or "user_script" in message
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def text(value: Any) -> str:
@@ -58,7 +53,7 @@ def optional_float(value: str) -> float | None:
 
 
 def item_json(item: Item) -> str:
-    return dumps({"p": item.payload, "t": item.type, "r": item.role, "s": item.status, "c": item.created_at})
+    return jsonfast.dumps({"p": item.payload, "t": item.type, "r": item.role, "s": item.status, "c": item.created_at})
 
 
 def item_args(items: list[Item]) -> list[str]:
@@ -125,7 +120,7 @@ def conversation(conversation_id: str, fields: dict[Any, Any]) -> Conversation |
 
 
 def response_doc(response: Response) -> str:
-    return dumps({k: v for k, v in vars(response).items() if k not in ("id", "owner")})
+    return jsonfast.dumps({k: v for k, v in vars(response).items() if k not in ("id", "owner")})
 
 
 def response(response_id: str, owner: str, fields: dict[Any, Any]) -> Response:
@@ -136,7 +131,7 @@ def response(response_id: str, owner: str, fields: dict[Any, Any]) -> Response:
 
 
 def feedback_doc(fb: Feedback) -> str:
-    return dumps({k: v for k, v in vars(fb).items() if k not in ("id", "response_id")})
+    return jsonfast.dumps({k: v for k, v in vars(fb).items() if k not in ("id", "response_id")})
 
 
 def feedback(response_id: str, fields: dict[Any, Any]) -> Feedback | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ...errors import NotFound
 from ...records import RECORD_KINDS, Conversation, Feedback, Item, Record, Response, batched, is_live, now
+from .. import jsonfast
 from . import codec
 from .codec import log
 
@@ -276,7 +277,7 @@ class RedisOperations:
                 conv.owner,
                 repr(conv.created_at),
                 repr(conv.updated_at),
-                codec.dumps(conv.metadata),
+                jsonfast.dumps(conv.metadata),
                 codec.stamp(deadline),
                 codec.ms(deadline),
             ],

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -58,6 +57,7 @@ from sqlalchemy import exc as sa_exc
 
 from ...errors import HistoryUnavailable, InvalidRequest, NotFound
 from ...records import Conversation, Feedback, Item, Page, Response, now
+from .. import jsonfast
 from ..base import Backend, merge_metadata
 from . import items as links
 from . import migrate, rows
@@ -484,7 +484,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             "type": item.type,
             "role": item.role,
             "status": item.status,
-            "payload": json.dumps(item.payload),
+            "payload": jsonfast.dumps(item.payload),
             "created_at": item.created_at,
         }
         assert self._append_one_sql is not None
