@@ -15,10 +15,10 @@ in one process with the variants interleaved, so the gap can be read off:
   of LangChain's ``add_message``, of a bare ``RPUSH``, and of the store with
   Redis replaced by a canned reply (the store's own Python).
 
-Redis has no conditional write for a hash in 7.0 (``HSETEX FXX`` is 8.0), so
-a ``MULTI`` of plain commands cannot refuse an append to a deleted
-conversation without writing: the liveness check needs a script or a
-``WATCH`` round trip.
+A ``MULTI`` of plain commands runs every command whatever the others answer,
+so it cannot refuse an append to a deleted conversation without writing to
+it (Redis 8's ``HSETEX FXX`` makes one hash write conditional, not the rest):
+the liveness check needs a script or a ``WATCH`` round trip.
 
     .venv/bin/python -m benchmarks.redis_floor [--rounds 3000]
 
