@@ -1,6 +1,7 @@
 """The one JSON parser for what the backends read back, and the writer of
-item documents on the append paths: orjson when it is installed (the
-``postgres`` and ``redis`` extras bring it), else the standard library's.
+what Redis stores, of PostgreSQL's one-item append and of the hybrid cache:
+orjson when it is installed (the ``postgres`` and ``redis`` extras bring
+it), else the standard library's.
 
 Why a module of its own: a read parses the JSON of every item it returns (20
 per ``recent`` call), and that was the largest share of a read's client time

@@ -627,7 +627,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
 #: ``fetch`` marker for an index entry to leave out of a page but keep.
 _SKIP: Any = object()
 
-try:  # redis-py 7.1 and later: opt-in OpenTelemetry metrics of every command
+try:  # recent redis-py: opt-in OpenTelemetry metrics of every command
     from redis.observability.providers import get_observability_instance
 except ImportError:  # pragma: no cover - older redis-py
     get_observability_instance = None
