@@ -284,16 +284,18 @@ def measure(contenders: list[Contender], size: int, rounds: int) -> dict[tuple[s
     handles = {c.name: [c.fill(size) for _ in range(conversations)] for c in contenders}
     samples: dict[tuple[str, str], list[float]] = {(c.name, op): [] for c in contenders for op in ("append", "read")}
     order = random.Random(size)
-    for r in range(rounds):
-        for c in order.sample(contenders, len(contenders)):
-            handle = handles[c.name][r // per_conversation]
-            samples[(c.name, "append")].append(timed(lambda c=c, h=handle, n=size + r: c.append(h, n)))
-    found = {c.name: len(c.read(handles[c.name][0])) for c in contenders}
-    assert set(found.values()) == {CONTEXT}, f"a read did not return {CONTEXT} messages: {found}"
-    for r in range(rounds):
-        for c in order.sample(contenders, len(contenders)):
-            handle = handles[c.name][r // per_conversation]
-            samples[(c.name, "read")].append(timed(lambda c=c, h=handle: c.read(h)))
+    ops: dict[str, Callable[[Contender, Any, int], Any]] = {
+        "append": lambda c, handle, n: c.append(handle, n),
+        "read": lambda c, handle, n: c.read(handle),
+    }
+    for op, do in ops.items():
+        if op == "read":
+            found = {c.name: len(c.read(handles[c.name][0])) for c in contenders}
+            assert set(found.values()) == {CONTEXT}, f"a read did not return {CONTEXT} messages: {found}"
+        for r in range(rounds):
+            for c in order.sample(contenders, len(contenders)):
+                handle = handles[c.name][r // per_conversation]
+                samples[(c.name, op)].append(timed(lambda do=do, c=c, h=handle, n=size + r: do(c, h, n)))
     return {key: statistics.median(values) for key, values in samples.items()}
 
 

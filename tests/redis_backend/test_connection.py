@@ -59,21 +59,23 @@ def test_scripts_go_through_the_client_while_redis_py_metrics_are_on(monkeypatch
     the standalone backend sends it on a pooled connection itself."""
     app = build_app({"SMG_HISTORY_BACKEND": "redis"})
     store, client = get_state(app).store_for("alice"), get_state(app).backend.client
-    conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
-    store.items.recent(conv.id)  # the script is loaded
-    sent = []
-    original = client.execute_command
-    monkeypatch.setattr(client, "execute_command", lambda *a, **kw: sent.append(a[0]) or original(*a, **kw))
-    assert [i.id for i in store.items.recent(conv.id)] and sent == []
 
     class Enabled:
         def is_enabled(self) -> bool:
             return True
 
-    monkeypatch.setattr(redis_backend, "get_observability_instance", Enabled)
     try:
+        conv = store.conversations.create(items=[{"role": "user", "content": "hi"}])
+        store.items.recent(conv.id)  # the script is loaded
+        sent = []
+        original = client.execute_command
+        monkeypatch.setattr(client, "execute_command", lambda *a, **kw: sent.append(a[0]) or original(*a, **kw))
+        assert [i.id for i in store.items.recent(conv.id)] and sent == []
+
+        monkeypatch.setattr(redis_backend, "get_observability_instance", Enabled)
         assert [i.payload["content"][0]["text"] for i in store.items.recent(conv.id)] == ["hi"]
         assert sent == ["EVALSHA"]
     finally:
+        monkeypatch.undo()
         store.erase_owner()
         get_state(app).backend.close()
