@@ -61,6 +61,20 @@ def _metadata_update(value: str) -> None:
         raise ValueError("use 'patch' (SMG: merge the given keys, null removes one) or 'replace' (OpenAI)")
 
 
+#: What ``SMG_HISTORY_UPSTREAM_API`` accepts.
+UPSTREAM_APIS = ("chat", "responses")
+
+
+def _upstream_api(value: str) -> None:
+    if value not in UPSTREAM_APIS:
+        raise ValueError("use 'chat' (Chat Completions) or 'responses' (the Responses API)")
+
+
+def _upstream_url(value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("use the server's base URL, such as http://127.0.0.1:8000/v1")
+
+
 #: A PostgreSQL text search configuration name, as ``SMG_HISTORY_POSTGRES_SEARCH_CONFIG``
 #: accepts it (it is written into the search index's DDL).
 SEARCH_CONFIG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -322,6 +336,42 @@ class Settings:
     metrics_route: str | None = _setting(
         None,
         "Route of the Prometheus metrics (needs `prometheus_client`); off when None.",
+    )
+    upstream_url: str | None = _setting(
+        None,
+        (
+            "Base URL of the OpenAI-compatible model server that `POST /v1/responses` and "
+            "`history.responses.create` call (vLLM, SGLang, Ollama, llama.cpp, TGI, LiteLLM, OpenAI), ending in "
+            "`/v1`. Unset (and no in-process upstream given to `init_app`): those answer 501."
+        ),
+        check=_upstream_url,
+    )
+    upstream_api: str = _setting(
+        "chat",
+        (
+            "What the upstream speaks: `chat` (Chat Completions, which every server above serves) or `responses` "
+            "(the Responses API; it is always sent `store: false` and the whole context)."
+        ),
+        check=_upstream_api,
+    )
+    upstream_api_key: str | None = _setting(
+        None,
+        "Bearer key sent to the upstream (never to clients, never logged).",
+        secret=True,
+    )
+    upstream_timeout: float = _setting(
+        60.0,
+        "Seconds to wait for the upstream to answer, and between two pieces of a streamed answer (then 504).",
+        minimum=0.001,
+    )
+    upstream_context_items: int = _setting(
+        200,
+        (
+            "Most stored items sent to the upstream as context: a conversation's newest, or a "
+            "`previous_response_id` chain's newest (the new input always goes whole). Bounds the read and "
+            "the request, whatever a conversation's length."
+        ),
+        minimum=1,
     )
 
     def masked(self) -> dict[str, Any]:

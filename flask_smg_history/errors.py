@@ -125,6 +125,15 @@ class NotSupported(HistoryError):
         super().__init__(message, param=param, code=code)
 
     @classmethod
+    def no_upstream(cls) -> NotSupported:
+        """``POST /v1/responses`` on an app with no model server to call."""
+        return cls(
+            "Creating responses needs a model server: set SMG_HISTORY_UPSTREAM_URL to an OpenAI-compatible "
+            "server's base URL (or give init_app an in-process upstream).",
+            code="upstream_not_configured",
+        )
+
+    @classmethod
     def search(cls, backend: str, reason: str) -> NotSupported:
         """Full-text search on a backend that has none."""
         return cls(f"Search is not supported by the {backend} backend: {reason}")
@@ -141,3 +150,47 @@ class CorruptRecord(HistoryError):
     def of(cls, what: str, reason: str = "") -> CorruptRecord:
         detail = f" ({reason})" if reason else ""
         return cls(f"{what} is stored in a form this backend cannot read{detail}.")
+
+
+class UpstreamError(HistoryError):
+    """The model server behind ``POST /v1/responses`` refused or failed.
+
+    An answer of the upstream's own (a 404 for an unknown model, a 400 for a
+    too long context) keeps its status and OpenAI error fields; a connection
+    failure is a 502 and a timeout a 504. Messages name the setting to check
+    and never carry the upstream's URL or key. ``context_too_long`` marks the
+    answer ``truncation: "auto"`` retries with fewer items."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        type: str = "server_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        self.type = type
+
+    @property
+    def context_too_long(self) -> bool:
+        text = self.message.lower()
+        return self.status == 400 and (
+            self.code == "context_length_exceeded" or "context length" in text or "context window" in text
+        )
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """OpenAI's answer to a ``previous_response_id`` this caller cannot
+    continue from: unknown, expired, stored with ``store: false`` or another
+    owner's (a 400, not a 404, as OpenAI answers)."""
+
+    def __init__(self, response_id: str) -> None:
+        shown = response_id[:128]
+        super().__init__(
+            f"Previous response with id '{shown}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )

@@ -20,6 +20,7 @@ from .backends import Backend, load_backend_class
 from .cli import smg_history_cli
 from .config import load_settings
 from .errors import ConfigError
+from .responses import ResponsesService, Upstream
 from .state import EXTENSION_KEY, HistoryState, IdentityHooks, get_state
 from .store import HistoryStore
 
@@ -30,12 +31,15 @@ class SmgHistory:
     ``SmgHistory(app)`` or ``ext = SmgHistory(); ext.init_app(app)``.
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(self, app: Flask | None = None, *, upstream: Upstream | None = None) -> None:
         self._identity = IdentityHooks()
         if app is not None:
-            self.init_app(app)
+            self.init_app(app, upstream=upstream)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, upstream: Upstream | None = None) -> None:
+        """Set up the history of ``app``. ``upstream`` is an in-process model
+        (an object with ``stream(request)``, see ``flask_smg_history.responses``)
+        that ``POST /v1/responses`` calls instead of ``SMG_HISTORY_UPSTREAM_URL``."""
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("SmgHistory is already registered on this app; call init_app once per app.")
         settings = load_settings(app.config)
@@ -45,7 +49,13 @@ class SmgHistory:
         if allow_anonymous is None:
             allow_anonymous = settings.backend in ("memory", "none")
         app.extensions[EXTENSION_KEY] = HistoryState(
-            app, settings, backend, metrics.Metrics(backend), allow_anonymous, self._identity
+            app,
+            settings,
+            backend,
+            metrics.Metrics(backend),
+            allow_anonymous,
+            self._identity,
+            ResponsesService(settings, upstream),
         )
         if settings.register_blueprint:
             app.register_blueprint(create_blueprint(settings), url_prefix=settings.url_prefix)

@@ -22,6 +22,7 @@ from .backends import Backend
 from .config import Settings
 from .errors import Unauthorized
 from .metrics import Metrics
+from .responses import ResponsesService
 from .store import HistoryStore, guarded
 
 T = TypeVar("T")
@@ -50,13 +51,16 @@ class HistoryState:
     metrics: Metrics
     allow_anonymous: bool
     identity: IdentityHooks
+    responses: ResponsesService
 
     def store_for(self, owner: str) -> HistoryStore:
         """A store bound to ``owner``, for code inside or outside requests
         (jobs, the CLI). The app is the sender of its signals."""
         if not isinstance(owner, str) or not owner:
             raise ValueError("owner must be a non-empty string")
-        return HistoryStore(owner, self.backend, self.settings, metrics=self.metrics, sender=self.app)
+        return HistoryStore(
+            owner, self.backend, self.settings, metrics=self.metrics, sender=self.app, responder=self.responses
+        )
 
     def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A backend call outside any owner's store (health, the CLI), with

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import schemas, signals
 from .backends.base import Backend, outage_hint_of, page_of
 from .config import METADATA_UPDATE_MODES
-from .errors import HistoryUnavailable, InvalidRequest, NotFound
+from .errors import HistoryUnavailable, InvalidRequest, NotFound, NotSupported
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
 from .search import Cursor, SearchPage, SearchQuery
 from .signals import emit
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .metrics import Metrics
+
+
+class TurnRunner(Protocol):
+    """What ``responses.create`` hands a turn to: the app's
+    ``responses.ResponsesService``, a layer above the store, given to it by
+    ``state.py`` so the store never imports it."""
+
+    def create(self, store: HistoryStore, params: dict[str, Any]) -> Any: ...
+
 
 T = TypeVar("T")
 
@@ -119,8 +128,10 @@ class HistoryStore:
         *,
         metrics: Metrics | None = None,
         sender: Any = None,
+        responder: TurnRunner | None = None,
     ) -> None:
         self.owner = owner
+        self._responder = responder  # the app's ResponsesService (responses/), above this layer
         self._backend = backend
         self._settings = settings
         self._metrics = metrics
@@ -341,6 +352,42 @@ class Items(_Part):
 
 
 class Responses(_Part):
+    def create(self, **params: Any) -> Any:
+        """Run one turn of the Responses API, as ``POST /v1/responses`` does:
+        ``model``, ``input``, ``conversation`` or ``previous_response_id``,
+        ``instructions``, ``tools``... as OpenAI's ``responses.create`` takes
+        them. Returns the ``Response`` (stored unless ``store=False``), or
+        with ``stream=True`` an iterator of OpenAI's stream events (dicts);
+        closing it early keeps the turn as ``incomplete``. Refusals raise
+        before anything is generated; ``responses/turn.py`` says how context
+        is built and when the turn is stored."""
+        if self._store._responder is None:
+            raise NotSupported.no_upstream()
+        return self._store._responder.create(self._store, params)
+
+    def context(self, conversation_id: str, limit: int) -> list[Item]:
+        """The newest ``limit`` items of a conversation, oldest first: the
+        context of a turn (``recent`` without its page-size cap)."""
+        _check_id(conversation_id, "conv", "conversation")
+        return self._call("responses.context", self._backend.recent_items, self._store.owner, conversation_id, limit)
+
+    def keep_turn(self, response: Response, items: list[Item]) -> list[Item]:
+        """Store a turn's response and append its items (input, then output)
+        to its conversation, in one atomic backend call (``store_turn``)."""
+        at = now()
+        added = self._call(
+            "responses.create",
+            self._backend.store_turn,
+            response,
+            items,
+            updated_at=at,
+            expires_at=self._store._expires_at(at),
+        )
+        self._store._emit(signals.response_stored, response=response)
+        if added:
+            self._store._emit(signals.items_added, conversation_id=response.conversation_id, items=added)
+        return added
+
     def store(self, response: dict[str, Any]) -> Response:
         """Store an OpenAI response object (``id`` minted when absent) with the
         ``input`` it answered. A ``conversation`` or ``previous_response_id``

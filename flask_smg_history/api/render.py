@@ -7,7 +7,8 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from ..records import Conversation, Feedback, Item, Page, Response
+from ..records import Conversation, Feedback, Item, Page
+from ..responses.objects import response_object as response  # noqa: F401 - the routes render responses here too
 from ..search import SearchHit
 
 
@@ -45,19 +46,6 @@ class FeedbackOut(Schema):
 _CONVERSATION = ConversationOut()
 _FEEDBACK = FeedbackOut()
 
-#: Fields the OpenAI spec requires on a response, with the value used when the
-#: stored response did not carry them.
-RESPONSE_DEFAULTS: dict[str, Any] = {
-    "error": None,
-    "incomplete_details": None,
-    "instructions": None,
-    "parallel_tool_calls": True,
-    "temperature": None,
-    "tool_choice": "auto",
-    "tools": [],
-    "top_p": None,
-}
-
 
 def conversation(conv: Conversation) -> dict[str, Any]:
     return _CONVERSATION.dump(conv)
@@ -69,24 +57,6 @@ def item(record: Item) -> dict[str, Any]:
 
 def feedback(record: Feedback) -> dict[str, Any]:
     return _FEEDBACK.dump(record)
-
-
-def response(record: Response) -> dict[str, Any]:
-    return {
-        **RESPONSE_DEFAULTS,
-        **record.extra,
-        "id": record.id,
-        "object": "response",
-        "created_at": int(record.created_at),
-        "status": record.status,
-        "model": record.model,
-        "output": record.output,
-        "usage": record.usage,
-        "metadata": record.metadata,
-        "previous_response_id": record.previous_response_id,
-        "conversation": {"id": record.conversation_id} if record.conversation_id else None,
-        "safety_identifier": record.safety_identifier,
-    }
 
 
 def usage_stats(stats: dict[str, Any]) -> dict[str, Any]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, request, stream_with_context
+from flask import Response as FlaskResponse
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
+from ..records import Response
+from ..responses import PARAMETERS
 from ..state import get_state, history
 from . import errors, render
 from .openapi import INCLUDE_VALUES, build_openapi
@@ -88,6 +92,18 @@ def _filtered_page_args() -> dict[str, Any]:
     return {"since": _since_arg(), "after": request.args.get("after") or None, "limit": _int_arg("limit", 20)}
 
 
+def _server_sent(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Events as SSE frames. Closing this (the client went away) closes the
+    turn's events, which keeps the turn as ``incomplete``."""
+    try:
+        for event in events:
+            yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
 def create_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint(settings.blueprint_name, __name__)
     errors.register(bp)
@@ -152,6 +168,21 @@ def create_blueprint(settings: Settings) -> Blueprint:
         return jsonify(render.conversation(history.items.delete(conversation_id, item_id)))
 
     # -- responses ---------------------------------------------------------------
+    @bp.post("/responses")
+    def create_response():
+        """A turn of the stateful Responses API (``responses/turn.py``):
+        JSON, or with ``stream: true`` server-sent events as OpenAI sends
+        them. Refusals come before the first event, as HTTP errors."""
+        body = _json_body(PARAMETERS)
+        result = history.responses.create(**body)
+        if isinstance(result, Response):
+            return jsonify(render.response(result))
+        return FlaskResponse(
+            stream_with_context(_server_sent(result)),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
     @bp.get("/responses")
     def list_responses():
         page = history.responses.list(

@@ -133,6 +133,32 @@ class Backend(ABC):
     def store_response(self, response: Response) -> None:
         """Insert a response, or replace the owner's response with the same ID."""
 
+    def store_turn(
+        self, response: Response, items: list[Item], *, updated_at: float, expires_at: float | None
+    ) -> list[Item]:
+        """Keep one turn of ``POST /v1/responses``: insert ``response`` and,
+        when ``response.conversation_id`` is set, append ``items`` (the turn's
+        input items, then its output items, any number) to that conversation
+        after everything already in it, refreshing its ``updated_at`` and
+        ``expires_at`` as ``add_items`` does. One atomic write: after any
+        failure, a refusal or an outage, neither the response nor any item is
+        stored, and a concurrent turn's items never land between this turn's.
+
+        The checks are those of ``add_items`` (``NotFound.conversation``,
+        ``already_in_conversation``, ``item_exists``, ``NotFound.item`` for a
+        reference) and of ``store_response`` (``response_id_taken``), all made
+        before anything is written. Without a conversation ``items`` is empty.
+        Returns the appended items with their positions.
+
+        Every built-in backend overrides this with its own transaction or
+        script; a custom backend that keeps this default answers the turn with
+        ``NotSupported`` (HTTP 501) rather than store it in two writes."""
+        raise NotSupported(
+            f"The {self.name} backend cannot store a Responses API turn: it does not implement "
+            "Backend.store_turn (one atomic write of the response and its conversation items).",
+            param="store",
+        )
+
     @abstractmethod
     def get_response(self, owner: str, response_id: str) -> Response: ...
 
