@@ -18,6 +18,7 @@ from .errors import (
     NotSupported,
     PayloadTooLarge,
     Unauthorized,
+    UpstreamError,
 )
 from .extension import SmgHistory
 from .records import Conversation, Feedback, Item, Page, Response
@@ -44,6 +45,7 @@ __all__ = [
     "Response",
     "SmgHistory",
     "Unauthorized",
+    "UpstreamError",
     "__version__",
     "get_state",
     "history",

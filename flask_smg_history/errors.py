@@ -47,6 +47,17 @@ class InvalidRequest(HistoryError):
         )
 
     @classmethod
+    def previous_response_not_found(cls, response_id: str) -> InvalidRequest:
+        """OpenAI's answer to a ``previous_response_id`` this caller cannot
+        continue from: unknown, expired, stored with ``store: false`` or
+        another owner's (a 400, not a 404, as OpenAI answers)."""
+        return cls(
+            f"Previous response with id '{response_id[:128]}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+
+    @classmethod
     def response_id_taken(cls, response_id: str) -> InvalidRequest:
         """A stored response's ID is held by another owner's response."""
         return cls(f"Response id '{response_id}' is not available.", param="id")
@@ -181,16 +192,3 @@ class UpstreamError(HistoryError):
             self.code == "context_length_exceeded" or "context length" in text or "context window" in text
         )
 
-
-class PreviousResponseNotFound(InvalidRequest):
-    """OpenAI's answer to a ``previous_response_id`` this caller cannot
-    continue from: unknown, expired, stored with ``store: false`` or another
-    owner's (a 400, not a 404, as OpenAI answers)."""
-
-    def __init__(self, response_id: str) -> None:
-        shown = response_id[:128]
-        super().__init__(
-            f"Previous response with id '{shown}' not found.",
-            param="previous_response_id",
-            code="previous_response_not_found",
-        )

@@ -112,6 +112,18 @@ class Response:
     safety_identifier: str | None = None
     expires_at: float | None = None
 
+    @property
+    def output_text(self) -> str:
+        """The text of the output's assistant messages, joined (as the
+        ``openai`` client's ``Response.output_text``)."""
+        return "".join(
+            part.get("text", "")
+            for item in self.output
+            if item.get("type") == "message"
+            for part in item.get("content") or []
+            if isinstance(part, dict) and part.get("type") == "output_text"
+        )
+
 
 RATINGS = ("positive", "negative")
 

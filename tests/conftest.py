@@ -34,8 +34,8 @@ def make_app(backend_name: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     with backends.FACTORIES[backend_name](tmp_path) as base:
         built: list[Flask] = []
 
-        def factory(ext: SmgHistory | None = None, **extra: Any) -> Flask:
-            app = build_app({**base, **extra}, tmp_path / f"instance{len(built)}", ext)
+        def factory(ext: SmgHistory | None = None, upstream: Any = None, **extra: Any) -> Flask:
+            app = build_app({**base, **extra}, tmp_path / f"instance{len(built)}", ext, upstream)
             built.append(app)
             return app
 

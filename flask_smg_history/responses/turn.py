@@ -31,7 +31,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import HistoryError, NotFound, NotSupported, PreviousResponseNotFound, UpstreamError
+from ..errors import HistoryError, InvalidRequest, NotFound, NotSupported, UpstreamError
 from ..records import Item, Response, mint_id, now
 from .events import Assembler, Event, usage_object
 from .objects import response_object
@@ -125,7 +125,7 @@ class Turn:
                 response = self.store.responses.get(current)
             except NotFound:
                 if current == response_id:
-                    raise PreviousResponseNotFound(response_id) from None
+                    raise InvalidRequest.previous_response_not_found(response_id) from None
                 break  # an older link has expired or was deleted: the chain starts after it
             parts.append([*response.input, *response.output])
             count += len(parts[-1])
