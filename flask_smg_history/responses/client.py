@@ -10,16 +10,14 @@ idempotent, and the caller's own client decides whether to retry our answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UpstreamError
 
 if TYPE_CHECKING:
     from ..config import Settings
-
-T = TypeVar("T")
 
 #: Upstream answers we pass on as they are: the caller's request was at fault
 #: (400, 404, 413, 422) or the upstream is busy (429, 5xx). A 401 or 403 is
@@ -51,13 +49,20 @@ def _error_fields(body: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def translate(exc: BaseException, timeout: float) -> UpstreamError | None:
-    """``exc`` as the ``UpstreamError`` a client should see, or ``None`` when
-    it is not a failure of the upstream call."""
-    import httpx
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout of the client or of its transport (whose exception types
+    depend on the ``openai`` version's HTTP library, so they are known by name)."""
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+    return isinstance(exc, (openai.APITimeoutError, TimeoutError)) or "Timeout" in type(exc).__name__
+
+
+def translate(exc: Exception, timeout: float) -> UpstreamError:
+    """``exc``, raised while calling the upstream or reading its answer, as
+    the ``UpstreamError`` a client should see."""
+    import openai
+
+    if _timed_out(exc):
         return UpstreamError(
             f"The model server did not answer within {timeout:g} s (SMG_HISTORY_UPSTREAM_TIMEOUT).",
             status=504,
@@ -80,17 +85,17 @@ def translate(exc: BaseException, timeout: float) -> UpstreamError | None:
             param=fields.get("param") if isinstance(fields.get("param"), str) else None,
             code=fields.get("code") if isinstance(fields.get("code"), str) else None,
         )
-    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
-        return UpstreamError(
-            "The model server could not be reached, or its answer broke off; check SMG_HISTORY_UPSTREAM_URL.",
-            status=502,
-            code="upstream_unreachable",
-        )
-    if isinstance(exc, (openai.APIError, httpx.HTTPError)):
+    if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError):
         return UpstreamError(
             "The model server sent an answer this server cannot read.", status=502, code="upstream_error"
         )
-    return None
+    # A connection refused or reset, or a stream that broke off: the HTTP
+    # library's own exception, whatever its type.
+    return UpstreamError(
+        "The model server could not be reached, or its answer broke off; check SMG_HISTORY_UPSTREAM_URL.",
+        status=502,
+        code="upstream_unreachable",
+    )
 
 
 @contextmanager
@@ -98,13 +103,7 @@ def upstream_errors(timeout: float) -> Iterator[None]:
     """Raise what ``translate`` makes of a failure of the block."""
     try:
         yield
+    except UpstreamError:
+        raise
     except Exception as exc:
-        error = translate(exc, timeout)
-        if error is None:
-            raise
-        raise error from exc
-
-
-def call(fn: Callable[[], T], timeout: float) -> T:
-    with upstream_errors(timeout):
-        return fn()
+        raise translate(exc, timeout) from exc

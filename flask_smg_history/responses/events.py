@@ -219,6 +219,13 @@ class Assembler:
         events.append(self.event("response.output_item.done", output_index=index, item=_copy(item)))
         return events
 
+    def abandon(self) -> None:
+        """Leave the open item ``incomplete`` without events: the turn failed
+        or its client went away, so nobody reads its ``.done`` events."""
+        item, self._open = self._open, None
+        if item is not None and "status" in item:
+            item["status"] = "incomplete"
+
     def _part_event(self, kind: str, item: dict[str, Any], part: dict[str, Any]) -> Event:
         return self.event(kind, item_id=item["id"], output_index=len(self.output) - 1, content_index=0, part=dict(part))
 

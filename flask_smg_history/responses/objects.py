@@ -26,7 +26,10 @@ RESPONSE_DEFAULTS: dict[str, Any] = {
 
 
 def response_object(record: Response) -> dict[str, Any]:
-    return {
+    """The record as OpenAI's ``Response``; ``usage`` is left out while there
+    is none (a response in progress, or a model that counts nothing), as the
+    spec allows no null for it."""
+    shaped = {
         **RESPONSE_DEFAULTS,
         **record.extra,
         "id": record.id,
@@ -41,3 +44,6 @@ def response_object(record: Response) -> dict[str, Any]:
         "conversation": {"id": record.conversation_id} if record.conversation_id else None,
         "safety_identifier": record.safety_identifier,
     }
+    if record.usage is None:
+        del shaped["usage"]
+    return shaped

@@ -145,8 +145,9 @@ class CreateRequest:
     service_tier: str | None = None
 
     def echoed(self) -> dict[str, Any]:
-        """The request's fields a response object repeats, as OpenAI repeats them."""
-        return {
+        """The request's fields a response object repeats, as OpenAI repeats
+        them (``user`` only when given: the spec has no null for it)."""
+        echoed = {
             "instructions": self.instructions,
             "tools": self.tools,
             "tool_choice": self.tool_choice,
@@ -159,9 +160,11 @@ class CreateRequest:
             "reasoning": self.reasoning,
             "store": self.store,
             "background": False,
-            "user": self.user,
             "service_tier": self.service_tier or "default",
         }
+        if self.user is not None:
+            echoed["user"] = self.user
+        return echoed
 
 
 def _unsupported(name: str) -> InvalidRequest:

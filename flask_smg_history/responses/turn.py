@@ -228,7 +228,7 @@ class Turn:
                     yield from a.feed(delta)
             except UpstreamError as exc:
                 stored = True  # nothing is to be stored after an upstream failure
-                a.close("incomplete")
+                a.abandon()
                 yield a.event("response.failed", response=self._object("failed", error=_error(exc)))
                 return
             finally:
@@ -253,7 +253,7 @@ class Turn:
         """The client went away mid-stream: close the upstream and keep what
         was generated, as ``incomplete``."""
         self.close()
-        self.assembler.close("incomplete")
+        self.assembler.abandon()
         try:
             self._keep("incomplete", None)
         except HistoryError:

@@ -164,7 +164,7 @@ def test_an_upstream_failure_mid_answer_stores_nothing(alice_t, model):
 
 
 def test_a_refused_turn_leaves_nothing_after_the_model_answered(alice_t, model):
-    conv = alice_t.conversations.create(items=[{"id": "msg_taken", "role": "user", "content": "a"}])
+    alice_t.conversations.create(items=[{"id": "msg_taken", "role": "user", "content": "a"}])
     other = alice_t.conversations.create()
     with pytest.raises(InvalidRequest) as caught:
         alice_t.responses.create(
