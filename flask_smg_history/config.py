@@ -365,11 +365,12 @@ class Settings:
         minimum=0.001,
     )
     upstream_context_items: int = _setting(
-        200,
+        100,
         (
             "Most stored items sent to the upstream as context: a conversation's newest, or a "
             "`previous_response_id` chain's newest (the new input always goes whole). Bounds the read and "
-            "the request, whatever a conversation's length."
+            "the request, whatever a conversation's length; the default matches the hybrid backends' "
+            "SMG_HISTORY_CACHE_WINDOW, so a turn's read is a cache hit there."
         ),
         minimum=1,
     )

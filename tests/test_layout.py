@@ -32,11 +32,12 @@ LAYERS = {
     "training": 3,
     "metrics": 3,
     "store": 3,
-    "state": 4,
-    "api": 5,
-    "cli": 5,
-    "extension": 6,
-    "__init__": 7,
+    "responses": 4,
+    "state": 5,
+    "api": 6,
+    "cli": 6,
+    "extension": 7,
+    "__init__": 8,
 }
 
 
