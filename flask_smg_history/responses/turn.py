@@ -98,6 +98,7 @@ class Turn:
         self.inputs: list[Item] = []
         self._source: Iterator[Delta] | None = None
         self._first: Any = _END
+        self._ended: tuple[str, dict[str, Any] | None] | None = None  # the model's ending, once known
 
     # -- 1. context --------------------------------------------------------------
     def start(self) -> None:
@@ -216,7 +217,7 @@ class Turn:
 
     def events(self) -> Iterator[Event]:
         """A streaming turn: OpenAI's events, the last one terminal. The turn
-        is stored before its closing events are sent, so a client that reads
+        is stored before the terminal event is sent, so a client that reads
         ``response.completed`` can read the response back."""
         a = self.assembler
         stored = False
@@ -234,7 +235,8 @@ class Turn:
             finally:
                 self.close()
             status, details = self._ending()
-            closing = a.close(_item_status(status))
+            self._ended = (status, details)
+            yield from a.close(_item_status(status))
             try:
                 record = self._keep(status, details)
             except HistoryError as exc:
@@ -242,7 +244,6 @@ class Turn:
                 yield a.event("response.failed", response=self._object("failed", error=_error(exc)))
                 return
             stored = True
-            yield from closing
             yield a.event(f"response.{status}", response=response_object(record))
         except GeneratorExit:
             if not stored:
@@ -251,11 +252,13 @@ class Turn:
 
     def _cut_off(self) -> None:
         """The client went away mid-stream: close the upstream and keep what
-        was generated, as ``incomplete``."""
+        was generated, as ``incomplete`` (or as it ended, when the model had
+        finished and only the closing events were left to send)."""
         self.close()
         self.assembler.abandon()
+        status, details = self._ended or ("incomplete", None)
         try:
-            self._keep("incomplete", None)
+            self._keep(status, details)
         except HistoryError:
             log.warning("a turn cut off by its client could not be stored", exc_info=True)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from flask_smg_history import get_state
+from flask_smg_history.backends.memory import MemoryBackend
 
 from ..support.fake_upstream import FakeUpstream, echo_text
 from ..support.openai_spec import validate_responses, validate_stream_event
@@ -399,3 +400,33 @@ def test_a_client_that_disconnects_keeps_an_incomplete_turn_and_closes_the_upstr
     finally:
         server.shutdown()
         thread.join(5)
+
+
+class DownAtStore(MemoryBackend):
+    """A memory backend whose database 'goes down' just as a turn is stored."""
+
+    unavailable_errors = (ConnectionError,)
+
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        raise ConnectionError("connection reset while storing")
+
+
+def test_a_storage_outage_after_the_model_answered_is_a_503_and_a_failed_stream(make_app, fake_upstream):
+    app = make_app(
+        SMG_HISTORY_BACKEND=f"{__name__}.DownAtStore",
+        SMG_HISTORY_ALLOW_ANONYMOUS=True,
+        SMG_HISTORY_UPSTREAM_URL=fake_upstream.base_url,
+    )
+    client = app.test_client()
+    answer = client.post("/v1/responses", json={"model": "fake-model", "input": "x"})
+    assert answer.status_code == 503
+    error = _error(answer)
+    assert error["type"] == "server_error"
+    assert error["message"].startswith(
+        "The model answered, but the turn could not be stored, so nothing of it was kept"
+    )
+    assert "connection reset" not in error["message"]
+    events = _events(client.post("/v1/responses", json={"model": "fake-model", "input": "x", "stream": True}).data)
+    final = _check_stream(events)
+    assert final["status"] == "failed" and final["error"]["message"].startswith("The model answered, but")
+    assert client.get(f"/v1/responses/{final['id']}").status_code == 404
