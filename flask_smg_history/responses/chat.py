@@ -191,6 +191,11 @@ def _completion_deltas(completion: Any) -> Iterator[Delta]:
 class ChatUpstream:
     """A Chat Completions server at ``SMG_HISTORY_UPSTREAM_URL``."""
 
+    #: Chat Completions has no field for the Responses API's ``reasoning``
+    #: options, so a request carrying them is refused (an upstream without
+    #: this attribute takes them).
+    takes_reasoning = False
+
     def __init__(self, settings: Settings) -> None:
         self._client = make_client(settings)
         self._timeout = settings.upstream_timeout

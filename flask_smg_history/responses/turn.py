@@ -81,7 +81,7 @@ class ResponsesService:
     def create(self, store: HistoryStore, params: dict[str, Any]) -> Response | Iterator[Event]:
         if self.upstream is None:
             raise NotSupported.no_upstream()
-        takes_reasoning = type(self.upstream).__name__ != "ChatUpstream"
+        takes_reasoning = getattr(self.upstream, "takes_reasoning", True)
         turn = Turn(self, store, load_create(params, reasoning_allowed=takes_reasoning))
         turn.start()
         return turn.events() if turn.request.stream else turn.run()
@@ -105,6 +105,8 @@ class Turn:
         """Read the context, check the input and open the upstream. Every
         refusal happens here, before a streaming answer has begun."""
         request = self.request
+        where = request.conversation or self.id
+        self.inputs = self.store._new_items(request.input, where, self.at, "input")
         cap = self.service.settings.upstream_context_items
         if request.conversation is not None:
             history = [item.payload for item in self.store.responses.context(request.conversation, cap)]
@@ -112,8 +114,6 @@ class Turn:
             history = self._chain(request.previous_response_id, cap)
         else:
             history = []
-        where = request.conversation or self.id
-        self.inputs = self.store._new_items(request.input, where, self.at, "input")
         new = [self._resolved(item, history) for item in self.inputs]
         self._open(history, new)
 

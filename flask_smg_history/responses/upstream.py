@@ -105,6 +105,8 @@ class UpstreamRequest:
 
 class Upstream(Protocol):
     """What ``init_app(app, upstream=...)`` accepts, and what the HTTP
-    adapters are."""
+    adapters are. An upstream may also set ``takes_reasoning = False`` to have
+    requests with ``reasoning`` options refused (400) instead of passed on in
+    ``UpstreamRequest.reasoning``."""
 
     def stream(self, request: UpstreamRequest) -> Iterable[Delta]: ...

@@ -430,3 +430,15 @@ def test_a_storage_outage_after_the_model_answered_is_a_503_and_a_failed_stream(
     final = _check_stream(events)
     assert final["status"] == "failed" and final["error"]["message"].startswith("The model answered, but")
     assert client.get(f"/v1/responses/{final['id']}").status_code == 404
+
+
+def test_reasoning_options_go_to_a_responses_upstream_and_are_refused_for_chat(client, fake_upstream, api):
+    answer = client.post("/v1/responses", json={"model": "fake-model", "input": "x", "reasoning": {"effort": "low"}})
+    if api == "chat":
+        assert answer.status_code == 400
+        error = _error(answer)
+        assert error["param"] == "reasoning" and error["code"] == "unsupported_parameter"
+        assert fake_upstream.requests == []
+    else:
+        assert answer.status_code == 200 and answer.get_json()["reasoning"] == {"effort": "low"}
+        assert fake_upstream.last.json["reasoning"] == {"effort": "low"}
