@@ -9,6 +9,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from .. import schemas
+from ..responses.request import CreateResponseSchema
 from ..search import MAX_QUERY_CHARS
 from ..store import CONVERSATION_ORDER_BY
 from ..version import __version__
@@ -155,6 +156,7 @@ def build_openapi(settings) -> dict[str, Any]:
         ("ConversationUpdate", update),
         ("ItemsAdd", schemas.ItemsAddSchema),
         ("FeedbackSubmit", schemas.FeedbackSubmitSchema),
+        ("ResponseCreate", CreateResponseSchema),
         ("Conversation", render.ConversationOut),
         ("Deleted", render.DeletedOut),
         ("Feedback", render.FeedbackOut),
@@ -235,9 +237,17 @@ def build_openapi(settings) -> dict[str, Any]:
             "delete": _op("Delete an item; answers the parent conversation", conv, params=[cid, iid]),
         },
     )
+    create = _op(
+        "Create a response: one turn of the stateful Responses API on the configured model server "
+        "(JSON, or OpenAI's server-sent events with stream: true); see docs/responses.md",
+        response,
+        body={"$ref": "#/components/schemas/ResponseCreate"},
+    )
+    create["responses"]["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
     spec.path(
         "/responses",
         operations={
+            "post": create,
             "get": _op(
                 "List the caller's stored responses, newest first",
                 _list_of(response),

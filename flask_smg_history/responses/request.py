@@ -32,6 +32,8 @@ class _Strict(fields.Field):
     ``"0.5"`` for a number and ``1`` for true, which OpenAI refuses)."""
 
     def __init__(self, types: tuple[type, ...], expected: str, **kwargs: Any) -> None:
+        json_type = {str: "string", bool: "boolean", int: "integer", float: "number"}[types[-1]]
+        kwargs.setdefault("metadata", {"type": json_type})  # for the OpenAPI document (apispec adds null)
         super().__init__(**kwargs)
         self._types, self._expected = types, expected
 
