@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .client import make_client, upstream_errors
+from .client import make_client, post, upstream_errors
 from .upstream import Delta, Finish, ModelName, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamRequest, Usage
 
 if TYPE_CHECKING:
@@ -203,8 +203,10 @@ class ChatUpstream:
     def stream(self, request: UpstreamRequest) -> Iterator[Delta]:
         """The answer's deltas; closing the iterator closes the upstream's
         HTTP stream, so the server stops generating."""
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
         with upstream_errors(self._timeout):
-            answer = self._client.chat.completions.create(**chat_kwargs(request))
+            answer = post(self._client, "/chat/completions", chat_kwargs(request), ChatCompletion, ChatCompletionChunk)
         if not request.stream:
             yield ModelName(answer.model)
             yield from _completion_deltas(answer)

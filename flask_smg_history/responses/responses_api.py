@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UpstreamError
-from .client import make_client, upstream_errors
+from .client import make_client, post, upstream_errors
 from .upstream import (
     Delta,
     Finish,
@@ -140,8 +140,10 @@ class ResponsesUpstream:
         self._timeout = settings.upstream_timeout
 
     def stream(self, request: UpstreamRequest) -> Iterator[Delta]:
+        from openai.types.responses import Response, ResponseStreamEvent
+
         with upstream_errors(self._timeout):
-            answer = self._client.responses.create(**responses_kwargs(request))
+            answer = post(self._client, "/responses", responses_kwargs(request), Response, ResponseStreamEvent)
         if not request.stream:
             yield from _whole(answer)
             return
