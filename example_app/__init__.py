@@ -74,8 +74,9 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         return session.get("user")
 
     chat.register_errors(app)  # before the extension's, which defer to these outside /v1
-    ext.init_app(app)
-    app.extensions["example_responder"] = make_responder(app.config)
+    responder = make_responder(app.config)
+    ext.init_app(app, upstream=responder.local)
+    app.extensions["example_responder"] = responder
     app.extensions["example_streams"] = StreamRegistry()
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)

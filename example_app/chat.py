@@ -4,9 +4,10 @@ one request, and deleting a chat.
 
 Everything else the page does (listing, renaming, paging, voting and taking a
 vote back) goes to the extension's ``/v1`` blueprint directly. These need the
-app: a reply has to be generated and stored as a response plus conversation
-items, and deleting a chat also deletes the responses its replies came from,
-so a vote left open in another tab finds nothing to rate.
+app: a reply is a turn of ``history.responses.create`` on the chat, with the
+app's instructions and tool, translated into the page's events
+(``turns.py``), and deleting a chat also deletes the responses its replies
+came from, so a vote left open in another tab finds nothing to rate.
 
 Every answer, errors included, is JSON (or, for a reply asked for with
 ``Accept: text/event-stream``, a stream of server-sent events); bodies are
@@ -23,6 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, str
 from werkzeug.exceptions import HTTPException
 
 from flask_smg_history import HistoryError, NotFound, get_state, history
+from flask_smg_history.records import ITEM_ID_PREFIXES, mint_id
 
 from .auth import api_login_required
 from .turns import Turn, friendly
@@ -30,7 +32,8 @@ from .turns import Turn, friendly
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 log = logging.getLogger(__name__)
 
-CONTEXT_ITEMS = 40
+#: The newest items searched for the input and output of the reply to regenerate.
+REGENERATE_WINDOW = 100
 TITLE_CHARS = 60
 #: Response IDs one ``GET /chat/votes`` may ask about: a page of items at most.
 MAX_VOTE_IDS = 100
@@ -123,24 +126,24 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
 
-def last_response_id(items: list[Any]) -> str | None:
-    """The response the latest reply came from: the next one continues it."""
-    for item in reversed(items):
-        if item.payload.get("response_id"):
-            return item.payload["response_id"]
-    return None
+def with_id(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item with a fresh ID, minted here so the page (and the local
+    responder) can know it before the turn is stored."""
+    return {**item, "id": mint_id(ITEM_ID_PREFIXES.get(item.get("type", "message"), "item"))}
 
 
 def user_message(text: str) -> dict[str, Any]:
-    return {"type": "message", "role": "user", "content": text}
+    return with_id({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
 
 
-def new_turn(conversation, context, **fields: Any) -> Turn:
+def new_turn(conversation, items: list[dict[str, Any]], attempt: int = 1, **fields: Any) -> Turn:
+    responder = current_app.extensions["example_responder"]
     return Turn(
-        responder=current_app.extensions["example_responder"],
+        model=responder.model,
         registry=current_app.extensions["example_streams"],
         conversation=conversation,
-        context=context,
+        input=items,
+        metadata={**responder.metadata, "attempt": str(attempt)},
         **fields,
     )
 
@@ -152,57 +155,44 @@ def answer(turn: Turn):
         events = (f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in turn.events())
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
-    done, failure = None, None
-    for name, data in turn.events():
-        if name == "done":
-            done = data
-        elif name == "error":
-            failure = data
-    user = [turn.user_item] if turn.user_item else []
-    if done is None:
-        message = failure["message"] if failure else "No reply came."
-        return error(502, message, items=user, conversation=turn.conversation.id)
-    return jsonify({**done, "items": [*user, *done["items"]], "conversation": turn.conversation.id})
+    *_, (name, data) = turn.events()
+    if name == "error":
+        return error(502, data["message"], conversation=data["conversation"])
+    return jsonify({**data, "conversation": turn.conversation.id})
 
 
 @bp.post("/messages")
 @api_login_required
 def start_chat():
-    """A new chat with its first message, stored in one write: no chat exists
-    before its first message does."""
+    """A new chat with its first message: the chat is created with its title,
+    then the turn stores the message with its reply. If no reply comes, the
+    chat is deleted again: no empty chat is left behind."""
     text = message_text(json_body())
-    conv = history.conversations.create(metadata={"title": title_from(text)}, items=[user_message(text)])
-    [user_item] = history.items.recent(conv.id, limit=1)
-    turn = new_turn(conv, [user_item], input=[user_item.payload], previous_response_id=None)
-    turn.user_item, turn.created = user_item.payload, True
-    return answer(turn)
+    conv = history.conversations.create(metadata={"title": title_from(text)})
+    return answer(new_turn(conv, [user_message(text)], created=True))
 
 
 @bp.post("/<conversation_id>/messages")
 @api_login_required
 def send(conversation_id: str):
-    """Store the user's message, then stream the reply (``turns.Turn``)."""
+    """The next message of a chat and its reply (``turns.Turn``): both are
+    stored together when the reply ends, or neither when the model fails."""
     text = message_text(json_body())
     conv = history.conversations.get(conversation_id)
-    context = history.items.recent(conv.id, limit=CONTEXT_ITEMS)
-    [user_item] = history.items.add(conv.id, [user_message(text)])
     if not conv.metadata.get("title"):
         conv = history.conversations.update(conv.id, {**conv.metadata, "title": title_from(text)})
-    turn = new_turn(
-        conv, [*context, user_item], input=[user_item.payload], previous_response_id=last_response_id(context)
-    )
-    turn.user_item = user_item.payload
-    return answer(turn)
+    return answer(new_turn(conv, [user_message(text)]))
 
 
 @bp.post("/<conversation_id>/regenerate")
 @api_login_required
 def regenerate(conversation_id: str):
-    """A new answer to the input of the chat's latest reply, stored as a second
-    response with the same input and ``previous_response_id`` (and
-    ``metadata.regenerates`` naming the first), so an export can pair them. The
-    old reply's items leave the conversation; its response, and any vote on
-    it, stay."""
+    """A new answer to the input of the chat's latest reply. The old reply's
+    input and output items leave the conversation, and the same input is sent
+    again (with new IDs), so the model sees the same context and the new
+    response has the same input as the old one, with ``metadata.regenerates``
+    naming it: a preference export pairs the two. If no new answer comes, the
+    items are put back. The old response, and any vote on it, stay."""
     body = json_body()
     response_id = body.get("response_id")
     if not isinstance(response_id, str) or not response_id:
@@ -211,25 +201,21 @@ def regenerate(conversation_id: str):
     old = history.responses.get(response_id)
     if old.conversation_id != conv.id:
         raise ChatError(400, "That reply belongs to another chat.")
-    recent = history.items.recent(conv.id, limit=CONTEXT_ITEMS + 20)
-    tail = []
-    while recent and recent[-1].payload.get("response_id") == response_id:
-        tail.append(recent.pop())
-    if not tail:
+    recent = history.items.recent(conv.id, limit=REGENERATE_WINDOW)
+    if not recent or recent[-1].payload.get("response_id") != old.id:
         raise ChatError(409, "Only the latest reply of a chat can be regenerated.")
+    inputs = {item.get("id") for item in old.input}
+    removed = [i.payload for i in recent if i.payload.get("response_id") == old.id or i.id in inputs]
+    for item in removed:
+        history.items.delete(conv.id, item["id"])
     try:
         attempt = int(old.metadata.get("attempt", "1")) + 1
     except ValueError:
         attempt = 2
-    turn = new_turn(
-        conv,
-        recent[-CONTEXT_ITEMS:],
-        input=old.input,
-        previous_response_id=old.previous_response_id,
-        attempt=attempt,
-        replaces=old.id,
-        replaced_items=[item.id for item in reversed(tail)],
-    )
+    turn = new_turn(conv, [with_id(item) for item in old.input], attempt, replaces=old.id, removed=removed)
+    local = current_app.extensions["example_responder"].local
+    if local is not None and turn.input:
+        local.takes[turn.input[-1]["id"]] = attempt  # it is deterministic: tell it this is another take
     return answer(turn)
 
 

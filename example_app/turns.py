@@ -1,13 +1,16 @@
-"""One assistant turn: stream a reply, let the user stop it, store what was
-generated.
+"""One assistant turn: ``history.responses.create`` streaming, its events
+translated into the page's, the user able to stop it.
 
 A turn runs as a generator of ``(event, data)`` pairs that ``chat.py`` sends as
-server-sent events (or collects into one JSON answer). Whatever ends the turn
-(the reply is complete, the user pressed Stop, the model server failed half-way
-or the browser went away), what was generated is stored the same way: one
-response (``history.responses.store``) and its output items in the
-conversation (``history.items.add``), with status ``incomplete`` unless the
-reply ran to its end. So a reload shows exactly what the user saw.
+server-sent events (or collects into one JSON answer): ``start``, then
+``item`` (a whole reasoning item, function call or MCP call) and ``delta``
+(the next piece of text), then ``done`` with the items the turn added to the
+conversation, or ``error`` when it added none. The extension builds the
+context from the conversation, calls the model and stores each response with
+its input and output items in one write; a Stop closes its event iterator,
+and the extension then stores what was generated as ``incomplete``. When the
+model calls ``word_count``, the app runs it and sends the output back with
+another ``create``, for up to three rounds.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask_smg_history import HistoryError, HistoryUnavailable, NotFound, history
-from flask_smg_history.schemas import MAX_ITEMS_PER_ADD
+from flask_smg_history import Conversation, HistoryError, HistoryUnavailable, NotFound, UpstreamError, history
 
-from .responders import ResponderError, message
+from .responders import SYSTEM_PROMPT, WORD_COUNT_TOOL, run_word_count
 
 log = logging.getLogger(__name__)
+MAX_TOOL_ROUNDS = 3
 
 
 def friendly(exc: HistoryError) -> str:
-    """What to tell the person in the page about a store error."""
+    """What to tell the person in the page about a store or model error."""
+    if isinstance(exc, UpstreamError):
+        return f"The model server failed: {exc.message}"
     if isinstance(exc, HistoryUnavailable):
         return "The chat history is unavailable right now; try again in a moment."
-    if isinstance(exc, NotFound) and exc.param == "conversation_id":
+    if isinstance(exc, NotFound) and exc.param in ("conversation_id", "conversation"):
         return "This chat no longer exists; it was deleted, perhaps in another tab."
     if isinstance(exc, NotFound) and exc.param == "response_id":
         return "This reply no longer exists; it was deleted, perhaps in another tab."
@@ -74,127 +79,112 @@ class StreamRegistry:
             return len(self._streams)
 
 
-@dataclass
-class Draft:
-    """What the responder has produced so far."""
-
-    model: str
-    text: list[str] = field(default_factory=list)
-    output: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, int] | None = None
-    stopped: bool = False
-    error: str | None = None
+class Failed(Exception):
+    """A round ended with ``response.failed``: nothing of it was stored."""
 
 
 @dataclass
 class Turn:
-    """Everything a reply needs: where it goes, what it answers, what it
-    continues, and (when regenerating) the reply it replaces."""
+    """A reply: the chat, its new input (IDs minted by the app) and, for a
+    regeneration, the response it replaces and the items taken out of the chat
+    for it. When nothing gets stored those are put back, and a chat created
+    for the turn is deleted again."""
 
-    responder: Any
+    model: str
     registry: StreamRegistry
-    conversation: Any
-    context: list[Any]
+    conversation: Conversation
     input: list[dict[str, Any]]
-    previous_response_id: str | None
-    user_item: dict[str, Any] | None = None
+    metadata: dict[str, str]
     created: bool = False
-    attempt: int = 1
     replaces: str | None = None
-    replaced_items: list[str] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+
+    def _create(self, items: list[dict[str, Any]], metadata: dict[str, str]) -> tuple[str, Iterator[dict[str, Any]]]:
+        events = history.responses.create(
+            model=self.model,
+            conversation=self.conversation.id,
+            input=items,
+            instructions=SYSTEM_PROMPT,
+            tools=[WORD_COUNT_TOOL],
+            metadata=metadata,
+            stream=True,
+        )
+        return next(events)["response"]["id"], events  # response.created: closing now stores what came
 
     def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
         stream_id, stop = self.registry.open(history.owner)
-        draft = Draft(model=self.responder.model)
-        source = self.responder.stream(self.context, attempt=self.attempt)
+        items: list[dict[str, Any]] = []  # what the turn added to the conversation
+        record, events, error = None, iter(()), None
+        metadata = {**self.metadata, **({"regenerates": self.replaces} if self.replaces else {})}
+        new_input = self.input
         try:
-            yield "start", self._start(stream_id)
-            for kind, value in source:
-                if stop.is_set():
-                    draft.stopped = True
+            for round_ in range(1, MAX_TOOL_ROUNDS + 1):
+                response_id, events = self._create(new_input, metadata)
+                if round_ == 1:
+                    yield "start", self._start(stream_id)
+                stopped = yield from _follow(events, stop)
+                record = history.responses.get(response_id)
+                tags = {"response_id": record.id, "model": record.model}
+                items += [*record.input, *({**item, **tags} for item in record.output)]
+                calls = [item for item in record.output if item["type"] == "function_call"]
+                if stopped or stop.is_set() or record.status != "completed" or not calls:
                     break
-                if kind == "delta":
-                    draft.text.append(value)
-                    yield "delta", {"text": value}
-                elif kind == "item":
-                    draft.output.append(value)
-                    yield "item", {"item": value}
-                elif kind == "model":
-                    draft.model = value or draft.model
-                elif kind == "usage":
-                    draft.usage = value
-        except ResponderError as exc:
-            draft.error = str(exc)
-        except GeneratorExit:
-            # The browser went away (tab closed, or its Stop fell back to
-            # closing the stream): keep what was generated, quietly.
-            draft.stopped = True
-            source.close()
-            try:
-                self._store(draft)
-            except HistoryError:
-                log.warning("a reply cut off by its client could not be stored", exc_info=True)
-            raise
+                if round_ == MAX_TOOL_ROUNDS:
+                    error = f"Stopped after {MAX_TOOL_ROUNDS} rounds of tool calls."
+                    break
+                new_input, metadata = [tool_output(call) for call in calls], self.metadata
+                for item in new_input:
+                    yield "item", {"item": item}
+        except (Failed, HistoryError) as exc:
+            error = friendly(exc) if isinstance(exc, HistoryError) else str(exc)
         finally:
-            source.close()
+            getattr(events, "close", lambda: None)()  # unless the turn was stored: store it as incomplete
             self.registry.close(stream_id)
-        try:
-            done = self._store(draft)
-        except HistoryError as exc:
-            yield "error", {"message": friendly(exc), "stored": False}
+        if record is None:
+            self._undo()
+            message = error or "No reply came."
+            yield "error", {"message": message, "conversation": None if self.created else self.conversation.id}
             return
-        if done is None:
-            yield "error", {"message": draft.error, "stored": False}
-            return
-        if draft.error:
-            done["error"] = draft.error
-        yield "done", done
+        done = {"items": items, "response_id": record.id, "model": record.model, "status": record.status}
+        yield "done", {**done, "replaced": [item["id"] for item in self.removed], **({"error": error} if error else {})}
 
     def _start(self, stream_id: str) -> dict[str, Any]:
         conv = self.conversation
         return {
             "stream_id": stream_id,
             "conversation": {"id": conv.id, "title": conv.metadata.get("title", ""), "created": self.created},
-            "user_item": self.user_item,
-            "model": self.responder.model,
-            "replaces": self.replaces,
+            "user_item": None if self.replaces else self.input[0],
+            "model": self.model,
         }
 
-    def _store(self, draft: Draft) -> dict[str, Any] | None:
-        """Store the reply as a response and as conversation items; None when
-        the model failed before producing anything (nothing to store)."""
-        text = "".join(draft.text)
-        if draft.error and not text and not draft.output:
-            return None
-        status = "incomplete" if draft.stopped or draft.error else "completed"
-        metadata = {**self.responder.metadata, "attempt": str(self.attempt)}
-        if self.replaces:
-            metadata["regenerates"] = self.replaces
-        response = history.responses.store(
-            {
-                "model": draft.model,
-                "status": status,
-                "conversation": self.conversation.id,
-                "previous_response_id": self.previous_response_id,
-                "input": self.input,
-                "output": [*draft.output, message(text, status)],
-                "usage": draft.usage,
-                "metadata": metadata,
-            }
-        )
-        for item_id in self.replaced_items:
-            try:
-                history.items.delete(self.conversation.id, item_id)
-            except NotFound:
-                pass
-        tagged = [{**item, "response_id": response.id, "model": response.model} for item in response.output]
-        added = []
-        for start in range(0, len(tagged), MAX_ITEMS_PER_ADD):
-            added += history.items.add(self.conversation.id, tagged[start : start + MAX_ITEMS_PER_ADD])
-        return {
-            "items": [item.payload for item in added],
-            "response_id": response.id,
-            "model": response.model,
-            "status": status,
-            "replaced": self.replaced_items,
-        }
+    def _undo(self) -> None:
+        try:
+            if self.created:
+                history.conversations.delete(self.conversation.id)
+            elif self.removed:
+                history.items.add(self.conversation.id, self.removed)
+        except HistoryError:
+            log.warning("a failed turn could not be undone", exc_info=True)
+
+
+def _follow(events: Iterator[dict[str, Any]], stop: threading.Event):
+    """Pass on one response's text and whole items; True when stopped (the
+    events are then closed, and the response stored as incomplete)."""
+    for event in events:
+        if event["type"] == "response.output_text.delta":
+            yield "delta", {"text": event["delta"]}
+        elif event["type"] == "response.output_item.done" and event["item"]["type"] != "message":
+            yield "item", {"item": event["item"]}
+        elif event["type"] == "response.failed":
+            raise Failed(event["response"]["error"]["message"])
+        if stop.is_set():
+            events.close()  # type: ignore[attr-defined]
+            return True
+    return False
+
+
+def tool_output(call: dict[str, Any]) -> dict[str, Any]:
+    """Run a function the model called; its output is the next round's input."""
+    known = call["name"] == "word_count"
+    output = run_word_count(call["arguments"]) if known else '{"error": "unknown tool"}'
+    return {"type": "function_call_output", "call_id": call["call_id"], "output": output}

@@ -32,6 +32,7 @@
   let loading = false;
   let active = null; // the reply streaming now: {controller, streamId, stopping}
   let sidebarCursor = null;
+  let sidebarRun = 0; // answers of older listings are dropped
 
   // -- helpers ---------------------------------------------------------------
   function el(tag, attrs = {}, ...children) {
@@ -246,6 +247,7 @@
     const list = $("conversations");
     const query = new URLSearchParams({ limit: String(SIDEBAR_PAGE), order: "desc", order_by: "updated_at" });
     if (more && sidebarCursor) query.set("after", sidebarCursor);
+    const run = ++sidebarRun;
     let page;
     try {
       page = await call("GET", `${API}/conversations?${query}`);
@@ -253,6 +255,7 @@
       showError(err, "Your chats could not be listed");
       return;
     }
+    if (run !== sidebarRun) return;
     const entries = page.data.map(sidebarEntry);
     if (more) list.append(...entries);
     else list.replaceChildren(...entries);
@@ -484,7 +487,7 @@
       case "message":
         return renderMessage(item);
       case "reasoning":
-        return folded(item, "reasoning", "Reasoning", (item.summary || []).map((s) => s.text).join("\n") || "(hidden)");
+        return folded(item, "reasoning", "Reasoning", [...(item.summary || []), ...(item.content || [])].map((s) => s.text).join("\n") || "(hidden)");
       case "function_call":
         return folded(item, "function-call", `Function call: ${item.name}`, item.arguments);
       case "function_call_output":
@@ -716,7 +719,9 @@
         clearTimeout(timer);
         const stick = nearBottom();
         for (const child of extra) child.remove();
-        node.replaceWith(...items.map(renderItem));
+        // The turn's items, but for those already shown (the message you sent).
+        const shown = (item) => log.querySelector(`.item[data-id="${CSS.escape(item.id)}"]`);
+        node.replaceWith(...items.filter((item) => !shown(item)).map(renderItem));
         if (stick) log.scrollTop = log.scrollHeight;
       },
       drop() {
@@ -737,8 +742,9 @@
   }
 
   // POST a turn to `url` and follow its events until the last one. Resolves
-  // with the "done" data, or null when the server said no reply came; throws
-  // a RequestError when the request itself failed (nothing was stored then).
+  // with the "done" data, with {error} when no reply came (nothing of the
+  // turn was stored then), or null when the stream broke off; throws a
+  // RequestError when the request itself failed (nothing was stored then).
   async function stream(url, body, reply, onStart) {
     const controller = new AbortController();
     active = { controller, streamId: null, stopping: false };
@@ -814,7 +820,7 @@
     if (!outcome) throw new RequestError(0, "the server cannot be reached");
     if (outcome.event === "error") {
       reply.drop();
-      return { error: outcome.data.message };
+      return { error: outcome.data.message || "no reply came" };
     }
     reply.finish(outcome.data.items);
     if (outcome.data.error) showNotice(`The reply stopped early: ${outcome.data.error}`);
@@ -865,29 +871,44 @@
     log.append(mine, reply.node);
     log.scrollTop = log.scrollHeight;
     const url = conversationId ? chatUrl(conversationId, "/messages") : "/chat/messages";
-    let stored = false;
+    let started = false;
+    let created = false;
+    // Nothing was stored: take the message back into the box, unless something new was typed.
+    const takeBack = () => {
+      mine.remove();
+      if (!box.value) {
+        box.value = text;
+        resize();
+      }
+      if (created) {
+        // The new chat was deleted again: this page is a new chat once more.
+        conversationId = null;
+        window.history.replaceState(null, "", "/");
+        setTitle("");
+        logStart.textContent = "Start a new chat: type a message below.";
+      }
+    };
     try {
       const result = await stream(url, { text }, reply, (start) => {
-        stored = true;
+        started = true;
         mine.classList.remove("sending");
         if (start.user_item) mine.dataset.id = start.user_item.id;
         if (start.conversation.created) {
+          created = true;
           adopt(start.conversation);
           loadSidebar(); // the chat exists from now on
         }
         setTitle(start.conversation.title);
       });
-      if (result && result.error) showNotice(`Your message was saved, but no reply came: ${result.error}`);
+      if (result && result.error) {
+        takeBack();
+        showNotice(`Your message was not sent, as no reply came: ${result.error}`);
+      }
       loadSidebar();
     } catch (err) {
       reply.drop();
-      if (!stored) {
-        // Nothing was stored: take the message back into the box, unless something new was typed.
-        mine.remove();
-        if (!box.value) {
-          box.value = text;
-          resize();
-        }
+      if (!started) {
+        takeBack();
         showError(err, "Your message was not sent");
       } else {
         showError(err, "No reply came");
@@ -909,6 +930,11 @@
       const result = await stream(chatUrl(conversationId, "/regenerate"), { response_id: responseId }, reply, () => {});
       if (result && !result.error) {
         for (const node of old) node.remove();
+        // The input it answered was sent again: its old copy goes too.
+        for (const id of result.replaced || []) {
+          const node = log.querySelector(`.item[data-id="${CSS.escape(id)}"]`);
+          if (node) node.remove();
+        }
         loadSidebar();
       } else {
         for (const node of old) node.hidden = false;

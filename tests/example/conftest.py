@@ -4,6 +4,7 @@ per signed-in user."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,25 @@ def new_chat(client: FlaskClient, **metadata: str) -> str:
 
 def send(client: FlaskClient, conversation_id: str, text: str):
     return client.post(f"/chat/{conversation_id}/messages", json={"text": text})
+
+
+def events_of(response) -> list[tuple[str, dict]]:
+    """The server-sent events of a streamed answer, as (event, data) pairs."""
+    found = []
+    for block in response.get_data(as_text=True).split("\n\n"):
+        if block.strip():
+            lines = dict(line.split(": ", 1) for line in block.split("\n"))
+            found.append((lines["event"], json.loads(lines["data"])))
+    return found
+
+
+def read_events(response):
+    """The (event, data) pairs of an unbuffered streamed answer, as they come."""
+    for block in response.response:
+        for part in block.decode().split("\n\n"):
+            if part.strip():
+                lines = dict(line.split(": ", 1) for line in part.split("\n"))
+                yield lines["event"], json.loads(lines["data"])
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,8 @@ def test_full_stream_then_reload(page, server):
     reply = page.locator(REPLIES).last
     expect(reply.locator(".text")).to_contain_text(f"word{LONG_WORDS}")
     stored = server.store_for("erin").responses.get(reply.get_attribute("data-response"))
-    assert stored.status == "completed" and stored.usage == {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+    assert stored.status == "completed"
+    assert (stored.usage["input_tokens"], stored.usage["output_tokens"], stored.usage["total_tokens"]) == (10, 5, 15)
     page.reload()
     expect(page.locator(REPLIES).last.locator(".text")).to_contain_text(f"word{LONG_WORDS}")
     expect(page.locator(REPLIES).last.locator(".stopped-note")).to_have_count(0)
@@ -90,10 +91,41 @@ def test_stop_mid_stream_then_reload(page, server, llm):
 
 
 def test_model_failure_is_reported(page):
+    """Nothing of a failed turn is stored: the message goes back into the box."""
     page.fill("#message", "please fail")
     page.press("#message", "Enter")
-    expect(page.locator("#notice")).to_contain_text("Your message was saved, but no reply came")
+    expect(page.locator("#notice")).to_contain_text("Your message was not sent, as no reply came")
     expect(page.locator("#notice")).to_contain_text("the fake model refuses")
-    expect(page.locator(".message.user .text").last).to_have_text("please fail")
+    expect(page.locator("#message")).to_have_value("please fail")
+    expect(page.locator(".message.user")).to_have_count(3)
     expect(page.locator(REPLIES)).to_have_count(3)
     expect(page.locator(".message.assistant.pending")).to_have_count(0)
+    page.fill("#message", "")
+
+
+def test_a_new_chat_whose_first_reply_fails_is_not_kept(page, server):
+    page.click("#new-chat")
+    before = len(server.store_for("erin").conversations.list().data)
+    expect(page.locator("#conversations li")).to_have_count(before)
+    page.fill("#message", "please fail in a new chat")
+    page.press("#message", "Enter")
+    expect(page.locator("#notice")).to_contain_text("the fake model refuses")
+    expect(page.locator("#message")).to_have_value("please fail in a new chat")
+    expect(page).to_have_url(server.url + "/")
+    expect(page.locator("#log-start")).to_have_text("Start a new chat: type a message below.")
+    expect(page.locator("#conversations li")).to_have_count(before)
+    assert len(server.store_for("erin").conversations.list().data) == before
+    # Failing half-way: the page had taken the new chat's address, and gives it back.
+    page.fill("#message", "please break off")
+    page.press("#message", "Enter")
+    expect(page.locator("#notice")).to_contain_text("broke off")
+    expect(page.locator("#message")).to_have_value("please break off")
+    expect(page).to_have_url(server.url + "/")
+    expect(page.locator("#conversations li")).to_have_count(before)
+    expect(page.locator(".message")).to_have_count(0)
+    assert len(server.store_for("erin").conversations.list().data) == before
+    page.fill("#message", "")
+
+
+def test_the_session_logged_nothing(page):
+    assert page.seen == []

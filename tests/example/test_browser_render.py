@@ -75,7 +75,7 @@ def test_markdown_is_rendered(page):
     block = text.locator(".code-block")
     expect(block.locator(".code-head span").first).to_have_text("python")
     code = block.locator("pre code")
-    expect(code).to_contain_text("context = history.items.recent(conversation_id, limit=40)")
+    expect(code).to_contain_text("reply = history.responses.create(model=model, conversation=chat_id, input=text)")
     block.locator(".copy-code").click()
     expect(block.locator(".copy-code")).to_contain_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")

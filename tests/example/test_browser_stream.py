@@ -47,11 +47,11 @@ def test_a_reply_streams_in_token_by_token(page, server):
     # Seen part-way: some of the reply is on the page, not all of it yet.
     expect(pending.locator("h2")).to_have_text("What this page renders")
     partial = pending.locator(".text").inner_text()
-    assert "history.items.add" not in partial
+    assert "history.feedback.submit" not in partial
     expect(page.locator(REPLIES)).to_have_count(1)
     expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
     reply = page.locator(REPLIES).last
-    expect(reply.locator("table")).to_contain_text("history.items.add")
+    expect(reply.locator("table")).to_contain_text("history.feedback.submit")
     assert len(reply.locator(".text").inner_text()) > len(partial)
     expect(reply.locator(".stopped-note")).to_have_count(0)
     shown = reply.locator(".text").inner_text()

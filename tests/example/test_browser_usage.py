@@ -46,7 +46,7 @@ def test_the_panel_shows_the_stores_figures(session, server):
     expect(page.locator("#usage-title")).to_have_text("Usage")
     figures = server.store_for("mia").stats()
     expect(page.locator("#usage-chats")).to_have_text("2")
-    expect(page.locator("#usage-replies")).to_have_text("3")
+    expect(page.locator("#usage-replies")).to_have_text("4")  # the tool's turn is two responses
     assert _number(page, "#usage-items") == figures["items"]["total"] == 11
     assert _number(page, "#usage-tokens") == figures["responses"]["total_tokens"] > 0
     row = page.locator("#usage-by-model tbody tr")
@@ -55,7 +55,7 @@ def test_the_panel_shows_the_stores_figures(session, server):
     by_model = figures["responses"]["by_model"]["local-responder (built-in, no LLM)"]
     assert cells[0] == "local-responder (built-in, no LLM)"
     assert [int(c.replace(",", "")) for c in cells[1:]] == [
-        3,
+        4,
         by_model["input_tokens"],
         by_model["output_tokens"],
         by_model["total_tokens"],
@@ -74,7 +74,7 @@ def test_the_panel_on_a_phone(browser, server, session):
     try:
         sign_in(page, server, "mia")
         page.goto(server.url + "/feedback")
-        expect(page.locator("#usage-replies")).to_have_text("3")
+        expect(page.locator("#usage-replies")).to_have_text("4")  # the tool's turn is two responses
         scroll_width, inner_width = overflow(page)
         assert scroll_width <= inner_width, (scroll_width, inner_width)
         assert width(page, "#usage-by-model") <= 390 - 2 * 16

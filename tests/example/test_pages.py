@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 
-from example_app.responders import LOCAL_MODEL
+from example_app.responders import LOCAL_MODEL, SYSTEM_PROMPT, text_of
 from flask_smg_history import NotFound, get_state
 
 from ..support.errors import envelope, missing, raises
@@ -60,12 +60,17 @@ def test_send_stores_message_reply_and_response(example, alice):
 
     second = send(alice, conv, "And again").json
     stored = alice.get(f"/v1/responses/{second['response_id']}").json
-    assert stored["previous_response_id"] == body["response_id"]
-    assert stored["conversation"] == {"id": conv}
+    assert stored["conversation"] == {"id": conv} and stored["previous_response_id"] is None
+    assert stored["instructions"] == SYSTEM_PROMPT
+    assert [t["name"] for t in stored["tools"]] == ["word_count"]
+    assert stored["metadata"] == {"responder": "local", "attempt": "1"}
     inputs = alice.get(f"/v1/responses/{second['response_id']}/input_items").json["data"]
     assert [i["content"][0]["text"] for i in inputs] == ["And again"]
     items = alice.get(f"/v1/conversations/{conv}/items?order=asc&limit=100").json["data"]
     assert [i["id"] for i in items] == [i["id"] for i in body["items"] + second["items"]]
+    # The responder read the whole chat: its usage counts the words of every message.
+    read = " ".join(text_of(i) for i in items[:-2] if i["type"] == "message")
+    assert stored["usage"]["input_tokens"] == len(read.split())
     assert alice.get(f"/v1/conversations/{conv}").json["metadata"]["title"] == "Hello there"
 
 

@@ -35,7 +35,8 @@ def test_the_panel_shows_what_the_chat_stored(example, alice, bob):
     assert all(u["total_tokens"] == u["input_tokens"] + u["output_tokens"] > 0 for u in tokens)
 
     page = alice.get("/feedback").get_data(as_text=True)
-    assert _figure(page, "chats") == 1 and _figure(page, "replies") == 2
+    # the tool's turn is two responses: the call, then the answer to its output
+    assert _figure(page, "chats") == 1 and _figure(page, "replies") == 3
     # two user messages, two replies, two reasoning items, a function call and its output
     assert _figure(page, "items") == 8
     assert "Items by type: function_call 1, function_call_output 1, message 4, reasoning 2" in page
@@ -45,7 +46,7 @@ def test_the_panel_shows_what_the_chat_stored(example, alice, bob):
     assert _rows(page, "usage-by-model") == [
         [
             model,
-            "2",
+            "3",
             str(sum(u["input_tokens"] for u in tokens)),
             str(sum(u["output_tokens"] for u in tokens)),
             str(sum(u["total_tokens"] for u in tokens)),
