@@ -195,7 +195,7 @@ class Ours:
         self.state = get_state(app)
         self.store = self.state.store_for("bench")
         self.cap: int = self.state.settings.upstream_context_items
-        self.spy = Spy(self.store._responder.upstream._client.chat.completions)
+        self.spy = Spy(self.store._responder.upstream._client)
 
     def fill(self, size: int) -> str:
         conv = self.store.conversations.create()
@@ -240,18 +240,19 @@ class Ours:
 
 class Spy:
     """Times the upstream call inside ours: ``spent`` is the last call's
-    ``chat.completions.create`` (a whole answer), or for a stream, from that
-    call to its first chunk: what direct's timing covers, so that ours minus
-    ``spent`` is what the turn adds, measured within the same turn."""
+    ``client.post`` (a whole answer; the chat adapter posts its body through
+    it), or for a stream, from that call to its first chunk: what direct's
+    timing covers, so that ours minus ``spent`` is what the turn adds,
+    measured within the same turn."""
 
-    def __init__(self, completions: Any) -> None:
+    def __init__(self, client: Any) -> None:
         self.spent = 0.0
-        self._create = completions.create
-        completions.create = self.create
+        self._post = client.post
+        client.post = self.post
 
-    def create(self, **kwargs: Any) -> Any:
+    def post(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        answer = self._create(**kwargs)
+        answer = self._post(*args, **kwargs)
         if not kwargs.get("stream"):
             self.spent = time.perf_counter() - started
             return answer
@@ -291,6 +292,10 @@ class Direct:
 
     def stream(self, kwargs: dict[str, Any]) -> Any:
         return self.client.chat.completions.create(**kwargs)
+
+    def stream_as_is(self, kwargs: dict[str, Any]) -> Any:
+        rest = {k: v for k, v in kwargs.items() if k != "messages"}
+        return self.client.chat.completions.create(messages=[], extra_body={"messages": kwargs["messages"]}, **rest)
 
 
 # --------------------------------------------------------------------------- the method
@@ -352,9 +357,14 @@ def measure(ours: Ours, direct: Direct, upstream: Upstream, size: int, rounds: i
     def stream_round(timed: bool) -> None:
         conv = convs.next()
         kwargs = ours.request(conv, stream=True)
-        for who in order.sample(("ours", "direct"), 2):
+        for who in order.sample(("ours", "direct", "as is"), 3):
             started = time.perf_counter()
-            events = ours.stream(conv) if who == "ours" else iter(direct.stream(kwargs))
+            if who == "ours":
+                events = ours.stream(conv)
+            elif who == "direct":
+                events = iter(direct.stream(kwargs))
+            else:
+                events = iter(direct.stream_as_is(kwargs))
             next(events)
             first = time.perf_counter()
             for _ in events:
@@ -442,14 +452,15 @@ def main() -> None:
         return
     print(f"median of {args.rounds} interleaved rounds, ms; context cap (SMG_HISTORY_UPSTREAM_CONTEXT_ITEMS) = {cap}")
     print(
-        "added = ours - direct (difference of medians); in turn = median over ours's turns of the turn's time "
+        "direct = the same request through chat.completions.create, as a user would call the upstream; "
+        "as is = the same bytes\nwithout the client's walk of every message (maybe_transform), the floor; "
+        "added = ours - as is (difference of medians);\nin turn = median over ours's turns of the turn's time "
         "minus its own upstream call's"
     )
-    print("\nnon-streaming turn: ours = responses.create; direct = the same chat.completions.create; as is = the")
-    print("same request with the messages in extra_body (same bytes, no openai maybe_transform)")
+    print("\nnon-streaming turn: ours = responses.create")
     print(
-        f"{'server':<9} {'items':>7} {'sent':>5} {'req kB':>6} {'ours':>7} {'direct':>7} {'added':>7} "
-        f"{'ours/dir':>8} {'in turn':>7} {'as is':>7}  target (added; in turn)"
+        f"{'server':<9} {'items':>7} {'sent':>5} {'req kB':>6} {'ours':>7} {'direct':>7} {'as is':>7} "
+        f"{'added':>7} {'ours/dir':>8} {'in turn':>7}  target (added; in turn)"
     )
     misses = 0
 
@@ -462,25 +473,25 @@ def main() -> None:
         return f"<= {target:g} ms: " + "; ".join("MISSED" if m else "met" for m in missed)
 
     for server, size, m in results:
-        added = m["ours turn"] - m["direct turn"]
+        added = m["ours turn"] - m["as is turn"]
         print(
             f"{server:<9} {size:>7,} {m['sent']:>5} {m['bytes'] / 1e3:6.1f} {ms(m['ours turn'])} "
-            f"{ms(m['direct turn'])} {ms(added)} {m['ours turn'] / m['direct turn']:8.2f} "
-            f"{ms(m['ours turn added'])} {ms(m['as is turn'])}  "
+            f"{ms(m['direct turn'])} {ms(m['as is turn'])} {ms(added)} {m['ours turn'] / m['direct turn']:8.2f} "
+            f"{ms(m['ours turn added'])}  "
             f"{verdict(TURN_TARGETS.get(size), added, m['ours turn added'])}"
         )
     print("\nstreamed turn: time to first event (ours: response.created), and to the end of the drained stream")
     print(
-        f"{'server':<9} {'items':>7} {'ours 1st':>8} {'dir 1st':>8} {'added':>7} {'ratio':>6} {'in turn':>7} "
-        f"{'ours end':>8} {'dir end':>8} {'added':>7}  target (first event: added; in turn)"
+        f"{'server':<9} {'items':>7} {'ours 1st':>8} {'dir 1st':>8} {'as is 1st':>9} {'added':>7} {'in turn':>7} "
+        f"{'ours end':>8} {'as is end':>9} {'added':>7}  target (first event: added; in turn)"
     )
     for server, size, m in results:
-        added = m["ours first"] - m["direct first"]
+        added = m["ours first"] - m["as is first"]
         target = FIRST_EVENT_TARGET if size in TURN_TARGETS else None
         print(
-            f"{server:<9} {size:>7,} {ms(m['ours first']):>8} {ms(m['direct first']):>8} {ms(added)} "
-            f"{m['ours first'] / m['direct first']:6.2f} {ms(m['ours first added'])} {ms(m['ours streamed']):>8} "
-            f"{ms(m['direct streamed']):>8} {ms(m['ours streamed'] - m['direct streamed'])}  "
+            f"{server:<9} {size:>7,} {ms(m['ours first']):>8} {ms(m['direct first']):>8} "
+            f"{ms(m['as is first']):>9} {ms(added)} {ms(m['ours first added'])} {ms(m['ours streamed']):>8} "
+            f"{ms(m['as is streamed']):>9} {ms(m['ours streamed'] - m['as is streamed'])}  "
             f"{verdict(target, added, m['ours first added'])}"
         )
     print("\ncontext read alone: store.responses.context(conv, n)")

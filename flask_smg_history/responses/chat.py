@@ -201,16 +201,19 @@ class ChatUpstream:
         self._timeout = settings.upstream_timeout
 
     def stream(self, request: UpstreamRequest) -> Iterator[Delta]:
-        """The answer's deltas; closing the iterator closes the upstream's
-        HTTP stream, so the server stops generating."""
+        """Send the request and return its answer's deltas. A refusal raises
+        here, as soon as the server's status is in, before any token;
+        closing the iterator closes the HTTP stream, so the server stops
+        generating."""
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
         with upstream_errors(self._timeout):
             answer = post(self._client, "/chat/completions", chat_kwargs(request), ChatCompletion, ChatCompletionChunk)
         if not request.stream:
-            yield ModelName(answer.model)
-            yield from _completion_deltas(answer)
-            return
+            return iter([ModelName(answer.model), *_completion_deltas(answer)])
+        return self._chunks(answer)
+
+    def _chunks(self, answer: Any) -> Iterator[Delta]:
         try:
             named = False
             with upstream_errors(self._timeout):

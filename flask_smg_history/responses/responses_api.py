@@ -140,13 +140,16 @@ class ResponsesUpstream:
         self._timeout = settings.upstream_timeout
 
     def stream(self, request: UpstreamRequest) -> Iterator[Delta]:
+        """As ``ChatUpstream.stream``: a refusal raises here."""
         from openai.types.responses import Response, ResponseStreamEvent
 
         with upstream_errors(self._timeout):
             answer = post(self._client, "/responses", responses_kwargs(request), Response, ResponseStreamEvent)
         if not request.stream:
-            yield from _whole(answer)
-            return
+            return iter(list(_whole(answer)))
+        return self._events(answer)
+
+    def _events(self, answer: Any) -> Iterator[Delta]:
         try:
             with upstream_errors(self._timeout):
                 for event in answer:

@@ -9,11 +9,12 @@ request through four steps:
    the chain's inputs and outputs, newest responses first until the cap is
    reached. ``instructions`` are never carried over. Then the new input, its
    ``item_reference``s resolved.
-2. **Upstream.** The whole context goes to the upstream, and its first piece
-   of answer is awaited before anything is sent back, so a refusal (an
-   unknown model, a too long context) is an HTTP error with the upstream's
-   status. With ``truncation: "auto"`` a too long context is retried with the
-   older half of the history dropped, until it fits or no history is left.
+2. **Upstream.** The whole context goes to the upstream, whose status is
+   awaited before anything is sent back, so a refusal (an unknown model, a
+   too long context) is an HTTP error with the upstream's status, while a
+   stream's first event need not wait for the model's first token. With
+   ``truncation: "auto"`` a too long context is retried with the older half
+   of the history dropped, until it fits or no history is left.
 3. **Output.** The deltas become output items and, when streaming, OpenAI's
    events (``events.Assembler``).
 4. **Storage.** With ``store`` (the default) the response, its input items
@@ -28,8 +29,8 @@ request through four steps:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import HistoryError, InvalidRequest, NotFound, NotSupported, UpstreamError
 from ..records import Item, Response, mint_id, now
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ..store import HistoryStore
 
 log = logging.getLogger("flask_smg_history")
+T = TypeVar("T")
 
 _END = object()
 #: Item kinds a model is sent as context; the others (reasoning, MCP calls...)
@@ -84,7 +86,7 @@ class ResponsesService:
         takes_reasoning = getattr(self.upstream, "takes_reasoning", True)
         turn = Turn(self, store, load_create(params, reasoning_allowed=takes_reasoning))
         turn.start()
-        return turn.events() if turn.request.stream else turn.run()
+        return TurnEvents(turn) if turn.request.stream else turn.run()
 
 
 class Turn:
@@ -97,7 +99,6 @@ class Turn:
         self.assembler = Assembler()
         self.inputs: list[Item] = []
         self._source: Iterator[Delta] | None = None
-        self._first: Any = _END
         self._ended: tuple[str, dict[str, Any] | None] | None = None  # the model's ending, once known
 
     # -- 1. context --------------------------------------------------------------
@@ -165,38 +166,28 @@ class Turn:
         )
 
     def _open(self, history: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+        """Send the request. An HTTP upstream refuses here, once its status
+        is in (before its first token), so a refusal is an HTTP error with the
+        upstream's status and a stream's first event need not wait for the
+        model's first token; an in-process upstream refuses here if its
+        ``stream`` raises before returning (a generator's body runs later)."""
         upstream = self.service.upstream
         assert upstream is not None
         while True:
-            source = iter(upstream.stream(self._upstream_request([*history, *new])))
+            request = self._upstream_request([*history, *new])
             try:
-                self._first = self._next(source)
+                self._source = iter(_guarded(upstream.stream, request))
+                return
             except UpstreamError as exc:
-                _close(source)
                 if self.request.truncation == "auto" and exc.context_too_long and history:
                     history = history[max(1, len(history) // 2) :]
                     continue
                 raise
-            self._source = source
-            return
-
-    def _next(self, source: Iterator[Delta]) -> Any:
-        """The upstream's next delta (``_END`` at its end); whatever else an
-        in-process upstream raises is its failure, as an upstream's is."""
-        try:
-            return next(source, _END)
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            log.exception("the in-process upstream failed")
-            raise UpstreamError(f"The model failed ({type(exc).__name__}).", status=502, code="upstream_error") from exc
 
     def _deltas(self) -> Iterator[Delta]:
         assert self._source is not None
-        delta = self._first
-        while delta is not _END:
+        while (delta := _guarded(next, self._source, _END)) is not _END:
             yield delta
-            delta = self._next(self._source)
 
     def close(self) -> None:
         """Close the upstream's stream (the server stops generating)."""
@@ -215,7 +206,7 @@ class Turn:
         self.assembler.close(_item_status(status))
         return self._keep(status, details)
 
-    def events(self) -> Iterator[Event]:
+    def _events(self) -> Iterator[Event]:
         """A streaming turn: OpenAI's events, the last one terminal. The turn
         is stored before the terminal event is sent, so a client that reads
         ``response.completed`` can read the response back."""
@@ -321,6 +312,28 @@ class Turn:
         return record
 
 
+class TurnEvents(Iterator[Event]):
+    """The events of a streaming turn. Closing it before its end keeps the
+    turn as ``incomplete`` and closes the upstream, also before its first
+    event was read (a generator closed before it starts runs none of its
+    code, so its own ``GeneratorExit`` handling cannot see that case)."""
+
+    def __init__(self, turn: Turn) -> None:
+        self._turn = turn
+        self._events = turn._events()
+        self._started = False
+
+    def __next__(self) -> Event:
+        self._started = True
+        return next(self._events)
+
+    def close(self) -> None:
+        if not self._started:
+            self._started = True
+            self._turn._cut_off()
+        self._events.close()
+
+
 def _tagged(item: Item, tags: dict[str, str]) -> Item:
     return Item(
         id=item.id,
@@ -340,6 +353,18 @@ def _error(exc: HistoryError) -> dict[str, str]:
 
 def _item_status(status: str) -> str:
     return "completed" if status == "completed" else "incomplete"
+
+
+def _guarded(step: Callable[..., T], *args: Any) -> T:
+    """Run one step of the upstream; whatever an in-process upstream raises
+    but ``UpstreamError`` is its failure, as an HTTP upstream's is (a 502)."""
+    try:
+        return step(*args)
+    except UpstreamError:
+        raise
+    except Exception as exc:
+        log.exception("the in-process upstream failed")
+        raise UpstreamError(f"The model failed ({type(exc).__name__}).", status=502, code="upstream_error") from exc
 
 
 def _close(source: Iterable[Any]) -> None:

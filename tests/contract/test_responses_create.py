@@ -222,3 +222,12 @@ def test_turns_sent_at_once_are_all_kept_each_contiguous(turn_app, model):
         n = a.split("-")[0]
         assert (a, b) == (f"{n}-a", f"{n}-b") and reply.endswith(f"last: {n}-b")
     assert len(store.responses.list(limit=100).data) == 6
+
+
+def test_a_stream_closed_before_its_first_event_keeps_an_empty_incomplete_turn(alice_t, model):
+    conv = alice_t.conversations.create()
+    events = alice_t.responses.create(model="m", input="never read", conversation=conv.id, stream=True)
+    events.close()
+    [stored] = alice_t.responses.list().data
+    assert stored.status == "incomplete" and stored.output == []
+    assert [(i["role"], _text(i)) for i in _items(alice_t, conv.id)] == [("user", "never read")]
