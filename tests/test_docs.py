@@ -65,9 +65,13 @@ def test_the_readme_openai_snippet_runs_against_the_example_app(tmp_path, monkey
     finally:
         server.shutdown()
         thread.join(5)
-    assert capsys.readouterr().out == "Hello\n"
+    reply = "You said “Count these four words”: **4** words, **22** characters."
+    assert capsys.readouterr().out == f"Hello\n{reply}\n"
     (conv,) = get_state(app).store_for("alice").conversations.list().data
-    assert [i.payload["content"][0]["text"] for i in get_state(app).store_for("alice").items.recent(conv.id)] == [
-        "Hello"
+    messages = [i.payload for i in get_state(app).store_for("alice").items.recent(conv.id) if i.type == "message"]
+    assert [(m["role"], m["content"][0]["text"].splitlines()[0]) for m in messages] == [
+        ("user", "Hello"),
+        ("user", "Count these four words"),
+        ("assistant", reply),
     ]
     get_state(app).backend.close()
