@@ -13,7 +13,7 @@ from .support import backends
 from .support.apps import build_app
 
 # Before any test module imports it, so its asserts show both sides on failure.
-pytest.register_assert_rewrite("tests.support.errors")
+pytest.register_assert_rewrite("tests.support.errors", "tests.support.turns")
 
 
 @pytest.fixture(params=backends.selected())

@@ -55,6 +55,11 @@ class MemoryBackend(Backend):
 
     def _append(self, conv: Conversation, items: list[Item]) -> list[Item]:
         """Resolve references and check the whole batch, then link it."""
+        self._check(conv, items)
+        return self._link_checked(conv, items)
+
+    def _check(self, conv: Conversation, items: list[Item]) -> None:
+        """Refuse the batch if any item of it may not be appended to ``conv``."""
         linked = {iid for _, iid in self._links[conv.id]}
         seen: set[str] = set()
         for item in items:
@@ -66,6 +71,9 @@ class MemoryBackend(Backend):
                 raise NotFound.item(item.id)
             if item.type != "item_reference" and exists:
                 raise InvalidRequest.item_exists(item.id)
+
+    def _link_checked(self, conv: Conversation, items: list[Item]) -> list[Item]:
+        """Store and link a batch ``_check`` passed, at the next positions."""
         out = []
         for item in items:
             key = (conv.owner, item.id)
@@ -191,8 +199,27 @@ class MemoryBackend(Backend):
         with self._lock:
             existing = self._responses.get(response.id)
             if existing is not None and existing.owner != response.owner:
-                raise InvalidRequest(f"Response id '{response.id}' is not available.", param="id")
+                raise InvalidRequest.response_id_taken(response.id)
             self._responses[response.id] = copy.deepcopy(response)
+
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        """Under the lock: every check (conversation, batch, response ID),
+        then every write, so a refusal leaves nothing to undo. The
+        response is inserted, never replaced: its ID must be free."""
+        with self._lock:
+            conv = None
+            if response.conversation_id is not None:
+                conv = self._conversation(response.owner, response.conversation_id)
+                self._check(conv, items)
+            if response.id in self._responses:
+                raise InvalidRequest.response_id_taken(response.id)
+            added = []
+            if conv is not None:
+                added = self._link_checked(conv, items)
+                conv.updated_at = updated_at
+                conv.expires_at = expires_at
+            self._responses[response.id] = copy.deepcopy(response)
+            return added
 
     def get_response(self, owner, response_id):
         with self._lock:

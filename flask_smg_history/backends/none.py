@@ -50,6 +50,11 @@ class NoneBackend(Backend):
     def store_response(self, response):
         return None
 
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        if response.conversation_id is None:
+            return []
+        return _positioned(response.conversation_id, items)
+
     def get_response(self, owner, response_id):
         raise NotFound.response(response_id)
 

@@ -10,6 +10,7 @@ without editing this file.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from flask_smg_history.config import load_settings
 
 from ..support.backends_sql import sqlite_statements
 from ..support.errors import raises
+from ..support.turns import build_turn, reference, store_turn
 
 DIALECT = oracle_dialect.dialect()
 
@@ -82,6 +84,9 @@ def _every_operation(app: Flask) -> None:
     store.conversations.create(items=[{"type": "item_reference", "id": items[0].id}])
     store.responses.list(model="m2", conversation=conv.id, since=0)
     store.responses.list(after=first.id)
+    turn, turn_items = build_turn("alice", other.id, ["q", reference(items[0].id, other.id, time.time())], ["a"])
+    store_turn(app, turn, turn_items)
+    store_turn(app, *build_turn("alice", None, ["q"], ["a"]))
     backend.import_records(list(backend.export(None, None)))
     backend.stats(None)
     list(backend.owners())

@@ -30,12 +30,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ...errors import InvalidRequest, NotFound
-from ...records import Conversation, Item, Page, is_live, now
+from ...records import Conversation, Item, Page, Response, is_live, now
 from ...search import scan
 from ..base import Backend, merge_metadata, page_of
+from .codec import Turn
 from .layout import OwnerFolder
 from .operations import FileOperations
 from .storage import Folder, disk_problem, safe_id
@@ -142,15 +143,32 @@ class FileBackend(FileOperations, Backend):
             links[item.conversation_id] = item.position
             files.write_links(item.id, links)
 
+    def _appending(self, files: OwnerFolder, conversation_id: str, items: list[Item]) -> _Append:
+        """An append to a live conversation, checked whole; nothing written."""
+        conv, next_position = self._live_conversation(files, conversation_id)
+        return _Append(conv, next_position, self._check(files, conversation_id, items, next_position))
+
+    def _commit_append(
+        self,
+        files: OwnerFolder,
+        append: _Append,
+        updated_at: float,
+        expires_at: float | None,
+        turn: Turn | None = None,
+    ) -> list[Item]:
+        """Write a checked append: its items and links, then the
+        conversation's file (with ``turn``, when a turn's response commits it)."""
+        self._link(files, append.items)
+        conv = append.conversation
+        conv.updated_at, conv.expires_at = updated_at, expires_at
+        files.write_conversation(conv, append.next_position + len(append.items), turn)
+        return append.items
+
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
         files = self._owner(owner)
         with self.folder.locked(owner, exclusive=True):
-            conv, next_position = self._live_conversation(files, conversation_id)
-            added = self._check(files, conversation_id, items, next_position)
-            self._link(files, added)
-            conv.updated_at, conv.expires_at = updated_at, expires_at
-            files.write_conversation(conv, next_position + len(added))
-            return added
+            append = self._appending(files, conversation_id, items)
+            return self._commit_append(files, append, updated_at, expires_at)
 
     def _position(self, files: OwnerFolder, conversation_id: str, next_position: int, item_id: str) -> int | None:
         """Where ``item_id`` is in this conversation, if it is."""
@@ -210,13 +228,39 @@ class FileBackend(FileOperations, Backend):
             raise NotFound.response(response_id)
         return resp
 
-    def store_response(self, response):
+    @staticmethod
+    def _check_response_id(response: Response) -> None:
         if not safe_id(response.id):
             raise InvalidRequest(f"Invalid 'id': {response.id[:128]!r} cannot name a response.", param="id")
+
+    def store_response(self, response):
+        self._check_response_id(response)
         files = self._owner(response.owner)
         with self.folder.locked(response.owner, exclusive=True):
             files.ensure()
             files.write_response(response)
+
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        """Under the owner's lock: the append's checks, then the response
+        ID's (it must be free: the response is inserted, never replaced);
+        then the append as ``add_items`` writes it, its conversation's file
+        carrying the ``turn`` that undoes it, and last the response's file,
+        the commit point of the whole turn (``layout.py``)."""
+        self._check_response_id(response)
+        files = self._owner(response.owner)
+        conversation_id = response.conversation_id
+        with self.folder.locked(response.owner, exclusive=True):
+            append = None if conversation_id is None else self._appending(files, conversation_id, items)
+            if files.response_file(response.id).exists():
+                raise InvalidRequest.response_id_taken(response.id)
+            files.ensure()
+            added: list[Item] = []
+            if append is not None:
+                conv = append.conversation
+                undo = Turn(response.id, append.next_position, conv.updated_at, conv.expires_at)
+                added = self._commit_append(files, append, updated_at, expires_at, undo)
+            files.write_response(response)  # the commit point
+            return added
 
     def get_response(self, owner, response_id):
         with self.folder.locked(owner, exclusive=False):
@@ -225,7 +269,9 @@ class FileBackend(FileOperations, Backend):
     def delete_response(self, owner, response_id):
         files = self._owner(owner)
         with self.folder.locked(owner, exclusive=True):
-            self._live_response(files, response_id)
+            resp = self._live_response(files, response_id)
+            if resp.conversation_id is not None:
+                files.settle_turn(resp.conversation_id, response_id)
             self.folder.remove(files.feedback_file(response_id))
             self.folder.remove(files.response_file(response_id))
 
@@ -308,6 +354,15 @@ class FileBackend(FileOperations, Backend):
         if problem is None:
             return None
         return f"{problem}; check the folder that SMG_HISTORY_FILE_PATH names (by default the app's instance folder)."
+
+
+class _Append(NamedTuple):
+    """A checked append: the live conversation, its ``next_position`` and the
+    items placed from there (references resolved)."""
+
+    conversation: Conversation
+    next_position: int
+    items: list[Item]
 
 
 def _newest_first(records: list[Any], *, after: str | None, limit: int, since: float | None, **equal: Any) -> Page[Any]:

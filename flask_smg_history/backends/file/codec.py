@@ -5,7 +5,8 @@ under ``record``, then its fields), pretty-printed, less what the file's path
 already says: the owner (the owner's folder has it, in ``owner.json``) and,
 for an item, its conversation and position (``conversations/<id>/items/
 <position>.json``). A conversation's document adds ``next_position``, the
-position its next item gets.
+position its next item gets, and, when a Responses API turn wrote it, the
+``turn`` that says how to undo it (``Turn``).
 
 Reading checks each field's JSON type against the record's annotation, so
 a hand-edited file with ``"created_at": "yesterday"`` is refused here, with
@@ -15,11 +16,13 @@ the field named, instead of failing later in a sort.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from ... import portable
 from ...records import Conversation, Feedback, Item, Record, Response
+from .storage import SAFE_ID
 
 #: Fields a document leaves out because its path says them.
 _FROM_PATH: dict[type, tuple[str, ...]] = {
@@ -65,17 +68,63 @@ def record_of(kind: type, doc: Any, **from_path: Any) -> Record:
     return record
 
 
-def conversation_of(doc: Any, owner: str, conversation_id: str) -> tuple[Conversation, int]:
-    """A conversation and its ``next_position``."""
+@dataclass(frozen=True)
+class Turn:
+    """The ``turn`` of a conversation's document written by ``store_turn``:
+    that document holds the turn's items (``next_position`` and the times
+    moved on) but counts only once the turn's response file exists, its
+    commit point. Until then the conversation is as it was before the turn:
+    ``next_position``, ``updated_at`` and ``expires_at`` as kept here."""
+
+    response: str
+    next_position: int
+    updated_at: float
+    expires_at: float | None
+
+    def document(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def conversation_of(doc: Any, owner: str, conversation_id: str) -> tuple[Conversation, int, Turn | None]:
+    """A conversation, its ``next_position`` and its ``turn``, if any."""
     if not isinstance(doc, dict):
         raise ValueError("expected a JSON object")
     doc = dict(doc)
     next_position = doc.pop("next_position", None)
-    if not _is(next_position, (int,)) or next_position < 0:
+    if not _whole(next_position):
         raise ValueError(f"field 'next_position' should be a whole number of 0 or more, found {next_position!r}")
+    turn = _turn_of(doc.pop("turn")) if "turn" in doc else None
     conversation = record_of(Conversation, doc, id=conversation_id, owner=owner)
     assert isinstance(conversation, Conversation)
-    return conversation, next_position
+    return conversation, next_position, turn
+
+
+def _turn_of(doc: Any) -> Turn:
+    fields = {"response", "next_position", "updated_at", "expires_at"}
+    if not (
+        isinstance(doc, dict)
+        and set(doc) == fields
+        and isinstance(doc["response"], str)
+        and SAFE_ID.fullmatch(doc["response"])
+        and _whole(doc["next_position"])
+        and _is(doc["updated_at"], (int, float))
+        and _is(doc["expires_at"], (int, float, type(None)))
+    ):
+        raise ValueError(
+            'field \'turn\' should be {"response": a response ID, "next_position": a whole number, '
+            f'"updated_at": a number, "expires_at": a number or null}}, found {doc!r:.80}'
+        )
+    expires_at = doc["expires_at"]
+    return Turn(
+        doc["response"],
+        doc["next_position"],
+        float(doc["updated_at"]),
+        None if expires_at is None else float(expires_at),
+    )
+
+
+def _whole(value: Any) -> bool:
+    return _is(value, (int,)) and value >= 0
 
 
 def _name(kind: type) -> str:

@@ -25,6 +25,16 @@ only a hint, trusted when the item file it points to is there, below
 ``next_position``, and holds that item: so a deleted item or conversation
 needs no link to be rewritten first, and a stale entry is dropped when its
 link file is next written (or by ``purge``).
+
+**A turn of the Responses API** (an append and a response, ``store_turn``)
+writes its items, then the conversation's file with a ``turn`` that says
+what the conversation was before it (``codec.Turn``), then the response's
+file: that is the turn's commit point. While the response's file is missing
+(a crash came before it), ``conversation`` answers the conversation as it
+was, so the turn's items are invisible and the next append overwrites them.
+Every later write of the conversation's file leaves the ``turn`` out (the
+turn is settled then, one way or the other); deleting or purging the
+response settles it first (``settle_turn``), so its items stay.
 """
 
 from __future__ import annotations
@@ -125,7 +135,19 @@ class OwnerFolder:
 
     def conversation(self, conversation_id: str) -> tuple[Conversation, int] | None:
         """A conversation, expired or not, with its ``next_position``; None
-        when there is none."""
+        when there is none. A file whose turn has no response file is
+        answered as the conversation was before that turn."""
+        found = self._stored_conversation(conversation_id)
+        if found is None:
+            return None
+        conversation, next_position, turn = found
+        if turn is not None and not self.response_file(turn.response).exists():
+            conversation.updated_at, conversation.expires_at = turn.updated_at, turn.expires_at
+            return conversation, turn.next_position
+        return conversation, next_position
+
+    def _stored_conversation(self, conversation_id: str) -> tuple[Conversation, int, codec.Turn | None] | None:
+        """The conversation's file as it is, with its ``turn``."""
         if not safe_id(conversation_id):
             return None
         try:
@@ -218,10 +240,22 @@ class OwnerFolder:
         if not marker.exists():
             self.folder.write(marker, {"owner": self.owner})
 
-    def write_conversation(self, conversation: Conversation, next_position: int) -> None:
-        self.folder.write(
-            self.conversation_file(conversation.id), codec.document(conversation, next_position=next_position)
-        )
+    def write_conversation(
+        self, conversation: Conversation, next_position: int, turn: codec.Turn | None = None
+    ) -> None:
+        extra: dict[str, Any] = {"next_position": next_position}
+        if turn is not None:
+            extra["turn"] = turn.document()
+        self.folder.write(self.conversation_file(conversation.id), codec.document(conversation, **extra))
+
+    def settle_turn(self, conversation_id: str, response_id: str) -> None:
+        """Before the response ``response_id`` is removed: if the
+        conversation's file is its turn's (committed, as the response is
+        there), write it again without the ``turn``, so the turn's items do
+        not go with the response."""
+        found = self._stored_conversation(conversation_id)
+        if found is not None and found[2] is not None and found[2].response == response_id:
+            self.write_conversation(found[0], found[1])
 
     def write_item(self, item: Item) -> None:
         self.folder.write(self.item_file(item.conversation_id, item.position), codec.document(item))

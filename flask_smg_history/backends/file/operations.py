@@ -96,6 +96,8 @@ class FileOperations:
             counts["responses"] += 1
             counts["feedback"] += files.feedback_file(response_id).exists()
             if not dry_run:
+                if resp.conversation_id is not None:
+                    files.settle_turn(resp.conversation_id, response_id)  # its turn's items stay
                 self.folder.remove(files.feedback_file(response_id))
                 self.folder.remove(files.response_file(response_id))
         if dry_run:

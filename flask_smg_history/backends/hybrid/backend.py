@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import redis.exceptions as rex
@@ -204,13 +205,33 @@ class HybridBackend(Backend):
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
         """The SQL append, then its write-through (``cache.append``), or the
         plain invalidation when the cache may not be used now."""
+        append = partial(
+            self.sql.add_items, owner, conversation_id, items, updated_at=updated_at, expires_at=expires_at
+        )
+        return self._appending(owner, conversation_id, append, updated_at=updated_at, expires_at=expires_at)
+
+    def _appending(
+        self,
+        owner: str,
+        conversation_id: str,
+        write: Callable[[], list[Item]],
+        *,
+        updated_at: float,
+        expires_at: float | None,
+    ) -> list[Item]:
+        """Run a SQL write that appends to one conversation (``write``
+        returns the appended items), then extend the cached entry with them
+        (write-through), or invalidate it when the cache may not be used now;
+        also invalidate it when the SQL call failed as an outage, since a
+        commit that failed may still have happened. A refusal changed
+        nothing, so it leaves the entry as it is."""
         try:
-            stored = self.sql.add_items(owner, conversation_id, items, updated_at=updated_at, expires_at=expires_at)
+            stored = write()
         except self.sql.unavailable_errors:
             self._invalidate(owner, conversation_id)
             raise
         epoch = self.trust.epoch()
-        if epoch is None:
+        if epoch is None or not stored:  # a turn without items moved only the conversation's times
             self._invalidate(owner, conversation_id)
             return stored
         ttl = self.settings.cache_ttl if expires_at is None else min(self.settings.cache_ttl, expires_at - now())
@@ -256,6 +277,16 @@ class HybridBackend(Backend):
     # -- responses and feedback (never cached) -------------------------------
     def store_response(self, response):
         self.sql.store_response(response)
+
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        """SQL's one transaction; with a conversation, its cache entry is
+        then extended or invalidated exactly as after ``add_items``."""
+        turn = partial(self.sql.store_turn, response, items, updated_at=updated_at, expires_at=expires_at)
+        if response.conversation_id is None:
+            return turn()
+        return self._appending(
+            response.owner, response.conversation_id, turn, updated_at=updated_at, expires_at=expires_at
+        )
 
     def get_response(self, owner, response_id):
         return self.sql.get_response(owner, response_id)

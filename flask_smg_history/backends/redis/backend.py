@@ -43,7 +43,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ...errors import ConfigError, CorruptRecord, InvalidRequest, NotFound
-from ...records import MAX_METADATA_PAIRS, Feedback, Item, Page, is_live, now
+from ...records import MAX_METADATA_PAIRS, Feedback, Item, Page, Response, is_live, now
 from .. import jsonfast
 from ..base import Backend, exception_chain, merge_metadata
 from . import codec, durability
@@ -384,25 +384,31 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
         pipe.execute()
 
     # -- items ---------------------------------------------------------------
-    def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+    def _add_args(
+        self, conversation_id: str, items: list[Item], updated_at: float, expires_at: float | None
+    ) -> list[Any]:
+        """The ARGV of ``ADD`` (and the append part of ``TURN``'s)."""
         deadline = self._deadline(updated_at, expires_at)
-        result = self._run(
-            "add",
-            owner,
-            [
-                conversation_id,
-                repr(now()),
-                repr(updated_at),
-                codec.stamp(deadline),
-                codec.ms(deadline),
-                *codec.item_args(items),
-            ],
-            f"Conversation '{conversation_id}'",
-        )
+        return [
+            conversation_id,
+            repr(now()),
+            repr(updated_at),
+            codec.stamp(deadline),
+            codec.ms(deadline),
+            *codec.item_args(items),
+        ]
+
+    def _appended(self, result: list[Any], conversation_id: str, items: list[Item]) -> list[Item]:
+        """The items of an append script's reply, or its refusal raised."""
         if self._status(result) == "nf":
             raise NotFound.conversation(conversation_id)
         self._raise_batch(result, conversation_id)
         return self._positioned(conversation_id, items, result)
+
+    def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+        args = self._add_args(conversation_id, items, updated_at, expires_at)
+        result = self._run("add", owner, args, f"Conversation '{conversation_id}'")
+        return self._appended(result, conversation_id, items)
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
         return self._item_page(owner, conversation_id, [after or "", limit + 1, order], after, limit)[0]
@@ -448,22 +454,36 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
         return list(reversed(codec.items(conversation_id, result[1], result[2])))
 
     # -- responses -----------------------------------------------------------
-    def store_response(self, response):
+    def _response_args(self, response: Response) -> list[Any]:
+        """The ARGV of ``STORE_RESPONSE`` (and the first of ``TURN``'s); the
+        response's ``expires_at`` becomes its TTL deadline."""
         deadline = self._deadline(response.created_at, response.expires_at)
         response.expires_at = deadline
-        self._run(
-            "store_response",
+        return [
+            response.id,
             response.owner,
-            [
-                response.id,
-                response.owner,
-                repr(response.created_at),
-                codec.stamp(deadline),
-                codec.response_doc(response),
-                codec.ms(deadline),
-            ],
-            f"Response '{response.id}'",
-        )
+            repr(response.created_at),
+            codec.stamp(deadline),
+            codec.response_doc(response),
+            codec.ms(deadline),
+        ]
+
+    def store_response(self, response):
+        self._run("store_response", response.owner, self._response_args(response), f"Response '{response.id}'")
+
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        """One script, ``TURN``: ``ADD``'s checks, the response ID's, then
+        ``ADD``'s writes and ``STORE_RESPONSE``'s, on the owner's slot; one
+        round trip whatever the number of items."""
+        conversation_id = response.conversation_id
+        append = [""] if conversation_id is None else self._add_args(conversation_id, items, updated_at, expires_at)
+        what = f"Response '{response.id}'" if conversation_id is None else f"Conversation '{conversation_id}'"
+        result = self._run("turn", response.owner, [*self._response_args(response), *append], what)
+        if self._status(result) == "taken":
+            raise InvalidRequest.response_id_taken(response.id)
+        if conversation_id is None:
+            return []
+        return self._appended(result, conversation_id, items)
 
     def get_response(self, owner, response_id):
         fields = self._hgetall(self._resp_keys(owner, response_id)[0], f"Response '{response_id}'")

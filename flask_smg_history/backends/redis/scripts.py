@@ -231,6 +231,28 @@ local function sync_activity()
   end
   activity_ttl()
 end
+-- ADD's two halves, which TURN runs around its own check: the checks of an
+-- append of the (id, JSON) pairs from ARGV[from] to a live conversation (an
+-- error reply, or nil), then its writes, with the conversation's new
+-- updated_at, expires_at and TTL deadline.
+local function add_check(cid, from, now)
+  if not live(ck(cid, 'meta'), now) then return {'nf'} end
+  return check(cid, from, now)
+end
+local function add_write(cid, from, now, updated, expires, deadline)
+  local first = append(cid, from, now)
+  redis.call('HSET', ck(cid, 'meta'), 'u', updated, 'e', expires)
+  redis.call('ZADD', ACT, updated, cid)
+  touch(cid, deadline)
+  return {'ok', first, referenced(from)}
+end
+-- STORE_RESPONSE's writes: the response's hash, its TTL, the owner's index.
+local function put_response(rid, owner, created, expires, json, deadline)
+  redis.call('HSET', rk(rid, 'resp'), 'o', owner, 'e', expires, 'd', json)
+  expire(deadline, {rk(rid, 'resp'), rk(rid, 'fb')})
+  redis.call('ZADD', T .. ':resps', created, rid)
+  extend(T .. ':resps', deadline)
+end
 local function drop_response(rid)
   local feedback = redis.call('HGET', rk(rid, 'fb'), 'i')
   local found = redis.call('DEL', rk(rid, 'resp'))
@@ -263,15 +285,9 @@ return {'ok', first, referenced(9)}
 #: ARGV conversation id, now, updated, expires, deadline_ms, then (item id,
 #: item JSON or '') pairs.
 ADD = r"""
-local cid = ARGV[1]
-if not live(ck(cid, 'meta'), ARGV[2]) then return {'nf'} end
-local bad = check(cid, 6, ARGV[2])
+local bad = add_check(ARGV[1], 6, ARGV[2])
 if bad then return bad end
-local first = append(cid, 6, ARGV[2])
-redis.call('HSET', ck(cid, 'meta'), 'u', ARGV[3], 'e', ARGV[4])
-redis.call('ZADD', ACT, ARGV[3], cid)
-touch(cid, ARGV[5])
-return {'ok', first, referenced(6)}
+return add_write(ARGV[1], 6, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 
 #: ARGV conversation id, now, metadata JSON, updated, expires, deadline_ms,
@@ -382,12 +398,40 @@ return {'ok', redis.call('ZRANGE', index, start, stop, 'REV', 'WITHSCORES')}
 
 #: ARGV response id, owner, created, expires, JSON, deadline_ms.
 STORE_RESPONSE = r"""
-local rid = ARGV[1]
-redis.call('HSET', rk(rid, 'resp'), 'o', ARGV[2], 'e', ARGV[4], 'd', ARGV[5])
-expire(ARGV[6], {rk(rid, 'resp'), rk(rid, 'fb')})
-redis.call('ZADD', T .. ':resps', ARGV[3], rid)
-extend(T .. ':resps', ARGV[6])
+put_response(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return {'ok'}
+"""
+
+#: One turn of the Responses API: ARGV as STORE_RESPONSE's (response id,
+#: owner, created, expires, JSON, deadline_ms), then conversation id (empty:
+#: none), now, updated, expires, deadline_ms, then (item id, item JSON or '')
+#: pairs, as ADD's. Every check comes first: ADD's, then that the owner
+#: holds no response with this ID (``taken``: the response is inserted,
+#: never replaced), then a read of each key of the conversation and of the
+#: owner's indexes that the writes touch and the checks did not read, so
+#: that one holding a value we did not write fails the script before its
+#: first write (Redis keeps what a failing script wrote before it failed).
+#: Then ADD's writes and STORE_RESPONSE's. Returns ADD's reply (``{'ok'}``
+#: alone without a conversation).
+TURN = r"""
+local rid, cid = ARGV[1], ARGV[7]
+if cid ~= '' then
+  local bad = add_check(cid, 12, ARGV[8])
+  if bad then return bad end
+end
+if redis.call('EXISTS', rk(rid, 'resp')) == 1 then return {'taken'} end
+redis.call('ZCARD', T .. ':resps')
+if cid == '' then
+  put_response(rid, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+  return {'ok'}
+end
+redis.call('ZCARD', ck(cid, 'items'))
+redis.call('HLEN', ck(cid, 'data'))
+redis.call('SCARD', ck(cid, 'shared'))
+redis.call('ZCARD', ACT)
+local added = add_write(cid, 12, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+put_response(rid, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return added
 """
 
 #: ARGV response id, now. Returns the deleted feedback's ID, if any.
@@ -561,6 +605,7 @@ SCRIPTS: dict[str, str] = {
         "delete_item": DELETE_ITEM,
         "index_page": INDEX_PAGE,
         "store_response": STORE_RESPONSE,
+        "turn": TURN,
         "delete_response": DELETE_RESPONSE,
         "submit_feedback": SUBMIT_FEEDBACK,
         "delete_feedback": DELETE_FEEDBACK,

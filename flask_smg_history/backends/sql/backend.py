@@ -28,7 +28,9 @@ Guarantees and how they are kept:
   its last link.
 - **Bounded statements.** Adding a batch is: one UPDATE, one multi-row INSERT
   of items and one of links, COMMIT, whatever the batch size (references add
-  two checking queries). ``recent`` is one query in the common case.
+  two checking queries). ``recent`` is one query in the common case. A turn
+  of the Responses API (``store_turn``) is that append and the response's
+  INSERT in one transaction; on PostgreSQL, one statement.
 - **Keyset pagination.** Pages continue after the cursor's (position) or
   (created_at, id) — for conversations also (updated_at, id) — with an index
   range scan; never OFFSET.
@@ -65,7 +67,7 @@ from .admin import SqlOperations
 from .engine import build_engine, postgres_tls_hint
 from .search import SqlSearch
 from .stats import SqlStats
-from .tables import beyond, build_tables, live
+from .tables import JsonDocument, beyond, build_tables, live
 
 T = TypeVar("T")
 log = logging.getLogger("flask_smg_history")
@@ -103,6 +105,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         # The hot paths' driver SQL (see ``_driver_rows``), on PostgreSQL.
         driver = postgres and self.engine.dialect.paramstyle == "pyformat"
         self._append_one_sql = self._append_one_statement() if driver else None
+        self._turn_sql = self._turn_statement() if driver else None
         #: Whether ``_driver_rows`` statements may run on the pool's own
         #: connection, which needs autocommit at the driver (our psycopg engine).
         self._pooled = built.autocommit
@@ -379,9 +382,14 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         return self._run(tx, write=False)
 
     # -- items ---------------------------------------------------------------
-    def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+    @staticmethod
+    def _append_params(
+        owner: str, conversation_id: str, items: list[Item], updated_at: float, expires_at: float | None
+    ) -> dict[str, Any]:
+        """The parameters of ``_reserve_statement`` (and of the one-item
+        append) for appending ``items``."""
         _refuse_nul(conversation_id=conversation_id)
-        params = {
+        return {
             "cid": conversation_id,
             "b_owner": owner,
             "now": now(),
@@ -389,6 +397,18 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             "new_updated_at": updated_at,
             "new_expires_at": expires_at,
         }
+
+    def _append(self, conn: sa.Connection, params: dict[str, Any], items: list[Item]) -> list[Item]:
+        """Append in the caller's transaction: reserve the positions (and
+        row-lock the conversation, refresh its times) in one statement, then
+        check and link the batch there."""
+        base = conn.execute(self._reserve_positions, params).scalar()
+        if base is None:
+            raise NotFound.conversation(params["cid"])
+        return self._link(conn, params["b_owner"], params["cid"], items, base)
+
+    def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+        params = self._append_params(owner, conversation_id, items, updated_at, expires_at)
         one = (
             self._append_one_sql is not None
             and len(items) == 1
@@ -412,13 +432,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
 
             return self._run(diagnose, write=False)
 
-        def tx(conn: sa.Connection) -> list[Item]:
-            base = conn.execute(self._reserve_positions, params).scalar()
-            if base is None:
-                raise NotFound.conversation(conversation_id)
-            return self._link(conn, owner, conversation_id, items, base)
-
-        return self._run(tx)
+        return self._run(lambda conn: self._append(conn, params, items))
 
     def _recent_statement(self) -> sa.Select[Any]:
         """``recent_items``' statement, built once with bind parameters (it
@@ -597,15 +611,114 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         t = self.tables.responses
         values = rows.response_values(response)
         done = conn.execute(t.update().where(t.c.id == response.id, t.c.owner == response.owner).values(values))
-        if done.rowcount:
-            return
+        if not done.rowcount:
+            self._insert_response(conn, response, values)
+
+    def _insert_response(self, conn: sa.Connection, response: Response, values: dict[str, Any] | None = None) -> None:
+        """INSERT a response; its primary key refuses an ID already stored,
+        whoever's, with ``response_id_taken``."""
+        values = rows.response_values(response) if values is None else values
         try:
-            conn.execute(t.insert().values(id=response.id, **values))
+            conn.execute(self.tables.responses.insert().values(id=response.id, **values))
         except sa_exc.IntegrityError:
             raise InvalidRequest.response_id_taken(response.id) from None
 
     def store_response(self, response):
         self._run(lambda conn: self._upsert_response(conn, response))
+
+    def store_turn(self, response, items, *, updated_at, expires_at):
+        """One transaction: the append of ``add_items`` (the reserving
+        UPDATE, then one multi-row INSERT of the new items and one of the
+        links), then the response's INSERT, which is never an upsert: its ID
+        must be free. That is BEGIN, four statements and COMMIT (references
+        add the two checking reads); without a conversation, the INSERT
+        alone, as a statement of its own. Any refusal or failure rolls back
+        all of it, the reservation and the conversation's times included.
+
+        On PostgreSQL a turn of new items (no reference) is one statement
+        instead (``_turn_statement``), atomic by itself: one round trip in
+        all. A refused one is diagnosed in a read of its own, as the
+        one-item append is."""
+        if response.conversation_id is None:
+            self._run(lambda conn: self._insert_response(conn, response), single=True)
+            return []
+        owner, conversation_id = response.owner, response.conversation_id
+        params = self._append_params(owner, conversation_id, items, updated_at, expires_at)
+        if self._turn_sql is not None and not any(i.type == "item_reference" for i in items) and not self._hooked():
+            try:
+                return self._run(
+                    lambda conn: self._turn_at_once(conn, params, response, items), single=True, pooled=self._pooled
+                )
+            except sa_exc.IntegrityError:
+                pass
+
+            def diagnose(conn: sa.Connection) -> NoReturn:
+                links.check_batch(conn, self.tables, owner, conversation_id, items)
+                t = self.tables.responses
+                if conn.execute(sa.select(t.c.id).where(t.c.id == response.id)).first() is not None:
+                    raise InvalidRequest.response_id_taken(response.id)
+                raise self._diagnose(conn, owner, conversation_id, items)
+
+            return self._run(diagnose, write=False)
+
+        def tx(conn: sa.Connection) -> list[Item]:
+            added = self._append(conn, params, items)
+            self._insert_response(conn, response)
+            return added
+
+        return self._run(tx)
+
+    def _turn_statement(self) -> str:
+        """PostgreSQL's turn of new items as one statement: the reservation of
+        ``_reserve_statement`` in a CTE, feeding the INSERT of the items (the
+        batch passed as arrays, unnested in order), that of their links at
+        the reserved positions, and the response's INSERT. Every part inserts
+        only if the reservation found the live conversation; the statement
+        returns the first reserved position, or no row. Foreign keys are
+        checked at the end of the statement, when every row is in."""
+        quote = self.engine.dialect.identifier_preparer
+        table = quote.format_table
+        c, i, link, r = self.tables.conversations, self.tables.items, self.tables.links, self.tables.responses
+        columns = ["id", *rows.response_values(Response("", "", 0.0))]
+        values = ", ".join(f"%(r_{name})s{_cast(r.c[name])}" for name in columns)
+        return (
+            f"WITH reserved AS (UPDATE {table(c)} SET next_position = next_position + %(n)s, "
+            "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
+            "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
+            "RETURNING next_position - %(n)s AS base), "
+            "batch AS (SELECT * FROM unnest(%(ids)s::text[], %(types)s::text[], %(roles)s::text[], "
+            "%(statuses)s::text[], %(payloads)s::text[], %(created)s::float8[]) "
+            "WITH ORDINALITY AS b(id, type, role, status, payload, created_at, ord)), "
+            f"stored AS (INSERT INTO {table(i)} (owner, id, type, role, status, payload, created_at) "
+            "SELECT %(b_owner)s, b.id, b.type, b.role, b.status, b.payload::jsonb, b.created_at "
+            "FROM reserved, batch b), "
+            f"linked AS (INSERT INTO {table(link)} (conversation_id, position, owner, item_id) "
+            "SELECT %(cid)s, reserved.base + b.ord - 1, %(b_owner)s, b.id FROM reserved, batch b), "
+            f"answered AS (INSERT INTO {table(r)} ({', '.join(quote.quote(name) for name in columns)}) "
+            f"SELECT {values} FROM reserved) "
+            "SELECT base FROM reserved"
+        )
+
+    def _turn_at_once(self, conn: Any, params: dict[str, Any], response: Response, items: list[Item]) -> list[Item]:
+        table = self.tables.responses
+        batch = {
+            "ids": [item.id for item in items],
+            "types": [item.type for item in items],
+            "roles": [item.role for item in items],
+            "statuses": [item.status for item in items],
+            "payloads": [jsonfast.dumps(item.payload) for item in items],
+            "created": [item.created_at for item in items],
+        }
+        answer = {
+            f"r_{name}": jsonfast.dumps(value) if value is not None and _cast(table.c[name]) else value
+            for name, value in {"id": response.id, **rows.response_values(response)}.items()
+        }
+        assert self._turn_sql is not None
+        found = self._driver_rows(conn, self._turn_sql, {**params, **batch, **answer})
+        if not found:
+            raise NotFound.conversation(params["cid"])
+        base = found[0][0]
+        return [replace(item, conversation_id=params["cid"], position=base + n) for n, item in enumerate(items)]
 
     def get_response(self, owner, response_id):
         _refuse_nul(response_id=response_id)
@@ -773,6 +886,12 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             self.engine.dispose()
         if self._closer is not None:
             self._closer()
+
+
+def _cast(column: sa.Column[Any]) -> str:
+    """The cast a JSON column's parameter takes in driver SQL (PostgreSQL
+    reads it as text, the JSON of ``jsonfast.dumps``)."""
+    return "::jsonb" if isinstance(column.type, JsonDocument) else ""
 
 
 def _refuses_nul(exc: Exception) -> bool:

@@ -56,24 +56,25 @@ def item(row: Sequence[Any]) -> Item:
 def check_batch(conn: sa.Connection, tables: Tables, owner: str, conversation_id: str, items: list[Item]) -> dict:
     """Check a whole batch before anything is written, in the order the memory
     backend does, and return the owner's existing items it names by ID (the
-    targets of its references). Two queries, whatever the batch size."""
+    targets of its references). Two queries per ``IN_CHUNK`` items (a turn
+    of the Responses API may bring hundreds)."""
     i, link = tables.items, tables.links
-    ids = [it.id for it in items]
-    linked = set(
-        conn.execute(
-            sa.select(link.c.item_id).where(link.c.conversation_id == conversation_id, link.c.item_id.in_(ids))
+    linked: set[str] = set()
+    existing: dict = {}
+    for ids in batched(dict.fromkeys(it.id for it in items), IN_CHUNK):
+        linked.update(
+            conn.execute(
+                sa.select(link.c.item_id).where(link.c.conversation_id == conversation_id, link.c.item_id.in_(ids))
+            ).scalars()
         )
-        .scalars()
-        .all()
-    )
-    existing = {
-        row[0]: row
-        for row in conn.execute(
-            sa.select(i.c.id, i.c.type, i.c.payload, i.c.created_at, i.c.role, i.c.status).where(
-                i.c.owner == owner, i.c.id.in_(ids)
+        existing.update(
+            (row[0], row)
+            for row in conn.execute(
+                sa.select(i.c.id, i.c.type, i.c.payload, i.c.created_at, i.c.role, i.c.status).where(
+                    i.c.owner == owner, i.c.id.in_(ids)
+                )
             )
         )
-    }
     seen: set[str] = set()
     for it in items:
         if it.id in linked or it.id in seen:
