@@ -191,4 +191,3 @@ class UpstreamError(HistoryError):
         return self.status == 400 and (
             self.code == "context_length_exceeded" or "context length" in text or "context window" in text
         )
-

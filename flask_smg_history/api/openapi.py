@@ -258,7 +258,7 @@ def build_openapi(settings) -> dict[str, Any]:
                     _PAGE_PARAMS[0],
                     _PAGE_PARAMS[2],
                 ],
-            )
+            ),
         },
     )
     spec.path(
