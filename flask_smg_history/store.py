@@ -374,6 +374,8 @@ class Responses(_Part):
     def keep_turn(self, response: Response, items: list[Item]) -> list[Item]:
         """Store a turn's response and append its items (input, then output)
         to its conversation, in one atomic backend call (``store_turn``)."""
+        if items and response.conversation_id is None:
+            raise ValueError("a turn without a conversation has no items to append")
         at = now()
         added = self._call(
             "responses.create",
