@@ -150,40 +150,36 @@ def _reasoning(message: Any) -> str | None:
     return piece if isinstance(piece, str) and piece else None
 
 
+def _message_deltas(message: Any, finish_reason: str | None, *, streamed: bool) -> Iterator[Delta]:
+    """The deltas of a streamed chunk's ``delta`` or a whole answer's
+    ``message`` (the same fields; a streamed call carries its own index)."""
+    thought = _reasoning(message)
+    if thought:
+        yield ReasoningDelta(thought)
+    if message.content:
+        yield TextDelta(message.content)
+    for position, call in enumerate(message.tool_calls or []):
+        function = call.function
+        yield ToolCallDelta(
+            index=call.index if streamed else position,
+            call_id=call.id,
+            name=function.name if function else None,
+            arguments=(function.arguments or "") if function else "",
+        )
+    if finish_reason:
+        yield Finish(finish_reason)
+
+
 def _chunk_deltas(chunk: Any) -> Iterator[Delta]:
     if chunk.usage:
         yield _usage(chunk.usage)
     for choice in chunk.choices[:1]:
-        delta = choice.delta
-        thought = _reasoning(delta)
-        if thought:
-            yield ReasoningDelta(thought)
-        if delta.content:
-            yield TextDelta(delta.content)
-        for call in delta.tool_calls or []:
-            function = call.function
-            yield ToolCallDelta(
-                index=call.index,
-                call_id=call.id,
-                name=function.name if function else None,
-                arguments=(function.arguments or "") if function else "",
-            )
-        if choice.finish_reason:
-            yield Finish(choice.finish_reason)
+        yield from _message_deltas(choice.delta, choice.finish_reason, streamed=True)
 
 
 def _completion_deltas(completion: Any) -> Iterator[Delta]:
     for choice in completion.choices[:1]:
-        message = choice.message
-        thought = _reasoning(message)
-        if thought:
-            yield ReasoningDelta(thought)
-        if message.content:
-            yield TextDelta(message.content)
-        for index, call in enumerate(message.tool_calls or []):
-            yield ToolCallDelta(index, call.id, call.function.name, call.function.arguments or "")
-        if choice.finish_reason:
-            yield Finish(choice.finish_reason)
+        yield from _message_deltas(choice.message, choice.finish_reason, streamed=False)
     if completion.usage:
         yield _usage(completion.usage)
 
