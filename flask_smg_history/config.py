@@ -97,7 +97,7 @@ class Settings:
     backend: str = _setting(
         "memory",
         (
-            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, postgres+redis, sqlite+redis, "
+            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, file, postgres+redis, sqlite+redis, "
             "an entry point name or a dotted path to a Backend class."
         ),
     )

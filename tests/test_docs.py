@@ -1,5 +1,6 @@
 """The docs tell the truth about the configuration and build cleanly."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,52 @@ def test_the_readme_openai_snippet_runs_against_the_example_app(tmp_path, monkey
         ("assistant", reply),
     ]
     get_state(app).backend.close()
+
+
+# -- drift: docs that list what the code has, or quote what it prints ------------------------------------
+def _backend_lists() -> dict[str, str]:
+    """Every place that lists the backend names for a reader: the setting's
+    own doc (and so the configuration table) and README's first snippet."""
+    from flask_smg_history.config import KEYS_BY_NAME
+
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r'SMG_HISTORY_BACKEND"\] = "memory"  # or (.*)', readme)
+    assert snippet, "README's first snippet names the backends in a comment"
+    table = (ROOT / "docs" / "configuration.md").read_text()
+    row = re.search(r"^\| `SMG_HISTORY_BACKEND` \|.*$", table, re.M)
+    assert row, "docs/configuration.md has the SMG_HISTORY_BACKEND row"
+    return {
+        "the setting's doc": KEYS_BY_NAME["SMG_HISTORY_BACKEND"].doc,
+        "docs/configuration.md": row.group(0),
+        "README.md's first snippet": "memory, " + snippet.group(1),
+    }
+
+
+def test_every_list_of_backends_names_every_built_in_backend():
+    from flask_smg_history.backends import BACKENDS
+
+    for where, text in _backend_lists().items():
+        named = set(re.findall(r"[a-z]+(?:\+[a-z]+)?", text))
+        assert set(BACKENDS) <= named, f"{where} leaves out {sorted(set(BACKENDS) - named)}"
+
+
+def test_quoted_migration_output_names_the_current_head():
+    from flask_smg_history.backends.sql.migrate import head_revision
+
+    head = head_revision()
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for quoted in re.findall(r"history tables at revision (smgh_\d+)", path.read_text()):
+            assert quoted == head, f"{path.relative_to(ROOT)} quotes revision {quoted}; the command prints {head}"
+
+
+def test_the_example_app_readme_does_not_list_a_feature_it_has_as_missing():
+    """A feature the example README presents (a bullet opening with **Name**)
+    must not be one of the things listed under "What it does not do" (each a
+    phrase of that section's comma-separated lists)."""
+    text = (ROOT / "example_app" / "README.md").read_text()
+    presented, missing_section = text.split("## What it does not do", 1)
+    features = {f.lower() for f in re.findall(r"^- \*\*([^*]+)\*\*", presented, re.M)}
+    assert "search" in features, "the example README presents its features as '- **Name**' bullets"
+    bullets = re.findall(r"^- (.+)$", missing_section.split("\n## ", 1)[0], re.M)
+    phrases = {p.strip().rstrip(".").removeprefix("and ").lower() for b in bullets for p in b.split(",")}
+    assert features & phrases == set(), f"listed both as a feature and as missing: {sorted(features & phrases)}"
