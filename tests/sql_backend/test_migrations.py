@@ -195,11 +195,11 @@ def test_schema_behind_code_is_detected_and_init_db_fixes_it_without_restart(tmp
     app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"))
     with caplog.at_level(logging.WARNING, logger="flask_smg_history"):
         SmgHistory(app)
-    assert "run `flask db upgrade`" in caplog.text
+    assert "run `flask smg-history init-db`" in caplog.text
     store = get_state(app).store_for("alice")
-    not_migrated = (
-        "The history tables (smg_history_*) do not exist: run `flask db upgrade` "
-        "(or `flask smg-history init-db` without Flask-Migrate)."
+    not_migrated = (  # a plain app has no `flask db`: the command that works here comes first
+        "The history tables (smg_history_*) do not exist: run `flask smg-history init-db` "
+        "(or `flask db upgrade` if the app uses Flask-Migrate)."
     )
     with raises(HistoryUnavailable, message=not_migrated, param=None):
         store.conversations.list()
@@ -208,6 +208,31 @@ def test_schema_behind_code_is_detected_and_init_db_fixes_it_without_restart(tmp
     result = app.test_cli_runner().invoke(args=["smg-history", "init-db"])
     assert result.exit_code == 0, result.output
     assert store.conversations.list().data == []
+    get_state(app).backend.close()
+
+
+@pytest.mark.parametrize("command", ["db", "migrations"])
+def test_missing_tables_in_an_app_with_flask_migrate_name_its_upgrade_command_first(tmp_path: Path, command):
+    """With Flask-Migrate registered (under its own command name), its
+    upgrade is what the host runs: the message says it first."""
+    from flask_migrate import Migrate
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = Flask("migrated")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}",
+        SMG_HISTORY_BACKEND="sqlite",
+        SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"),
+    )
+    db = SQLAlchemy(app)
+    SmgHistory(app)
+    Migrate(app, db, command=command)  # after SmgHistory: the message is built when it is raised
+    not_migrated = (
+        f"The history tables (smg_history_*) do not exist: run `flask {command} upgrade` "
+        "(or `flask smg-history init-db`)."
+    )
+    with raises(HistoryUnavailable, message=not_migrated, param=None):
+        get_state(app).store_for("alice").conversations.list()
     get_state(app).backend.close()
 
 

@@ -113,6 +113,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         self._schema_ok = False
         self._schema_lock = threading.Lock()
         self._create_tables = settings.create_tables
+        self._app = app
         self._unhook = migrate.install_flask_migrate_hook(app, self)
         self._start_up()
 
@@ -152,10 +153,16 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
                 current = self._current_revision()
             if current != head:
                 state = "do not exist" if current is None else f"are at revision {current}, this version needs {head}"
-                raise HistoryUnavailable(
-                    f"{tables} {state}: run `flask db upgrade` (or `flask smg-history init-db` without Flask-Migrate)."
-                )
+                raise HistoryUnavailable(f"{tables} {state}: run {self._upgrade_advice()}.")
             self._schema_ok = True
+
+    def _upgrade_advice(self) -> str:
+        """The command that works in this app first: Flask-Migrate's upgrade
+        when the app has its command group, else our ``init-db``."""
+        flask_migrate = migrate.upgrade_command(self._app)
+        if flask_migrate is not None:
+            return f"`{flask_migrate}` (or `flask smg-history init-db`)"
+        return "`flask smg-history init-db` (or `flask db upgrade` if the app uses Flask-Migrate)"
 
     def _current_revision(self) -> str | None:
         with self._connect(self._transactions.read) as conn:

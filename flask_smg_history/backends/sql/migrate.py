@@ -136,6 +136,18 @@ def _run(backend: MigrationTarget, fn: Callable[[Config], None], offline: bool) 
 
 
 # -- Flask-Migrate integration ---------------------------------------------------
+def upgrade_command(app: Flask) -> str | None:
+    """``flask db upgrade`` (under the name Flask-Migrate was given) when the
+    app has Flask-Migrate's command group, else ``None``: what to tell a host
+    whose tables are missing, asked when the message is built (``Migrate``
+    may be set up after ``SmgHistory``)."""
+    state = app.extensions.get("migrate")
+    name = getattr(getattr(state, "migrate", None), "command", None)
+    if not isinstance(name, str) or name not in app.cli.commands:
+        return None
+    return f"flask {name} upgrade"
+
+
 def install_flask_migrate_hook(app: Flask, backend: MigrationTarget) -> Callable[[], None]:
     """Make the app's ``flask db upgrade`` apply our chain, whether Migrate was
     initialised before or after SmgHistory: if it is not there yet, retry when
