@@ -4,9 +4,11 @@ apps, speaking OpenAI's Conversations API.
 The public surface: ``SmgHistory`` (the extension), ``history`` (the current
 caller's store), ``get_state`` (an app's settings, backend and metrics),
 ``HistoryStore`` and the records it returns, ``Backend`` (the base class of
-custom backends) and every error the store and the HTTP API raise.
+custom backends), every error the store and the HTTP API raise, and
+``history_error_response`` (the API's answer to one, for a host's own routes).
 """
 
+from .api import history_error_response
 from .backends import Backend
 from .errors import (
     ConfigError,
@@ -49,4 +51,5 @@ __all__ = [
     "__version__",
     "get_state",
     "history",
+    "history_error_response",
 ]

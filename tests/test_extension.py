@@ -325,3 +325,62 @@ def test_feedback_on_the_none_backend_carries_the_retention_it_would_have():
     SmgHistory(app)
     fb = get_state(app).store_for("anonymous").feedback.submit("resp_1", "negative")
     assert fb.expires_at == pytest.approx(fb.created_at + 2 * 86400, abs=1)
+
+
+def _host_app(handled: bool) -> Flask:
+    """A host with routes of its own that call ``history``; with ``handled``,
+    the one documented line that maps history errors to the envelope."""
+    from werkzeug.exceptions import abort
+
+    app = Flask("host_routes")
+    app.config.update(SMG_HISTORY_ALLOW_ANONYMOUS=True)  # PROPAGATE_EXCEPTIONS off: Flask's own 500 page
+    SmgHistory(app)
+    if handled:
+        from flask_smg_history import HistoryError, history_error_response
+
+        app.register_error_handler(HistoryError, history_error_response)
+
+    @app.get("/chats/<cid>")
+    def chat(cid):
+        return {"id": history.conversations.get(cid).id}
+
+    @app.post("/chats")
+    def new_chat():
+        return {"id": history.conversations.create(metadata={"k": 1}).id}
+
+    @app.get("/missing")
+    def missing():
+        abort(404)
+
+    @app.get("/broken")
+    def broken():
+        raise ValueError("the host's own bug")
+
+    return app
+
+
+def test_a_history_error_in_a_host_route_is_the_envelope_with_one_line():
+    client = _host_app(handled=True).test_client()
+    missing = "Conversation with id 'conv_nope' not found."
+    envelope(client.get("/chats/conv_nope"), 404, message=missing, param="conversation_id")
+    envelope(
+        client.post("/chats"),
+        400,
+        message="Invalid 'metadata.k.value': Not a valid string.",
+        param="metadata.k.value",
+    )
+
+
+def test_a_history_error_in_a_host_route_with_the_line_leaves_the_host_s_other_error_pages_alone():
+    app = _host_app(handled=True)
+    client = app.test_client()
+    page = client.get("/missing")
+    assert page.status_code == 404 and page.mimetype == "text/html"  # Flask's own 404, not the envelope
+    broken = client.get("/broken")
+    assert broken.status_code == 500 and broken.mimetype == "text/html"
+    assert client.get("/v1/conversations/conv_nope").get_json()["error"]["param"] == "conversation_id"
+
+
+def test_a_history_error_in_a_host_route_without_the_line_stays_flask_s_default():
+    resp = _host_app(handled=False).test_client().get("/chats/conv_nope")
+    assert resp.status_code == 500 and resp.mimetype == "text/html"

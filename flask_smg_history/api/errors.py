@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import HistoryError
@@ -14,7 +14,7 @@ log = logging.getLogger("flask_smg_history")
 _HTTP_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
 
 
-def envelope(status: int, message: str, type_: str, param: str | None = None, code: str | None = None):
+def envelope(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> Response:
     response = jsonify({"error": {"message": message, "type": type_, "param": param, "code": code}})
     response.status_code = status
     if 400 <= status < 500 or status == 501:
@@ -24,7 +24,14 @@ def envelope(status: int, message: str, type_: str, param: str | None = None, co
     return response
 
 
-def history_error(exc: HistoryError):
+def history_error_response(exc: HistoryError) -> Response:
+    """The answer the HTTP API gives for ``exc``: its status and OpenAI's
+    error envelope (and ``x-should-retry: false`` on 4xx and 501). Public so
+    a host's own routes answer the same with one line, without touching its
+    other error pages::
+
+        app.register_error_handler(HistoryError, history_error_response)
+    """
     if exc.status >= 500:
         log.warning("history request failed: %s", exc.message)
     return envelope(exc.status, exc.message, exc.type, exc.param, exc.code)
@@ -42,7 +49,7 @@ def unexpected_error(exc: Exception):
 
 
 def register(blueprint) -> None:
-    blueprint.register_error_handler(HistoryError, history_error)
+    blueprint.register_error_handler(HistoryError, history_error_response)
     blueprint.register_error_handler(HTTPException, http_error)
     blueprint.register_error_handler(Exception, unexpected_error)
 
