@@ -7,15 +7,21 @@ ID; and bulk operations that work in chunks must be right at exactly one
 chunk and at one more (``batch_sizes``, from each backend's own constants).
 A backend that folds case, matches items by ID alone, drops the keyset
 tie-break or is off by one at a chunk boundary fails here.
+
+The shared item ID is checked on every read that joins items: the item read
+itself, search, usage statistics, the training export and the context
+``responses.create`` sends the model.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from flask_smg_history import Conversation, Feedback, InvalidRequest, NotFound, get_state
+from flask_smg_history.responses import Finish, Usage
 
 from ..support.errors import missing, raises
 
@@ -178,6 +184,147 @@ def test_deleting_a_conversation_or_item_keeps_the_other_owners_item_of_that_id(
         code="item_already_exists",
     ):
         bob.items.add(bob.conversations.create().id, [{"id": SHARED_ID, "role": "user", "content": "dup"}])
+
+
+#: The text of each owner's item under ``SHARED_ID`` in ``_shared_reads``:
+#: both hold the word searched for, and bob's is an assistant's.
+SHARED_TEXT = {"alice": "zeppelin hangar of alice", "bob": "zeppelin walrus of bob"}
+
+
+def _shared_reads(app):
+    """``_shared_world`` for the reads that join items: alice's item is a
+    user's message, bob's (same ID) an assistant's, each linked into two
+    conversations of its owner (once by reference)."""
+    out = {}
+    for owner, role in (("alice", "user"), ("bob", "assistant")):
+        store = _store(app, owner)
+        item = {"id": SHARED_ID, "type": "message", "role": role, "content": SHARED_TEXT[owner]}
+        first = store.conversations.create(items=[item])
+        second = store.conversations.create(items=[{"type": "item_reference", "id": SHARED_ID}])
+        out[owner] = (store, first, second)
+    return out
+
+
+def test_search_finds_only_the_callers_item_when_another_owner_shares_its_id(app, backend_name):
+    if backend_name == "oracle":
+        pytest.skip("Oracle answers NotSupported for search (tests/contract/test_search.py)")
+    world = _shared_reads(app)
+    for owner, (store, first, second) in world.items():
+        other = "bob" if owner == "alice" else "alice"
+        role = "user" if owner == "alice" else "assistant"
+        page = store.search("zeppelin")
+        # one hit per link, newest conversation first, each the caller's own item
+        assert [(h.conversation_id, h.item_id, h.role) for h in page.data] == [
+            (second.id, SHARED_ID, role),
+            (first.id, SHARED_ID, role),
+        ], owner
+        for hit in page.data:
+            assert owner in hit.snippet and other not in hit.snippet, hit.snippet
+            assert "<mark>zeppelin</mark>" in hit.snippet.lower(), hit.snippet
+        assert store.search("walrus" if owner == "alice" else "hangar").data == []
+        only = store.search("zeppelin", conversation=first.id).data
+        assert [(h.item_id, h.role) for h in only] == [(SHARED_ID, role)]
+        assert owner in only[0].snippet and other not in only[0].snippet
+
+
+def test_usage_statistics_count_only_the_callers_item_when_another_owner_shares_its_id(app):
+    world = _shared_reads(app)
+    figures = {
+        "alice": {"total": 2, "by_type": {"message": 2}, "by_role": {"user": 2}},
+        "bob": {"total": 2, "by_type": {"message": 2}, "by_role": {"assistant": 2}},
+    }
+    for owner, (store, *_) in world.items():
+        stats = store.stats()
+        assert stats["items"] == figures[owner], owner
+        assert stats["conversations"]["total"] == 2
+    whole = get_state(app).backend.usage_stats(None, since=None)
+    assert whole["items"] == {"total": 4, "by_type": {"message": 4}, "by_role": {"assistant": 2, "user": 2}}
+
+
+def test_the_training_export_holds_only_the_callers_item_when_another_owner_shares_its_id(app):
+    """Each owner's rated turn in a conversation, its input an item under the
+    shared ID, and a second turn after it: every line holds its own owner's
+    texts only."""
+    for owner in ("alice", "bob"):
+        store = _store(app, owner)
+        conv = store.conversations.create()
+        question = {"id": SHARED_ID, "type": "message", "role": "user", "content": f"question of {owner}"}
+        first = store.responses.store(
+            {
+                "model": "m",
+                "input": [question],
+                "output": [{"type": "message", "role": "assistant", "content": f"answer to {owner}"}],
+                "conversation": conv.id,
+            }
+        )
+        second = store.responses.store(
+            {
+                "model": "m",
+                "input": f"again, {owner}",
+                "output": [{"type": "message", "role": "assistant", "content": f"again to {owner}"}],
+                "conversation": conv.id,
+                "previous_response_id": first.id,
+            }
+        )
+        store.feedback.submit(first.id, "positive")
+        store.feedback.submit(second.id, "negative")
+
+    def lines(*args: str) -> list[list[tuple[str, str]]]:
+        result = app.test_cli_runner().invoke(args=["smg-history", "export", "--format", "chat-jsonl", *args])
+        assert result.exit_code == 0, result.output
+        return sorted(
+            [(m["role"], m["content"]) for m in json.loads(line)["messages"]] for line in result.stdout.splitlines()
+        )
+
+    def expected(owner: str) -> list[list[tuple[str, str]]]:
+        one = [("user", f"question of {owner}"), ("assistant", f"answer to {owner}")]
+        return [one, [*one, ("user", f"again, {owner}"), ("assistant", f"again to {owner}")]]
+
+    for owner in ("alice", "bob"):
+        assert lines("--owner", owner) == sorted(expected(owner)), owner
+    assert lines() == sorted(expected("alice") + expected("bob"))
+
+
+class _Recorder:
+    """An in-process upstream that records each request and answers ``ok``."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def stream(self, request):
+        self.requests.append(request)
+        yield "ok"
+        yield Usage(input_tokens=1, output_tokens=1)
+        yield Finish("stop")
+
+
+def _input_texts(request) -> list[tuple[str, str]]:
+    out = []
+    for item in request.input:
+        content = item.get("content")
+        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [])
+        out.append((item.get("role"), text))
+    return out
+
+
+def test_the_responses_context_holds_only_the_callers_item_when_another_owner_shares_its_id(make_app):
+    model = _Recorder()
+    app = make_app(upstream=model)
+    world = _shared_reads(app)
+    for owner, (store, first, second) in world.items():
+        role = "user" if owner == "alice" else "assistant"
+        for conv in (first, second):
+            model.requests.clear()
+            store.responses.create(model="m", input=f"next, {owner}", conversation=conv.id)
+            assert _input_texts(model.requests[0]) == [(role, SHARED_TEXT[owner]), ("user", f"next, {owner}")]
+            model.requests.clear()
+            store.responses.create(model="m", input="and then", conversation=conv.id)
+            assert _input_texts(model.requests[0]) == [
+                (role, SHARED_TEXT[owner]),
+                ("user", f"next, {owner}"),
+                ("assistant", "ok"),
+                ("user", "and then"),
+            ], owner
 
 
 # -- equal timestamps ----------------------------------------------------------------
