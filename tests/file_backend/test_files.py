@@ -105,6 +105,50 @@ def test_a_crash_between_writing_and_renaming_leaves_the_old_file_whole(app, ali
     assert alice.conversations.get(conv.id).metadata == {"v": "old"}
 
 
+@pytest.mark.parametrize("backups", [0, 2])
+def test_an_atomic_replace_fsyncs_the_whole_new_file_before_renaming_it_and_the_folder_after(
+    make_app, monkeypatch, backups
+):
+    """The order that makes a write survive a crash: the temporary file's
+    data reaches the disk (``fsync`` of its descriptor, with every byte
+    written) before it is renamed over the old file, and the folder is
+    fsynced after the rename, so the rename itself is on disk. Renaming
+    first can leave, after a crash, the name pointing at an empty file."""
+    app = make_app(SMG_HISTORY_FILE_BACKUPS=backups)
+    alice = get_state(app).store_for("alice")
+    conv = alice.conversations.create(metadata={"v": "old"})
+    path = owner_dir(app) / "conversations" / conv.id / "conversation.json"
+    events: list[tuple] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync", info.st_ino, info.st_size, os.path.isdir(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino, os.fspath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "replace", replace)
+    alice.conversations.update(conv.id, metadata={"v": "new"})
+    monkeypatch.undo()
+
+    new = os.stat(path)
+    folder = os.stat(path.parent).st_ino
+    renames = [n for n, e in enumerate(events) if e[0] == "replace" and e[2] == os.fspath(path)]
+    assert len(renames) == 1, events
+    (rename,) = renames
+    assert events[rename][1] == new.st_ino  # the temporary file became the file
+    synced_whole = [n for n, e in enumerate(events) if e == ("fsync", new.st_ino, new.st_size, False)]
+    assert synced_whole and synced_whole[0] < rename, events
+    assert [e for e in events[rename + 1 :] if e[0] == "fsync" and e[3] and e[1] == folder], events
+    assert json.loads(path.read_text())["metadata"] == {"v": "new"}
+    if backups:
+        assert json.loads(storage.backup_path(path, 1).read_text())["metadata"] == {"v": "old"}
+
+
 def test_items_written_before_a_crash_but_never_committed_are_invisible_and_replaced(app, alice):
     """An append writes its item files, then the conversation's file; a
     crash between them leaves files beyond ``next_position``, which no read
