@@ -14,10 +14,18 @@ from hypothesis import strategies as st
 
 from flask_smg_history.backends import jsonfast
 
+#: Integers at the edges of the 64-bit ranges orjson reads as integers
+#: (int64 below zero, uint64 above), a few either side: just outside them,
+#: orjson reads a float, so these must reach ``json``. ``-(2**63) - 1`` has
+#: 19 digits, ``2**64`` has 20.
+EDGES = sorted({edge + step for edge in (-(2**64), -(2**63), 2**63, 2**64, -(10**19), 10**19) for step in range(-3, 4)})
+edge_integers = st.sampled_from(EDGES) | st.integers(min_value=-(2**64) - 3, max_value=-(2**63) - 1)
+
 values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
+    | edge_integers
     | st.floats(allow_nan=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -32,6 +40,16 @@ def test_same_values_as_json(value, as_bytes):
     got = jsonfast.loads(text.encode() if as_bytes else text)
     assert got == json.loads(text)
     assert json.dumps(got) == json.dumps(json.loads(text))  # same types (int vs float) and key order
+
+
+@pytest.mark.parametrize("number", EDGES + [-(10**18), 10**18, -(2**63) - 10**6], ids=str)
+def test_integers_just_outside_64_bits_stay_integers(number):
+    """On both sides of int64 and uint64, alone and inside a document: the
+    value and its type are ``json``'s (a 19-digit negative below ``-2**63``
+    is the case a 20-digit threshold for the fallback would miss)."""
+    for text in (str(number), f'{{"n": [{number}]}}', f"[1.5, {number}, -{number}]".replace("--", "")):
+        got = jsonfast.loads(text)
+        assert got == json.loads(text) and json.dumps(got) == json.dumps(json.loads(text)), text
 
 
 @pytest.mark.parametrize(
