@@ -16,6 +16,7 @@ derives its target's settings from the source's (``Settings.as_config``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -97,8 +98,8 @@ class Settings:
     backend: str = _setting(
         "memory",
         (
-            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, file, postgres+redis, sqlite+redis, "
-            "an entry point name or a dotted path to a Backend class."
+            "Storage backend: one of memory, none, sqlite, postgres, redis, oracle, file, postgres+redis, "
+            "sqlite+redis, an entry point name or a dotted path to a Backend class."
         ),
     )
     url_prefix: str = _setting(
@@ -474,6 +475,15 @@ def _convert(key: Key, value: Any, from_env: bool) -> Any:
 _NAMES_FOLDED: dict[str, tuple[str, Key]] = {name.upper(): (name, key) for key in KEYS for name in (key.name, *key.env)}
 
 
+def _closest_setting(name: str) -> str | None:
+    """The setting a mistyped key most likely meant (``SMG_HISTORY_BACKEN``:
+    ``SMG_HISTORY_BACKEND``), compared without the prefix all share, or
+    ``None`` when none is close."""
+    wanted = name.upper()[len(PREFIX) :]
+    close = difflib.get_close_matches(wanted, [key.name[len(PREFIX) :] for key in KEYS], n=1, cutoff=0.6)
+    return PREFIX + close[0] if close else None
+
+
 def _refuse_unknown_names(config: Mapping[str, Any], environ: Mapping[str, str]) -> None:
     """Refuse a config key under our prefix that names no setting, in any
     case, and a config key or environment variable that is a case variant of
@@ -490,9 +500,9 @@ def _refuse_unknown_names(config: Mapping[str, Any], environ: Mapping[str, str])
                 f"did you mean {real[1].name}?",
                 param=real[1].name,
             )
-        raise ConfigError(
-            f"{name} is not a setting of flask-smg-history (see the configuration reference).", param=name
-        )
+        close = _closest_setting(name)
+        hint = f": did you mean {close}?" if close else " (see the configuration reference)."
+        raise ConfigError(f"{name} is not a setting of flask-smg-history{hint}", param=name)
     for name in environ:
         real = _NAMES_FOLDED.get(name.upper())
         if real is not None and name != real[0]:

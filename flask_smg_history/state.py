@@ -111,7 +111,20 @@ def current_owner() -> str:
         return owner
     if state.allow_anonymous:
         return ANONYMOUS
-    raise Unauthorized("Missing credentials: send 'Authorization: Bearer <key>' with a key from SMG_HISTORY_API_KEYS.")
+    raise _no_identity(signs_in=loader is not None, takes_keys=bool(state.settings.api_keys))
+
+
+def _no_identity(*, signs_in: bool, takes_keys: bool) -> Unauthorized:
+    """The 401 of a caller with no identity, in the app's own terms: an app
+    whose users sign in (an identity loader) says so, and names the bearer
+    key only when it accepts keys."""
+    header, keys = "'Authorization: Bearer <key>'", "with a key from SMG_HISTORY_API_KEYS"
+    if not signs_in:
+        return Unauthorized(f"Missing credentials: send {header} {keys}.")
+    not_signed_in = "Not signed in: this app's identity loader found no user for this request"
+    if takes_keys:
+        return Unauthorized(f"{not_signed_in}, and it sent no {header} header {keys}.")
+    return Unauthorized(f"{not_signed_in}.")
 
 
 def _current_store() -> HistoryStore:

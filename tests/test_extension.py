@@ -79,7 +79,7 @@ def test_double_init_is_an_error():
         (
             {"SMG_HISTORY_BACKNED": "memory"},
             "SMG_HISTORY_BACKNED",
-            "SMG_HISTORY_BACKNED is not a setting of flask-smg-history (see the configuration reference).",
+            "SMG_HISTORY_BACKNED is not a setting of flask-smg-history: did you mean SMG_HISTORY_BACKEND?",
         ),
         (
             {"SMG_HISTORY_BACKEND": "json.JSONDecoder"},
@@ -114,6 +114,26 @@ def test_a_case_variant_of_a_setting_is_an_error_naming_the_real_key(name, real)
         param = real
     with raises(ConfigError, message=message, param=param):
         SmgHistory(_app(**{name: "k=alice"}))
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("SMG_HISTORY_BACKEN", "SMG_HISTORY_BACKEND"),
+        ("SMG_HISTORY_API_KEY", "SMG_HISTORY_API_KEYS"),
+        ("smg_history_redis_ur", "SMG_HISTORY_REDIS_URL"),
+        ("SMG_HISTORY_POSTGRES_URL", "SMG_HISTORY_POSTGRES_DB_URL"),
+        ("SMG_HISTORY_UNKNOWN", None),  # the shared prefix alone suggests nothing
+        ("SMG_HISTORY_X", None),
+    ],
+)
+def test_a_typo_in_a_setting_name_suggests_the_closest_setting(name, suggestion):
+    if suggestion is None:
+        message = f"{name} is not a setting of flask-smg-history (see the configuration reference)."
+    else:
+        message = f"{name} is not a setting of flask-smg-history: did you mean {suggestion}?"
+    with raises(ConfigError, message=message, param=name):
+        SmgHistory(_app(**{name: "x"}))
 
 
 @pytest.mark.parametrize(
@@ -384,3 +404,32 @@ def test_a_history_error_in_a_host_route_with_the_line_leaves_the_host_s_other_e
 def test_a_history_error_in_a_host_route_without_the_line_stays_flask_s_default():
     resp = _host_app(handled=False).test_client().get("/chats/conv_nope")
     assert resp.status_code == 500 and resp.mimetype == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({}, "Not signed in: this app's identity loader found no user for this request."),
+        (
+            {"k": "keyowner"},
+            "Not signed in: this app's identity loader found no user for this request, and it sent no "
+            "'Authorization: Bearer <key>' header with a key from SMG_HISTORY_API_KEYS.",
+        ),
+    ],
+)
+def test_the_401_of_an_app_with_an_identity_loader_says_the_caller_is_not_signed_in(keys, message):
+    """An app that identifies users by its sign-in does not tell them to send
+    a bearer key, unless it also accepts keys."""
+    ext = SmgHistory()
+    app = _app(SMG_HISTORY_API_KEYS=keys, SMG_HISTORY_ALLOW_ANONYMOUS=False)
+    ext.init_app(app)
+    ext.identity_loader(lambda: None)
+    envelope(app.test_client().get("/v1/conversations"), 401, message=message, param=None)
+    without_loader = _app(SMG_HISTORY_API_KEYS={"k": "keyowner"}, SMG_HISTORY_ALLOW_ANONYMOUS=False)
+    SmgHistory(without_loader)
+    envelope(
+        without_loader.test_client().get("/v1/conversations"),
+        401,
+        message="Missing credentials: send 'Authorization: Bearer <key>' with a key from SMG_HISTORY_API_KEYS.",
+        param=None,
+    )
