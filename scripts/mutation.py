@@ -2,11 +2,15 @@
 
 mutmut plants one small bug at a time (a flipped comparison, a dropped
 argument, a changed string) in the modules named in ``[tool.mutmut]`` of
-pyproject.toml, runs the tests that reach the changed function on the memory
-backend, and counts the mutants the tests kill. docs/testing.md has the last
-score and explains every mutant that survived.
+pyproject.toml, runs the tests that reach the changed function, and counts
+the mutants the tests kill. Each module has its own tests and backends
+(``MODULES`` below: the memory backend for the core, SQLite and PostgreSQL
+for the SQL search and statistics, SQLite with Redis for the hybrid
+backend, the file backend's own folder); a run over several modules runs
+the union of theirs. docs/testing.md has the last score and explains every
+mutant that survived.
 
-    python scripts/mutation.py                   # every module (35 to 40 minutes on 2 shared cores)
+    python scripts/mutation.py                   # every module (hours on 2 shared cores: run groups)
     python scripts/mutation.py state portable     # some modules (names below)
     python scripts/mutation.py --report           # the table of the last run, without running
 
@@ -24,21 +28,87 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Short names of the mutated modules, and their mutmut name prefixes.
+
+
+class Module(NamedTuple):
+    """A mutated module: its mutmut name prefix, the test backends
+    (``SMG_HISTORY_TEST_BACKENDS``) and the tests (paths under the project)
+    its mutants are run against."""
+
+    prefix: str
+    backends: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+#: The fast tests on the memory backend: the contract suite, HTTP,
+#: extension, CLI, record format, store and hostile input.
+CORE_TESTS = (
+    "tests/contract",
+    "tests/test_http.py",
+    "tests/test_extension.py",
+    "tests/test_cli.py",
+    "tests/test_portable.py",
+    "tests/test_store.py",
+    "tests/hardening/test_bad_input.py",
+    "tests/hardening/test_security.py",
+)
+SEARCH_TESTS = ("tests/contract/test_search.py", "tests/contract/test_collisions.py", "tests/test_search_api.py")
+STATS_TESTS = ("tests/contract/test_stats.py", "tests/contract/test_collisions.py")
+#: Short names of the mutated modules (each in ``only_mutate`` of pyproject.toml).
 MODULES = {
-    "state": "flask_smg_history.state.",
-    "store": "flask_smg_history.store.",
-    "schemas": "flask_smg_history.schemas.",
-    "portable": "flask_smg_history.portable.",
-    "memory": "flask_smg_history.backends.memory.",
+    "state": Module("flask_smg_history.state.", ("memory",), CORE_TESTS),
+    "store": Module("flask_smg_history.store.", ("memory",), CORE_TESTS),
+    "schemas": Module("flask_smg_history.schemas.", ("memory",), CORE_TESTS),
+    "portable": Module("flask_smg_history.portable.", ("memory",), CORE_TESTS),
+    "memory": Module("flask_smg_history.backends.memory.", ("memory",), CORE_TESTS),
+    # the query language, cursors and snippets every backend shares, and the memory backend's matching
+    "search": Module("flask_smg_history.search.", ("memory",), SEARCH_TESTS),
+    # PostgreSQL's and SQLite's statements (the shared-item-ID joins among them)
+    "sql_search": Module(
+        "flask_smg_history.backends.sql.search.",
+        ("sqlite", "postgres"),
+        (*SEARCH_TESTS, "tests/sql_backend/test_search_sql.py"),
+    ),
+    "usage": Module("flask_smg_history.backends.usage.", ("memory",), STATS_TESTS),
+    "sql_stats": Module(
+        "flask_smg_history.backends.sql.stats.",
+        ("sqlite", "postgres"),
+        (*STATS_TESTS, "tests/sql_backend/test_stats_sql.py"),
+    ),
+    "training": Module(
+        "flask_smg_history.training.",
+        ("memory",),
+        ("tests/test_training_export.py", "tests/test_training_formats.py", "tests/contract/test_collisions.py"),
+    ),
+    "hybrid": Module(
+        "flask_smg_history.backends.hybrid.", ("sqlite+redis",), ("tests/hybrid_backend", "tests/contract")
+    ),
+    "file": Module("flask_smg_history.backends.file.", ("file",), ("tests/file_backend", "tests/contract")),
 }
+#: The modules run together by default, in this order: each group is one mutmut run.
+GROUPS = (
+    ("state", "portable", "schemas"),
+    ("memory",),
+    ("store",),
+    ("search", "usage", "training"),
+    ("sql_search", "sql_stats"),
+    ("hybrid",),
+    ("file",),
+)
 
 
-def mutmut(*args: str, capture: bool = False) -> str:
-    """Run mutmut from the project root at the lowest CPU priority."""
-    env = {**os.environ, "SMG_HISTORY_TEST_BACKENDS": "memory"}
+def mutmut(*args: str, modules: list[str] | None = None, capture: bool = False) -> str:
+    """Run mutmut from the project root at the lowest CPU priority, on the
+    backends and tests of ``modules`` (the union of theirs)."""
+    env = dict(os.environ)
+    if modules:
+        backends = dict.fromkeys(b for m in modules for b in MODULES[m].backends)
+        tests = dict.fromkeys(t for m in modules for t in MODULES[m].tests)
+        env["SMG_HISTORY_TEST_BACKENDS"] = ",".join(backends)
+        env["SMG_HISTORY_MUTATION_TESTS"] = os.pathsep.join(tests)  # tests/conftest.py deselects the rest
     env.pop("PYTHONPATH", None)  # the tests import the mutated copy in mutants/, never the checkout
     command = ["nice", "-n", "19", sys.executable, "-m", "mutmut", *args]
     result = subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=capture, check=False)
@@ -55,14 +125,14 @@ def results() -> dict[str, Counter[str]]:
         if not sep:
             continue
         for module, prefix in MODULES.items():
-            if name.startswith(prefix):
+            if name.startswith(prefix.prefix):
                 per_module[module][outcome] += 1
     return per_module
 
 
 def survivors(modules: list[str]) -> list[str]:
     """Mutants the tests did not notice (``mutmut show NAME`` prints one)."""
-    prefixes = tuple(MODULES[m] for m in modules)
+    prefixes = tuple(MODULES[m].prefix for m in modules)
     lines = (line.strip() for line in mutmut("results", capture=True).splitlines())
     return [line for line in lines if line.startswith(prefixes) and not line.endswith(DETECTED)]
 
@@ -72,8 +142,7 @@ def survivors(modules: list[str]) -> list[str]:
 DETECTED = ("killed", "timeout", "caught by type check")
 
 
-def report(modules: list[str], minimum: float) -> int:
-    counts = results()
+def report(modules: list[str], minimum: float, counts: dict[str, Counter[str]], left: list[str]) -> int:
     total: Counter[str] = Counter()
     print(f"{'module':<10} {'mutants':>8} {'killed':>7} {'timeout':>8} {'survived':>9} {'other':>6} {'score':>7}")
 
@@ -88,7 +157,6 @@ def report(modules: list[str], minimum: float) -> int:
         total.update(counts[module])
         row(module, counts[module])
     score = row("all", total)
-    left = survivors(modules)
     if left:
         print("\nNot detected (explain each in docs/testing.md, or kill it with a test):")
         print("\n".join(f"  {line}" for line in left))
@@ -104,7 +172,7 @@ def report(modules: list[str], minimum: float) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="module", help=f"{', '.join(MODULES)} (default: all)")
-    parser.add_argument("--report", action="store_true", help="print the last run's results only")
+    parser.add_argument("--report", action="store_true", help="print the last run's results only (its last group)")
     parser.add_argument("--minimum", type=float, default=90.0, help="least percent killed to pass")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     args = parser.parse_args()
@@ -112,10 +180,25 @@ def main() -> int:
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)}; choose from {', '.join(MODULES)}")
-    if not args.report:
+    if args.report:
+        ran = [m for m in modules if sum(results()[m].values())]
+        return report(ran or modules, args.minimum, results(), survivors(ran or modules))
+    # One mutmut run per group (GROUPS), each on its own backends and tests
+    # from a fresh mutants/ copy; each group's results are read before the next.
+    counts: dict[str, Counter[str]] = {}
+    left: list[str] = []
+    for group in GROUPS:
+        chosen = [m for m in group if m in modules]
+        if not chosen:
+            continue
+        print(f"== {', '.join(chosen)}", flush=True)
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-        mutmut("run", "--max-children", str(args.jobs), *(f"{MODULES[m]}*" for m in modules))
-    return report(modules, args.minimum)
+        prefixes = (f"{MODULES[m].prefix}*" for m in chosen)
+        mutmut("run", "--max-children", str(args.jobs), *prefixes, modules=chosen)
+        found = results()
+        counts.update({m: found[m] for m in chosen})
+        left += survivors(chosen)
+    return report(modules, args.minimum, counts, left)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,23 @@ from .support.apps import build_app
 
 # Before any test module imports it, so its asserts show both sides on failure.
 pytest.register_assert_rewrite("tests.support.errors", "tests.support.turns")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``scripts/mutation.py`` runs each mutated module against its own tests
+    (``SMG_HISTORY_MUTATION_TESTS``: paths joined by ``os.pathsep``) out of
+    the union ``[tool.mutmut]`` selects: the others are deselected."""
+    wanted = os.environ.get("SMG_HISTORY_MUTATION_TESTS")
+    if not wanted:
+        return
+    paths = tuple(p.rstrip("/") for p in wanted.split(os.pathsep) if p)
+    kept, dropped = [], []
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        (kept if any(path == p or path.startswith(p + "/") for p in paths) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(params=backends.selected())
