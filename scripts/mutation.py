@@ -198,6 +198,8 @@ def main() -> int:
         found = results()
         counts.update({m: found[m] for m in chosen})
         left += survivors(chosen)
+        report(chosen, args.minimum, counts, [])  # this group's table now, in case a later group is stopped
+        print(flush=True)
     return report(modules, args.minimum, counts, left)
 
 
