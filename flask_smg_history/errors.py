@@ -8,6 +8,21 @@ so every backend says the same words with the same ``param`` and ``code``."""
 
 from __future__ import annotations
 
+import re
+
+#: The longest ID a message repeats whole; a longer one is cut (``shown_id``).
+SHOWN_ID_CHARS = 128
+#: A quoted text longer than that, in a phrase naming a record.
+_LONG_QUOTED = re.compile(rf"'([^']{{{SHOWN_ID_CHARS + 1},}})'")
+
+
+def shown_id(value: object) -> str:
+    """An ID as a message repeats it: whole up to ``SHOWN_ID_CHARS``
+    characters, else its start and "…", so a 5,000-character ID does not
+    fill the answer (or a log line)."""
+    text = str(value)
+    return text if len(text) <= SHOWN_ID_CHARS else text[:SHOWN_ID_CHARS] + "…"
+
 
 class HistoryError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -34,7 +49,7 @@ class InvalidRequest(HistoryError):
     @classmethod
     def unknown_cursor(cls, after: str) -> InvalidRequest:
         """A page was asked for after a record the listing does not hold."""
-        return cls(f"No record with id '{after}' to list after.", param="after")
+        return cls(f"No record with id '{shown_id(after)}' to list after.", param="after")
 
     @classmethod
     def too_much_metadata(cls, pairs: int, maximum: int) -> InvalidRequest:
@@ -52,7 +67,7 @@ class InvalidRequest(HistoryError):
         continue from: unknown, expired, stored with ``store: false`` or
         another owner's (a 400, not a 404, as OpenAI answers)."""
         return cls(
-            f"Previous response with id '{response_id[:128]}' not found.",
+            f"Previous response with id '{shown_id(response_id)}' not found.",
             param="previous_response_id",
             code="previous_response_not_found",
         )
@@ -60,12 +75,12 @@ class InvalidRequest(HistoryError):
     @classmethod
     def response_id_taken(cls, response_id: str) -> InvalidRequest:
         """A stored response's ID is held by another owner's response."""
-        return cls(f"Response id '{response_id}' is not available.", param="id")
+        return cls(f"Response id '{shown_id(response_id)}' is not available.", param="id")
 
     @classmethod
     def already_in_conversation(cls, item_id: str, conversation_id: str) -> InvalidRequest:
         return cls(
-            f"Item with id '{item_id}' is already in conversation '{conversation_id}'.",
+            f"Item with id '{shown_id(item_id)}' is already in conversation '{shown_id(conversation_id)}'.",
             param="items",
             code="item_already_in_conversation",
         )
@@ -74,8 +89,8 @@ class InvalidRequest(HistoryError):
     def item_exists(cls, item_id: str) -> InvalidRequest:
         """A new item reuses the ID of one the owner has elsewhere."""
         return cls(
-            f"Item with id '{item_id}' already exists; to add it to this conversation too, send "
-            f'{{"type": "item_reference", "id": "{item_id}"}}.',
+            f"Item with id '{shown_id(item_id)}' already exists; to add it to this conversation too, send "
+            f'{{"type": "item_reference", "id": "{shown_id(item_id)}"}}.',
             param="items",
             code="item_already_exists",
         )
@@ -90,19 +105,19 @@ class NotFound(HistoryError):
 
     @classmethod
     def conversation(cls, conversation_id: str) -> NotFound:
-        return cls(f"Conversation with id '{conversation_id}' not found.", param="conversation_id")
+        return cls(f"Conversation with id '{shown_id(conversation_id)}' not found.", param="conversation_id")
 
     @classmethod
     def item(cls, item_id: str) -> NotFound:
-        return cls(f"Item with id '{item_id}' not found.", param="item_id")
+        return cls(f"Item with id '{shown_id(item_id)}' not found.", param="item_id")
 
     @classmethod
     def response(cls, response_id: str) -> NotFound:
-        return cls(f"Response with id '{response_id}' not found.", param="response_id")
+        return cls(f"Response with id '{shown_id(response_id)}' not found.", param="response_id")
 
     @classmethod
     def feedback(cls, response_id: str) -> NotFound:
-        return cls(f"No feedback for response with id '{response_id}'.", param="response_id")
+        return cls(f"No feedback for response with id '{shown_id(response_id)}'.", param="response_id")
 
 
 class Unauthorized(HistoryError):
@@ -159,7 +174,11 @@ class CorruptRecord(HistoryError):
 
     @classmethod
     def of(cls, what: str, reason: str = "") -> CorruptRecord:
+        """``what`` names the record (``Conversation 'conv_…'``); an ID in it
+        longer than ``SHOWN_ID_CHARS`` is cut here, so backends build it
+        cheaply on every call and only a failure pays for the cut."""
         detail = f" ({reason})" if reason else ""
+        what = _LONG_QUOTED.sub(lambda m: f"'{shown_id(m.group(1))}'", what)
         return cls(f"{what} is stored in a form this backend cannot read{detail}.")
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from . import schemas, signals
 from .backends.base import Backend, outage_hint_of, page_of
 from .config import METADATA_UPDATE_MODES
-from .errors import HistoryUnavailable, InvalidRequest, NotFound, NotSupported
+from .errors import HistoryUnavailable, InvalidRequest, NotFound, NotSupported, shown_id
 from .records import ITEM_ID_PREFIXES, Conversation, Feedback, Item, Page, Response, mint_id, now
 from .search import Cursor, SearchPage, SearchQuery
 from .signals import emit
@@ -66,8 +66,9 @@ def _check_id(value: Any, prefix: str, param: str) -> None:
     nothing about which records exist. (Item IDs are free-form: callers may
     choose them.)"""
     if not isinstance(value, str) or not value.startswith(prefix):
-        shown = value[:128] if isinstance(value, str) else value
-        raise InvalidRequest(f"Invalid '{param}': '{shown}'. Expected an ID that begins with '{prefix}'.", param=param)
+        raise InvalidRequest(
+            f"Invalid '{param}': '{shown_id(value)}'. Expected an ID that begins with '{prefix}'.", param=param
+        )
 
 
 def guarded(

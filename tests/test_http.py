@@ -561,3 +561,10 @@ def test_update_conversation_enforces_the_metadata_limits(make_app, mode, metada
     url = f"/v1/conversations/{conv['id']}"
     envelope(client.post(url, json={"metadata": metadata}, headers=A), 400, message=message, param=param)
     assert client.get(url, headers=A).get_json() == conv
+
+
+def test_a_404_cuts_a_long_id_it_echoes(client):
+    long_id = "conv_" + "9" * 5000
+    resp = client.get(f"/v1/conversations/{long_id}", headers=A)
+    envelope(resp, 404, message=f"Conversation with id '{long_id[:128]}…' not found.", param="conversation_id")
+    assert len(resp.get_data()) < 400

@@ -109,7 +109,7 @@ def test_a_response_keeps_what_it_was_given_and_only_that(store):
 
 
 def test_item_ids_of_the_wrong_kind_are_shown_as_given(store):
-    for bad, shown in ((123, "123"), (None, "None"), ("x" * 200, "x" * 128)):
+    for bad, shown in ((123, "123"), (None, "None"), ("x" * 200, "x" * 128 + "…")):
         message = f"Invalid 'conversation_id': '{shown}'. Expected an ID that begins with 'conv'."
         with raises(InvalidRequest, message=message, param="conversation_id"):
             store.conversations.get(bad)  # type: ignore[arg-type]
@@ -260,3 +260,39 @@ def test_an_unexpected_failure_is_counted_as_an_error_of_its_kind(store):
     assert app_state.metrics.snapshot()["operations"] == {("conversations.get", "memory", "error"): 1}
     body = app_state.metrics.exposition().decode()
     assert 'smg_history_errors_total{backend="memory",kind="ZeroDivisionError"} 1.0' in body
+
+
+def test_messages_cut_a_long_id_they_echo(alice):
+    """A 5,000-character ID is shown as its first 128 characters and "…", in
+    every not-found and refused-ID message, on every backend."""
+    conv = alice.conversations.create(items=[{"type": "message", "role": "user", "content": "hi"}])
+    tail = "x" * 5000
+    shown = lambda prefix: (prefix + tail)[:128] + "…"  # noqa: E731
+    with raises(NotFound, message=f"Conversation with id '{shown('conv_')}' not found.", param="conversation_id"):
+        alice.conversations.get("conv_" + tail)
+    with raises(NotFound, message=f"Item with id '{shown('msg_')}' not found.", param="item_id"):
+        alice.items.get(conv.id, "msg_" + tail)
+    with raises(NotFound, message=f"Response with id '{shown('resp_')}' not found.", param="response_id"):
+        alice.responses.get("resp_" + tail)
+    with raises(NotFound, message=f"No feedback for response with id '{shown('resp_')}'.", param="response_id"):
+        alice.feedback.get("resp_" + tail)
+    with raises(InvalidRequest, message=f"No record with id '{shown('conv_')}' to list after.", param="after"):
+        alice.conversations.list(after="conv_" + tail)
+    with raises(InvalidRequest, message=f"No record with id '{shown('msg_')}' to list after.", param="after"):
+        alice.items.list(conv.id, after="msg_" + tail)
+    refused = f"Invalid 'conversation_id': '{shown('c_')}'. Expected an ID that begins with 'conv'."
+    with raises(InvalidRequest, message=refused, param="conversation_id"):
+        alice.conversations.get("c_" + tail)
+    short = "conv_" + "y" * 123  # 128 characters: shown whole
+    with raises(NotFound, message=f"Conversation with id '{short}' not found.", param="conversation_id"):
+        alice.conversations.get(short)
+
+
+def test_a_corrupt_record_message_cuts_a_long_id():
+    from flask_smg_history import CorruptRecord
+
+    error = CorruptRecord.of("Item '" + "i" * 5000 + "'", "not JSON")
+    assert error.message == "Item '" + "i" * 128 + "…' is stored in a form this backend cannot read (not JSON)."
+    assert CorruptRecord.of("Conversation 'conv_1'").message == (
+        "Conversation 'conv_1' is stored in a form this backend cannot read."
+    )

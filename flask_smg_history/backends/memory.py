@@ -18,7 +18,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound, shown_id
 from ..records import Conversation, Feedback, Item, Page, Record, Response, is_live, now
 from ..search import scan
 from .base import Backend, merge_metadata, page_of
@@ -398,7 +398,9 @@ class MemoryBackend(Backend):
                         self._links[record.id] = []
                         self._next_position[record.id] = 0
                     elif existing.owner != record.owner:
-                        raise InvalidRequest(f"Conversation '{record.id}' belongs to another owner.", param="id")
+                        raise InvalidRequest(
+                            f"Conversation '{shown_id(record.id)}' belongs to another owner.", param="id"
+                        )
                     self._conversations[record.id] = copy.deepcopy(record)
                     counts["conversations"] += 1
                 elif isinstance(record, Item):

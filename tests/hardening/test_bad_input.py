@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from ..support.errors import envelope, malformed, missing
+from ..support.errors import envelope, malformed, missing, shown
 
 A = {"Authorization": "Bearer sk-a"}
 KEYS = {"sk-a": "alice", "sk-b": "bob"}
@@ -64,9 +64,9 @@ def test_hostile_ids_are_just_missing(client, bad_id):
         if path_id.startswith(prefix):
             envelope(resp, 404, message=message, param=param)
         else:
-            envelope(resp, 400, message=malformed(param, path_id[:128], prefix), param=param)
+            envelope(resp, 400, message=malformed(param, path_id, prefix), param=param)
     listing = client.get(f"/v1/conversations/{conv['id']}/items", query_string={"after": bad_id}, headers=A)
-    envelope(listing, 400, message=f"No record with id '{bad_id}' to list after.", param="after")
+    envelope(listing, 400, message=f"No record with id '{shown(bad_id)}' to list after.", param="after")
     bad_item_id = "Invalid 'items[0].id': must be 1 to 128 letters, digits, '_' or '-'."
     item = {"id": bad_id, "role": "user", "content": "x"}
     resp = client.post(f"/v1/conversations/{conv['id']}/items", json={"items": [item]}, headers=A)

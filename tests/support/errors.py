@@ -100,9 +100,16 @@ def envelope(
     return error
 
 
+def shown(record_id: str) -> str:
+    """An ID as messages repeat it: whole up to 128 characters, else its
+    first 128 and "…"."""
+    return record_id if len(record_id) <= 128 else record_id[:128] + "…"
+
+
 def missing(kind: str, record_id: str) -> tuple[str, str]:
     """(message, param) of the 404 for a record that does not exist, is
     expired or is another owner's: the three look alike."""
+    record_id = shown(record_id)
     return {
         "conversation": (f"Conversation with id '{record_id}' not found.", "conversation_id"),
         "item": (f"Item with id '{record_id}' not found.", "item_id"),
@@ -113,7 +120,7 @@ def missing(kind: str, record_id: str) -> tuple[str, str]:
 
 def malformed(param: str, value: str, prefix: str) -> str:
     """The message of an ID of the wrong kind (400)."""
-    return f"Invalid '{param}': '{value}'. Expected an ID that begins with '{prefix}'."
+    return f"Invalid '{param}': '{shown(value)}'. Expected an ID that begins with '{prefix}'."
 
 
 @contextmanager

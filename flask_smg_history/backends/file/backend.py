@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
-from ...errors import InvalidRequest, NotFound
+from ...errors import InvalidRequest, NotFound, shown_id
 from ...records import Conversation, Item, Page, Response, is_live, now
 from ...search import scan
 from ..base import Backend, merge_metadata, page_of
@@ -69,7 +69,7 @@ class FileBackend(FileOperations, Backend):
         files = self._owner(conversation.owner)
         with self.folder.locked(conversation.owner, exclusive=True):
             if files.conversation(conversation.id) is not None or not safe_id(conversation.id):
-                raise InvalidRequest(f"Conversation id '{conversation.id}' is not available.", param="id")
+                raise InvalidRequest(f"Conversation id '{shown_id(conversation.id)}' is not available.", param="id")
             added = self._check(files, conversation.id, items)
             files.ensure()
             self._link(files, added)
@@ -130,7 +130,7 @@ class FileBackend(FileOperations, Backend):
             elif linked:
                 raise InvalidRequest.item_exists(item.id)
             elif not safe_id(item.id):
-                raise InvalidRequest(f"Invalid 'id': {item.id[:128]!r} cannot name an item.", param="items")
+                raise InvalidRequest(f"Invalid 'id': {shown_id(item.id)!r} cannot name an item.", param="items")
             out.append(replace(item, conversation_id=conversation_id, position=start + offset))
         return out
 
@@ -231,7 +231,7 @@ class FileBackend(FileOperations, Backend):
     @staticmethod
     def _check_response_id(response: Response) -> None:
         if not safe_id(response.id):
-            raise InvalidRequest(f"Invalid 'id': {response.id[:128]!r} cannot name a response.", param="id")
+            raise InvalidRequest(f"Invalid 'id': {shown_id(response.id)!r} cannot name a response.", param="id")
 
     def store_response(self, response):
         self._check_response_id(response)

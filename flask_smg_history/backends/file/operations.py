@@ -13,7 +13,7 @@ from dataclasses import replace
 from itertools import count, groupby
 from typing import TYPE_CHECKING, Any
 
-from ...errors import InvalidRequest, NotFound
+from ...errors import InvalidRequest, NotFound, shown_id
 from ...records import RECORD_KINDS, Conversation, Feedback, Item, Record, Response, is_live, now
 from .layout import OwnerFolder, read_owner
 from .storage import CorruptFile, listing, safe_id
@@ -162,7 +162,7 @@ class FileOperations:
                 continue
             record = first
             if not safe_id(record.id) or (isinstance(record, Feedback) and not safe_id(record.response_id)):
-                raise InvalidRequest(f"Invalid 'id': {record.id[:128]!r} cannot name a record here.", param="id")
+                raise InvalidRequest(f"Invalid 'id': {shown_id(record.id)!r} cannot name a record here.", param="id")
             files = self._owner(record.owner)
             with self.folder.locked(record.owner, exclusive=True):
                 files.ensure()
@@ -197,7 +197,7 @@ class FileOperations:
             committed = next_position
             for item in items:
                 if not safe_id(item.id):
-                    raise InvalidRequest(f"Invalid 'id': {item.id[:128]!r} cannot name an item.", param="id")
+                    raise InvalidRequest(f"Invalid 'id': {shown_id(item.id)!r} cannot name an item.", param="id")
                 # Already here: it keeps its place, as on every backend.
                 position = self._position(files, conversation_id, next_position, item.id)
                 placed = item if position is None else replace(item, position=position)

@@ -42,7 +42,7 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ...errors import ConfigError, CorruptRecord, InvalidRequest, NotFound
+from ...errors import ConfigError, CorruptRecord, InvalidRequest, NotFound, shown_id
 from ...records import MAX_METADATA_PAIRS, Feedback, Item, Page, Response, is_live, now
 from .. import jsonfast
 from ..base import Backend, exception_chain, merge_metadata
@@ -236,7 +236,7 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
             f"Conversation '{conversation.id}'",
         )
         if self._status(result) == "exists":
-            raise InvalidRequest(f"Conversation id '{conversation.id}' is not available.", param="id")
+            raise InvalidRequest(f"Conversation id '{shown_id(conversation.id)}' is not available.", param="id")
         self._raise_batch(result, conversation.id)
         return self._positioned(conversation.id, items, result)
 

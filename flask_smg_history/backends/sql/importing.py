@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from ...errors import InvalidRequest, NotFound
+from ...errors import InvalidRequest, NotFound, shown_id
 from ...records import Conversation, Feedback, Item, Response, batched
 from . import rows
 from .items import IN_CHUNK
@@ -31,7 +31,7 @@ def conversation(conn: sa.Connection, tables: Tables, record: Conversation) -> N
     if existing is None:
         conn.execute(c.insert().values(id=record.id, next_position=0, **values))
     elif existing != record.owner:
-        raise InvalidRequest(f"Conversation '{record.id}' belongs to another owner.", param="id")
+        raise InvalidRequest(f"Conversation '{shown_id(record.id)}' belongs to another owner.", param="id")
     else:
         conn.execute(c.update().where(c.c.id == record.id).values(values))
 
