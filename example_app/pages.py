@@ -102,6 +102,10 @@ def feedback():
         stats=stats,
         by_day=grouped_bars(days),
         by_model=grouped_bars(stats["by_model"]),
+        # A phone's narrower drawing of each, shown in its place: the wide
+        # one scaled to a phone's width would have 6 px labels.
+        by_day_narrow=grouped_bars({day[5:]: n for day, n in days.items()}, width=360, height=220),
+        by_model_narrow=grouped_bars(stats["by_model"], width=360, height=220),
         usage=usage,
         usage_models=usage_by_model(usage),
         usage_days=list(reversed(usage["responses"]["by_day"].items()))[:CHART_DAYS],

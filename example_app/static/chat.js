@@ -23,14 +23,14 @@
   const sidebar = $("sidebar");
   const backdrop = $("backdrop");
   const menuButton = $("menu");
-  const narrow = window.matchMedia("(max-width: 767.98px)");
+  const narrow = window.matchMedia("(max-width: 767.98px), (max-height: 480px)"); // as style.css
   const coarsePointer = window.matchMedia("(pointer: coarse)");
 
   let conversationId = root.dataset.conversation || null;
   let cursor = null; // the oldest item shown: the next page starts after it
   let hasMore = Boolean(conversationId);
   let loading = false;
-  let active = null; // the reply streaming now: {controller, streamId, stopping}
+  let active = null; // the reply streaming now: {abort, streamId, stopping}
   let sidebarCursor = null;
   let sidebarRun = 0; // answers of older listings are dropped
 
@@ -202,6 +202,8 @@
       const block = el("div", { class: "code-block" }, el("div", { class: "code-head" }, el("span", { text: language ? language[1] : "code" }), copy));
       pre.replaceWith(block);
       block.append(pre);
+      // A wide block scrolls sideways: keyboard users reach it to scroll it.
+      pre.tabIndex = 0;
     }
   }
 
@@ -359,6 +361,28 @@
     );
   }
 
+  // A reply's snippet is its Markdown source: its emphasis, code and link
+  // marks go, so "**9**" reads 9. The <mark>s are kept by working on the
+  // snippet with each mark's ends as placeholders.
+  const MARK_OPEN = "\uE000";
+  const MARK_CLOSE = "\uE001";
+  function plainSnippet(snippet) {
+    const nodes = markedText(snippet);
+    let text = nodes.map((n) => (n.nodeName === "MARK" ? MARK_OPEN + n.textContent + MARK_CLOSE : n.textContent)).join("");
+    text = text
+      .replace(/!?\[([^\]\n]*)\]\([^)\s]*\)/g, "$1") // [text](url) -> text
+      .replace(/\*\*|__(?=\S)|(?<=\S)__|~~|`+/g, "") // strong, strike, code
+      .replace(/(^|[\s(\uE000])[*_](?=[^\s*_])/g, "$1") // *emphasis* and _emphasis_
+      .replace(/([^\s*_])[*_](?=[\s).,;:!?\uE001]|$)/g, "$1")
+      .replace(/(^|\n)\s{0,3}(#{1,6}|>)\s+/g, "$1"); // headings, quotes
+    const out = [];
+    for (const [index, part] of text.split(/[\uE000\uE001]/).entries()) {
+      if (!part) continue;
+      out.push(index % 2 ? el("mark", { text: part }) : document.createTextNode(part));
+    }
+    return out;
+  }
+
   function hitEntry(hit) {
     const conv = hit.conversation;
     const title = conv.metadata.title || "Untitled chat";
@@ -368,8 +392,8 @@
     const link = el(
       "a",
       { href, class: "hit-link", "data-conversation": conv.id, "data-item": item ? item.id : null },
-      el("span", { class: "hit-title" }, title, el("span", { class: "hit-where", text: ` · ${where}` })),
-      el("span", { class: "snippet" }, ...markedText(hit.snippet)),
+      el("span", { class: "hit-title", title }, el("span", { class: "hit-name", text: title }), el("span", { class: "hit-where", text: ` · ${where}` })),
+      el("span", { class: "snippet" }, ...(item && item.role === "assistant" ? plainSnippet(hit.snippet) : markedText(hit.snippet))),
     );
     return el("li", {}, link);
   }
@@ -554,8 +578,11 @@
     async function post(body, done) {
       report("Saving…");
       try {
+        const opening = commentRow.hidden;
         show(await call("POST", feedbackUrl, body));
         report(done);
+        // The box it opens may be below the log's edge, behind the composer.
+        if (opening && !commentRow.hidden) commentRow.scrollIntoView({ block: "nearest" });
       } catch (err) {
         const words = err.status === 404
           ? ["This reply no longer exists; it was deleted, perhaps in another tab. Reload the page."]
@@ -736,7 +763,7 @@
     sendButton.classList.toggle("busy", busy);
     sendButton.setAttribute("aria-label", busy ? "Stop the reply" : "Send");
     sendButton.title = busy ? "Stop" : "Send";
-    sendButton.disabled = false;
+    sendButton.removeAttribute("aria-disabled");
     log.setAttribute("aria-busy", String(busy));
     updateRegenerate();
   }
@@ -745,31 +772,43 @@
   // with the "done" data, with {error} when no reply came (nothing of the
   // turn was stored then), or null when the stream broke off; throws a
   // RequestError when the request itself failed (nothing was stored then).
+  // The text of a POST's answer as it arrives. XMLHttpRequest, not fetch:
+  // Chromium reports a fetch whose body is read as a stream as
+  // net::ERR_ABORTED (canceled) even when it was read to its end, so every
+  // reply showed as failed in DevTools; an XMLHttpRequest's progress events
+  // stream the same text and the request finishes as loaded. Resolves with
+  // the request once it has ended, been aborted or broken off.
+  function postForText(url, body, onText, bind) {
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      let seen = 0;
+      const take = () => {
+        if (xhr.status < 200 || xhr.status > 299) return; // an error's body is read whole
+        const text = xhr.responseText;
+        if (text.length > seen) onText(text.slice(seen));
+        seen = text.length;
+      };
+      xhr.open("POST", url);
+      xhr.setRequestHeader("Content-Type", "application/json");
+      xhr.setRequestHeader("Accept", "text/event-stream");
+      xhr.onprogress = take;
+      xhr.onload = () => {
+        take();
+        resolve(xhr);
+      };
+      xhr.onerror = xhr.onabort = () => resolve(xhr);
+      bind(() => xhr.abort());
+      xhr.send(JSON.stringify(body));
+    });
+  }
+
   async function stream(url, body, reply, onStart) {
-    const controller = new AbortController();
-    active = { controller, streamId: null, stopping: false };
+    active = { abort: () => {}, streamId: null, stopping: false };
     setBusy(true);
     let outcome;
     let started = false;
+    let broken = null; // an exception from an event's handling
     try {
-      let response;
-      try {
-        response = await fetch(url, {
-          method: "POST",
-          credentials: "same-origin",
-          headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-          body: JSON.stringify(body),
-          signal: controller.signal,
-        });
-      } catch (err) {
-        throw new RequestError(0, "the server cannot be reached");
-      }
-      if (!response.ok) {
-        const data = await response.json().catch(() => ({}));
-        const error = new RequestError(response.status, (data.error && data.error.message) || `HTTP ${response.status}`, data);
-        error.friendly = true;
-        throw error;
-      }
       const handle = (event, data) => {
         if (event === "start") {
           started = true;
@@ -781,29 +820,42 @@
         else if (event === "delta") reply.append(data.text);
         else if (event === "done" || event === "error") outcome = { event, data };
       };
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
-      for (;;) {
-        let chunk;
-        try {
-          chunk = await reader.read();
-        } catch (err) {
-          break; // aborted, or the connection dropped: handled below
-        }
-        if (chunk.done) break;
-        buffer += chunk.value;
+      const onText = (text) => {
+        if (broken) return;
+        buffer += text;
         let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let event = "message";
-          const data = [];
-          for (const line of block.split("\n")) {
-            if (line.startsWith("event: ")) event = line.slice(7);
-            else if (line.startsWith("data: ")) data.push(line.slice(6));
+        try {
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            let event = "message";
+            const data = [];
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event: ")) event = line.slice(7);
+              else if (line.startsWith("data: ")) data.push(line.slice(6));
+            }
+            handle(event, JSON.parse(data.join("\n") || "{}"));
           }
-          handle(event, JSON.parse(data.join("\n") || "{}"));
+        } catch (err) {
+          broken = err;
+          active.abort();
         }
+      };
+      const current = active;
+      const xhr = await postForText(url, body, onText, (abort) => { current.abort = abort; });
+      if (broken) throw broken;
+      if (xhr.status === 0 && !started && !outcome) throw new RequestError(0, "the server cannot be reached");
+      if (xhr.status && (xhr.status < 200 || xhr.status > 299)) {
+        let data = {};
+        try {
+          data = JSON.parse(xhr.responseText);
+        } catch (err) {
+          // not JSON: the status says it
+        }
+        const error = new RequestError(xhr.status, (data.error && data.error.message) || `HTTP ${xhr.status}`, data);
+        error.friendly = true;
+        throw error;
       }
     } finally {
       clearTimeout(active.fallback);
@@ -830,16 +882,17 @@
   async function requestStop() {
     if (!active) return;
     active.stopping = true;
-    sendButton.disabled = true;
+    // Not disabled: a disabled button would drop the keyboard's focus to <body>.
+    sendButton.setAttribute("aria-disabled", "true");
     sendButton.setAttribute("aria-label", "Stopping the reply");
     if (!active.streamId) return; // asked again as soon as the stream starts
     const current = active;
     // If the server cannot stop it (another process serves the stream), close the stream instead.
-    current.fallback = setTimeout(() => current.controller.abort(), 5000);
+    current.fallback = setTimeout(() => current.abort(), 5000);
     try {
       await call("POST", `/chat/streams/${encodeURIComponent(current.streamId)}/stop`);
     } catch (err) {
-      current.controller.abort();
+      current.abort();
     }
   }
 
@@ -956,8 +1009,8 @@
 
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
-    if (active) requestStop();
-    else send();
+    if (!active) send();
+    else if (!active.stopping) requestStop();
   });
   box.addEventListener("input", resize);
   box.addEventListener("keydown", (event) => {
@@ -970,11 +1023,18 @@
     send();
   });
   $("older-chats").addEventListener("click", () => loadSidebar(true));
+  $("skip-to-message").addEventListener("click", (event) => {
+    event.preventDefault();
+    if (sidebar.classList.contains("open")) openSidebar(false);
+    box.focus();
+  });
 
   loadSidebar();
   const hitItem = new URLSearchParams(window.location.search).get("item");
   if (conversationId) loadFirstPages().then(() => hitItem && openAt(hitItem));
   else logStart.textContent = "Start a new chat: type a message below.";
   resize();
+  // Ready to type, but on a touch screen, where focus would open the keyboard over the page.
+  if (!coarsePointer.matches) box.focus({ preventScroll: true });
   root.dataset.ready = "true"; // the handlers are in place (tests wait for this)
 })();

@@ -141,7 +141,7 @@ def test_phone_sign_in_and_feedback_pages(browser, server, chats):
         page.goto(server.url + "/feedback")
         expect(page.locator("#count-total")).to_have_text("1")
         no_sideways_scroll(page)
-        assert width(page, "svg.chart >> nth=0") <= 390
+        assert width(page, "svg.chart:visible >> nth=0") <= 390
     finally:
         context.close()
 
@@ -176,5 +176,31 @@ def test_resizing_from_phone_to_laptop_closes_the_drawer(browser, server, chats)
         expect(page.locator("#backdrop")).to_be_hidden()
         expect(page.locator("#sidebar")).to_be_visible()
         no_sideways_scroll(page)
+    finally:
+        page.context.close()
+
+
+def test_phone_on_its_side_gets_the_drawer_and_room_to_read(browser, server, chats):
+    """844 x 390: the desktop layout's 272 px sidebar left the conversation
+    too little room, and a long draft left the messages 112 px."""
+    page = open_page(browser, server, {"width": 844, "height": 390})
+    try:
+        page.goto(chats)
+        expect(page.locator(REPLIES)).to_have_count(2)
+        expect(page.locator("#sidebar")).to_be_hidden()
+        expect(page.locator("#menu")).to_be_visible()
+        assert width(page, "#log") == 844
+        page.fill("#message", "\n".join(f"line {n} of a long draft" for n in range(30)))
+        page.locator("#message").dispatch_event("input")
+        height = page.locator("#log").bounding_box()["height"]
+        assert height >= 0.45 * 390, height
+        no_sideways_scroll(page)
+        save_screenshot(page, "chat-landscape.png", server.instance_path.parent)
+        page.click("#menu")
+        expect(page.locator("#sidebar")).to_be_visible()
+        expect(page.locator("#conversations li.current a")).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(page.locator("#sidebar")).to_be_hidden()
+        assert page.seen == []
     finally:
         page.context.close()

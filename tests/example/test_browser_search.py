@@ -170,3 +170,49 @@ def test_screenshot_of_search(browser, server, chats):
         assert page.seen == []
     finally:
         page.context.close()
+
+
+def test_long_titles_keep_the_where_label_and_reply_snippets_drop_markdown(browser, server):
+    """Three hits of one chat with a long title used to read as one hit three
+    times (the "· you / · reply" label cut off), and a reply's snippet showed
+    its Markdown source (``**9**``)."""
+    store = server.store_for("ida")
+    store.conversations.create(
+        metadata={"title": "Counting the legs of every creature in the garden shed, one by one, twice over"},
+        items=[
+            say("user", "How many legs has an octopod?"),
+            say(
+                "assistant",
+                "An octopod has **8** arms; add the `tail` and it is *still* __8__, see [the list](https://example.com).",
+            ),
+        ],
+    )
+    for viewport in (LAPTOP, PHONE):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        try:
+            sign_in(page, server, "ida")
+            if viewport is PHONE:
+                page.click("#menu")
+            search(page, "octopod")
+            hits = page.locator("#hits li a")
+            expect(hits).to_have_count(2)
+            wheres = hits.locator(".hit-where")
+            expect(wheres.first).to_be_visible()
+            assert sorted(wheres.all_inner_texts()) == [" · reply", " · you"]
+            mine = hits.filter(has_text="· you")
+            reply = hits.filter(has_text="· reply").locator(".snippet")
+            for n in range(2):
+                link = hits.nth(n).bounding_box()
+                where = wheres.nth(n).bounding_box()
+                assert where["width"] > 20 and where["x"] + where["width"] <= link["x"] + link["width"], (where, link)
+                title = hits.nth(n).locator(".hit-title").bounding_box()
+                assert where["x"] + where["width"] <= title["x"] + title["width"] + 0.5, (where, title)
+            text = reply.inner_text()
+            assert "**" not in text and "`" not in text and "__" not in text and "](" not in text, text
+            assert "has 8 arms; add the tail and it is still 8, see the list" in text, text
+            expect(reply.locator("mark")).to_have_text("octopod")
+            # What you typed is shown as typed.
+            expect(mine.locator(".snippet")).to_have_text("How many legs has an octopod?")
+        finally:
+            context.close()

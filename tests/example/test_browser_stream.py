@@ -123,5 +123,38 @@ def test_enter_during_an_ime_composition_does_not_send(page):
     page.fill("#message", "")
 
 
+def test_completed_and_stopped_streams_are_not_reported_as_failed(browser, server):
+    """Chromium reports a fetch whose body is read as a stream as
+    net::ERR_ABORTED (canceled), even when it was read to its end: every
+    reply was red in DevTools. The page streams over XMLHttpRequest, which
+    finishes as loaded; only the Stop fallback's abort may fail a request."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    failed: list[str] = []
+    finished: list[str] = []
+    tab.on("requestfailed", lambda request: failed.append(f"{request.url} {request.failure}"))
+    tab.on("requestfinished", lambda request: finished.append(request.url))
+    try:
+        sign_in(tab, server, "devi")
+        send(tab, "hello")  # /chat/messages: a new chat
+        send(tab, "/markdown")  # /chat/<id>/messages
+        tab.locator(REPLIES).last.locator(".regenerate").click()  # /chat/<id>/regenerate
+        expect(tab.locator(PENDING)).to_have_count(0)
+        expect(tab.locator("#send")).to_have_attribute("aria-label", "Send")
+        tab.fill("#message", "/long")
+        tab.press("#message", "Enter")
+        expect(tab.locator(PENDING).locator(".text")).to_contain_text("Paragraph 2 ")
+        tab.click("#send")  # stopped by the server: the stream still ends properly
+        expect(tab.locator(REPLIES)).to_have_count(3)
+        expect(tab.locator("#send")).to_have_attribute("aria-label", "Send")
+        tab.wait_for_timeout(300)
+        streamed = [url for url in finished if url.endswith(("/messages", "/regenerate"))]
+        assert len(streamed) == 4, finished
+        assert failed == []
+    finally:
+        context.close()
+
+
 def test_the_session_logged_nothing(page):
     assert page.seen == []

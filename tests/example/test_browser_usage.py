@@ -81,3 +81,38 @@ def test_the_panel_on_a_phone(browser, server, session):
         assert page.locator("#usage-by-model td").first.is_visible()
     finally:
         context.close()
+
+
+def test_the_panel_and_charts_are_readable_on_a_phone(browser, server, session):
+    """On a phone the model name wrapped letter by letter, the dates wrapped
+    and the charts' labels were about 5 px tall."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, server, "mia")
+        page.goto(server.url + "/feedback")
+        expect(page.locator("#usage-replies")).to_have_text("4")
+        model = page.locator("#usage-by-model td").first
+        # Words are not broken: no line of the name is narrower than its shortest word.
+        assert model.evaluate("td => td.clientWidth") >= 75
+        broken = model.evaluate(
+            """td => { const range = document.createRange(); range.selectNodeContents(td);
+                 return [...range.getClientRects()].filter(r => r.width > 0).length; }"""
+        )
+        words = len(model.inner_text().split())
+        assert broken <= words, (broken, words)
+        day = page.locator("#usage-by-day td").first
+        line = float(day.evaluate("td => parseFloat(getComputedStyle(td).lineHeight)"))
+        padding = float(day.evaluate("td => parseFloat(getComputedStyle(td).paddingTop) * 2"))
+        assert day.bounding_box()["height"] <= line + padding + 2, day.bounding_box()
+        # Every chart label shown is at least 10 px tall on the screen.
+        charts = page.locator("svg.chart:visible")
+        expect(charts).to_have_count(2)
+        sizes = charts.evaluate_all(
+            "svgs => svgs.flatMap(s => [...s.querySelectorAll('text')].map(t => t.getBoundingClientRect().height))"
+        )
+        assert sizes and min(sizes) >= 10, sizes
+        scroll_width, inner_width = overflow(page)
+        assert scroll_width <= inner_width, (scroll_width, inner_width)
+    finally:
+        context.close()

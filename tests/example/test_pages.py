@@ -166,8 +166,8 @@ def test_feedback_page_counts_charts_and_escapes(alice):
     assert re.search(r'id="count-total">3<', page)
     assert re.search(r'id="count-positive">2<', page)
     assert re.search(r'id="count-negative">1<', page)
-    assert page.count("<svg") == 2
-    assert page.count('class="bar positive"') == 2 and page.count('class="bar negative"') == 2
+    assert page.count('<svg class="chart wide"') == 2 and page.count('<svg class="chart narrow"') == 2
+    assert page.count('class="bar positive"') == 4 and page.count('class="bar negative"') == 4
     assert "&lt;b&gt;great&lt;/b&gt;" in page and "<b>great</b>" not in page
     assert ">meh<" in page
 
