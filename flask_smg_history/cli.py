@@ -1,5 +1,5 @@
-"""The ``flask smg-history`` command group: check, stats, purge, export,
-import, copy and erase.
+"""The ``flask smg-history`` command group: check, stats, search, purge,
+export, import, copy, erase and init-db.
 
 Commands print plain results and exit non-zero on failure. Long operations
 stream records in batches (constant memory) and show a click progress bar on a
@@ -9,7 +9,9 @@ terminal, or plain progress lines on stderr when not on one (logs, CI).
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -26,10 +28,11 @@ from .api import render
 from .backends import Backend, load_backend_class
 from .backends.usage import TOKEN_FIELDS
 from .config import KEYS_BY_NAME, load_settings
+from .errors import HistoryError
 from .portable import dumps, loads
 from .records import RATINGS, RECORD_KINDS, Record, batched
 from .state import get_state
-from .store import guarded
+from .store import MAX_PAGE, guarded
 
 smg_history_cli = AppGroup("smg-history", help="Inspect and operate the conversation history store.")
 
@@ -98,8 +101,10 @@ def check(strict: bool) -> None:
     state = get_state()
     detail = _backend_call("health", state.backend.health)
     click.echo(f"backend: {state.backend.name}")
+    in_use = state.backend.settings_in_use()
     for name, value in state.settings.masked().items():
-        click.echo(f"  {name} = {value!r}")
+        default = f"{in_use[name]!r} (default)" if value is None and name in in_use else None
+        click.echo(f"  {name} = {default or repr(value)}")
     click.echo(f"health: {json.dumps(detail, default=str)}")
     for node in detail.get("persistence", ()):
         click.echo(f"persistence: {node['node']}: {node['summary']}")
@@ -171,6 +176,40 @@ def _breakdown(figures: dict[str, Any]) -> Iterator[str]:
         yield f"day={day} {_pairs(row)}"
     for model, row in feedback["by_model"].items():
         yield f"feedback model={model} {_pairs(row)}"
+
+
+@smg_history_cli.command("search")
+@click.argument("query")
+@click.option("--owner", required=True, help="Whose history to search.")
+@click.option("--conversation", help="Only in this conversation (its ID).")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True, help="Hits to print.")
+@click.option("--after", help="Continue after this hit (the cursor printed after a full page).")
+def search(query: str, owner: str, conversation: str | None, limit: int, after: str | None) -> None:
+    """Search one owner's conversations and items, as GET /search does.
+
+    Prints one tab-separated line per hit: conversation ID, item ID, role
+    (both "-" for a match in the conversation's metadata) and the snippet,
+    matches in bold on a terminal. QUERY takes words, "phrases", -excluded
+    words and `or`. A summary, and the cursor to pass as --after when there
+    are more hits, go to stderr."""
+    state = get_state()
+    try:
+        page = state.store_for(owner).search(query, limit=limit, after=after, conversation=conversation)
+    except HistoryError as exc:
+        raise click.ClickException(exc.message) from exc
+    for hit in page.data:
+        fields = (hit.conversation_id, hit.item_id or "-", hit.role or "-", _plain_snippet(hit.snippet))
+        click.echo("\t".join(fields))
+    more = f"; more: --after {page.last_id}" if page.has_more else ""
+    click.echo(f"{len(page.data)} hits{more}", err=True)
+
+
+def _plain_snippet(snippet: str) -> str:
+    """A hit's snippet (HTML-escaped text, matches in ``<mark>``) for a
+    terminal: the text as written, matches in bold, on one line."""
+    parts = re.split(r"<mark>(.*?)</mark>", snippet)  # text, match, text, ..., text
+    text = "".join(click.style(html.unescape(p), bold=True) if i % 2 else html.unescape(p) for i, p in enumerate(parts))
+    return " ".join(text.split())
 
 
 @smg_history_cli.command("purge")

@@ -127,3 +127,111 @@ def test_copy_is_resumable_and_verified(filled, tmp_path, monkeypatch):
     assert target.calls == 3 + 4  # two batches, the crash, then the remaining 16 records in four
     source = get_state(filled).backend
     assert list(target.export(None, None)) == list(source.export(None, None))
+
+
+def test_check_prints_the_sqlite_file_in_use(tmp_path):
+    """Left unset, SMG_HISTORY_SQLITE_PATH is a file in the instance folder:
+    ``check`` prints that file, not ``None``."""
+    from flask import Flask
+
+    from flask_smg_history import SmgHistory
+
+    app = Flask("sqlite_check", instance_path=str(tmp_path / "instance"))
+    app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_CREATE_TABLES=True)
+    SmgHistory(app)
+    try:
+        result = _run(app, "check")
+        assert result.exit_code == 0, result.output
+        in_use = str(tmp_path / "instance" / "smg_history.sqlite3")
+        assert f"  SMG_HISTORY_SQLITE_PATH = {in_use!r} (default)\n" in result.output
+        assert "SMG_HISTORY_SQLITE_PATH = None" not in result.output
+    finally:
+        get_state(app).backend.close()
+
+
+def test_check_prints_the_file_backend_folder_in_use(tmp_path):
+    from flask import Flask
+
+    from flask_smg_history import SmgHistory
+
+    app = Flask("file_check", instance_path=str(tmp_path / "instance"))
+    app.config.update(SMG_HISTORY_BACKEND="file")
+    SmgHistory(app)
+    try:
+        result = _run(app, "check")
+        assert result.exit_code == 0, result.output
+        assert "  SMG_HISTORY_FILE_PATH = None" not in result.output
+        assert f"  SMG_HISTORY_FILE_PATH = {str(tmp_path / 'instance')!r}" not in result.output
+        line = next(x for x in result.output.splitlines() if x.startswith("  SMG_HISTORY_FILE_PATH = "))
+        assert line.startswith(f"  SMG_HISTORY_FILE_PATH = '{tmp_path / 'instance'}/") and line.endswith(" (default)")
+    finally:
+        get_state(app).backend.close()
+
+
+def test_search_prints_one_line_per_hit_of_the_owner(app, backend_name):
+    if backend_name == "oracle":
+        pytest.skip("no search index on Oracle (documented)")
+    alice = get_state(app).store_for("alice")
+    conv = alice.conversations.create(
+        metadata={"title": "Dingo diary"},
+        items=[{"role": "user", "content": "a dingo <i>howls</i>"}, {"role": "assistant", "content": "dingo!"}],
+    )
+    other = alice.conversations.create(items=[{"role": "user", "content": "no match here"}])
+    get_state(app).store_for("bob").conversations.create(items=[{"role": "user", "content": "dingo of bob"}])
+    user, reply = alice.items.list(conv.id, order="asc").data
+
+    result = _run(app, "search", "--owner", "alice", "dingo")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{conv.id}\t-\t-\tDingo diary",
+        f"{conv.id}\t{reply.id}\tassistant\tdingo!",
+        f"{conv.id}\t{user.id}\tuser\ta dingo <i>howls</i>",
+    ]
+    assert "3 hits" in result.stderr
+
+    first = _run(app, "search", "--owner", "alice", "--limit", "1", "dingo")
+    assert first.exit_code == 0 and first.stdout.splitlines() == [f"{conv.id}\t-\t-\tDingo diary"]
+    assert "more: --after " in first.stderr
+    after = first.stderr.split("more: --after ")[1].split()[0]
+    rest = _run(app, "search", "--owner", "alice", "--after", after, "dingo")
+    assert [line.split("\t")[1] for line in rest.stdout.splitlines()] == [reply.id, user.id]
+
+    only = _run(app, "search", "--owner", "alice", "--conversation", other.id, "dingo")
+    assert only.exit_code == 0 and only.stdout == "" and "0 hits" in only.stderr
+    assert _run(app, "search", "--owner", "carol", "dingo").stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--owner", "alice", "  "], "Error: Invalid 'q': the query is empty; type the words to search for."),
+        (
+            ["search", "--owner", "alice", "--conversation", "nope", "dingo"],
+            "Error: Invalid 'conversation': 'nope'. Expected an ID that begins with 'conv'.",
+        ),
+        (
+            ["search", "--owner", "alice", "--conversation", "conv_missing", "dingo"],
+            "Error: Conversation with id 'conv_missing' not found.",
+        ),
+        (["search", "--owner", "alice", "--limit", "0", "dingo"], "Invalid value for '--limit'"),
+        (["search", "dingo"], "Missing option '--owner'"),
+    ],
+)
+def test_search_refuses_bad_input_with_a_clear_message(app, backend_name, args, message):
+    if backend_name == "oracle":
+        pytest.skip("no search index on Oracle (documented)")
+    result = _run(app, *args)
+    assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_search_on_a_backend_without_search_says_so():
+    from flask import Flask
+
+    from flask_smg_history import SmgHistory
+
+    app = Flask("unsearchable")
+    app.config.update(SMG_HISTORY_BACKEND="tests.test_search_api.UnsearchableBackend")
+    SmgHistory(app)
+    result = _run(app, "search", "--owner", "alice", "dingo")
+    assert result.exit_code == 1
+    assert "Error: Search is not supported by the tests.test_search_api.UnsearchableBackend backend" in result.output

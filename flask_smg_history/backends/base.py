@@ -315,6 +315,13 @@ class Backend(ABC):
         recognises nothing."""
         return None
 
+    def settings_in_use(self) -> dict[str, Any]:
+        """Settings left unset whose value in force was worked out at start-up
+        (a file in the app's instance folder), by key name: ``flask
+        smg-history check`` prints these instead of ``None``. This default
+        has none."""
+        return {}
+
     def refresh_statistics(self) -> None:
         """Bring the database's planner statistics up to date after a bulk
         load (``flask smg-history import`` and ``copy`` call it once at the

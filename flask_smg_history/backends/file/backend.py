@@ -335,6 +335,11 @@ class FileBackend(FileOperations, Backend):
             return scan(query, conversations, newest_first, after=after, limit=limit)
 
     # -- operations ----------------------------------------------------------
+    def settings_in_use(self) -> dict[str, Any]:
+        """The folder in use, when SMG_HISTORY_FILE_PATH left it to the
+        default in the instance folder."""
+        return {} if self.settings.file_path else {"SMG_HISTORY_FILE_PATH": str(self.folder.root)}
+
     def health(self) -> dict[str, Any]:
         """Write and remove a probe file: the folder must be writable, not
         only there."""

@@ -341,6 +341,9 @@ class HybridBackend(Backend):
     def usage_stats(self, owner, *, since):
         return self.sql.usage_stats(owner, since=since)
 
+    def settings_in_use(self) -> dict[str, Any]:
+        return self.sql.settings_in_use()
+
     def health(self) -> dict[str, Any]:
         """SQL's health (its failure is the backend's), and the cache's state,
         which never fails the check: Redis down only makes reads slower."""

@@ -874,6 +874,13 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         self._check_schema()
         return {"dialect": self.engine.dialect.name, "schema_revision": revision}
 
+    def settings_in_use(self) -> dict[str, Any]:
+        """The SQLite file in use, when SMG_HISTORY_SQLITE_PATH left it to
+        the default in the instance folder."""
+        if self.engine.dialect.name != "sqlite" or self.settings.sqlite_path or self.settings.sql_use_app_db:
+            return {}
+        return {"SMG_HISTORY_SQLITE_PATH": self.engine.url.database}
+
     def outage_hint(self, exc: BaseException) -> str | None:
         """PostgreSQL's TLS set-up failures (``engine.postgres_tls_hint``)."""
         if self.engine.dialect.name != "postgresql":
