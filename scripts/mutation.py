@@ -64,8 +64,8 @@ MODULES = {
     "schemas": Module("flask_smg_history.schemas.", ("memory",), CORE_TESTS),
     "portable": Module("flask_smg_history.portable.", ("memory",), CORE_TESTS),
     "memory": Module("flask_smg_history.backends.memory.", ("memory",), CORE_TESTS),
-    # the query language, cursors and snippets every backend shares, and the memory backend's matching
-    "search": Module("flask_smg_history.search.", ("memory",), SEARCH_TESTS),
+    # the query language, cursors and snippets every backend shares (SQLite reaches ``marked``)
+    "search": Module("flask_smg_history.search.", ("memory", "sqlite"), SEARCH_TESTS),
     # PostgreSQL's and SQLite's statements (the shared-item-ID joins among them)
     "sql_search": Module(
         "flask_smg_history.backends.sql.search.",
