@@ -3,31 +3,11 @@ responses through our server, which calls the fake upstream over HTTP."""
 
 from __future__ import annotations
 
-import threading
-
 import openai
 import pytest
-from werkzeug.serving import make_server
 
-from ..support.fake_upstream import FakeUpstream, echo_text
+from ..support.fake_upstream import echo_text
 from ..support.openai_spec import validate_stream_event
-
-
-@pytest.fixture(params=("chat", "responses"))
-def base_url(request, make_app, fake_upstream: FakeUpstream):
-    app = make_app(
-        SMG_HISTORY_UPSTREAM_URL=fake_upstream.base_url,
-        SMG_HISTORY_UPSTREAM_API=request.param,
-        SMG_HISTORY_API_KEYS={"sk-alice": "alice", "sk-bob": "bob"},
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def _client(base_url: str, key: str = "sk-alice") -> openai.OpenAI:

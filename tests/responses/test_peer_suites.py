@@ -37,14 +37,11 @@ counterpart; the HTTP half of those cases is ported below).
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from typing import Any, get_args
 
 import openai
 import pytest
 from openai.types.responses import ResponseError
-from werkzeug.serving import make_server
 
 from ..support.fake_upstream import FakeUpstream, echo_text
 from ..support.openai_spec import validate_stream_event
@@ -89,28 +86,6 @@ SEARCH = {
 
 
 # --------------------------------------------------------------------------- serving
-
-
-@pytest.fixture(params=("chat", "responses"))
-def upstream_api(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def base_url(make_app, fake_upstream: FakeUpstream, upstream_api: str) -> Iterator[str]:
-    app = make_app(
-        SMG_HISTORY_UPSTREAM_URL=fake_upstream.base_url,
-        SMG_HISTORY_UPSTREAM_API=upstream_api,
-        SMG_HISTORY_API_KEYS={"sk-alice": "alice", "sk-bob": "bob"},
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def _client(base_url: str, key: str) -> openai.OpenAI:
