@@ -80,23 +80,29 @@ class Contender:
         raise NotImplementedError
 
 
+def configure(app: Flask, server: str, prefix: str) -> None:
+    """Point ``app`` at the run's PostgreSQL or Redis, under a table or key
+    prefix of the run's own (``benchmarks/responses.py`` uses it too)."""
+    if server == "postgres":
+        app.config.update(
+            SMG_HISTORY_BACKEND="postgres",
+            SMG_HISTORY_POSTGRES_DB_URL=PG_URL,
+            SMG_HISTORY_TABLE_PREFIX=prefix,
+            SMG_HISTORY_CREATE_TABLES=True,
+        )
+    else:
+        app.config.update(
+            SMG_HISTORY_BACKEND="redis", SMG_HISTORY_REDIS_URL=REDIS_URL, SMG_HISTORY_REDIS_KEY_PREFIX=prefix
+        )
+
+
 class Ours(Contender):
     name = "ours"
 
     def __init__(self, server: str) -> None:
         app = Flask("peers")
         self.prefix = f"peers{uuid.uuid4().hex[:6]}_"
-        if server == "postgres":
-            app.config.update(
-                SMG_HISTORY_BACKEND="postgres",
-                SMG_HISTORY_POSTGRES_DB_URL=PG_URL,
-                SMG_HISTORY_TABLE_PREFIX=self.prefix,
-                SMG_HISTORY_CREATE_TABLES=True,
-            )
-        else:
-            app.config.update(
-                SMG_HISTORY_BACKEND="redis", SMG_HISTORY_REDIS_URL=REDIS_URL, SMG_HISTORY_REDIS_KEY_PREFIX=self.prefix
-            )
+        configure(app, server, self.prefix)
         SmgHistory(app)
         self.server = server
         self.state = get_state(app)

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
 import pstats
 import random
 import socket
@@ -63,8 +62,8 @@ from flask_smg_history import SmgHistory, get_state
 from flask_smg_history.responses.chat import chat_kwargs
 from flask_smg_history.responses.upstream import UpstreamRequest
 
-PG_URL = os.environ.get("PEERS_PG_URL", "postgresql://root@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("PEERS_REDIS_URL", "redis://127.0.0.1:6379/0")
+from .peers import REDIS_URL, configure
+
 SIZES = (20, 2_000, 10_000)
 MODEL = "bench-model"
 #: The new user message of every turn (174 characters).
@@ -178,17 +177,7 @@ class Ours:
     def __init__(self, server: str, upstream_url: str) -> None:
         app = Flask("bench_responses")
         self.prefix = f"resp{uuid.uuid4().hex[:6]}_"
-        if server == "postgres":
-            app.config.update(
-                SMG_HISTORY_BACKEND="postgres",
-                SMG_HISTORY_POSTGRES_DB_URL=PG_URL,
-                SMG_HISTORY_TABLE_PREFIX=self.prefix,
-                SMG_HISTORY_CREATE_TABLES=True,
-            )
-        else:
-            app.config.update(
-                SMG_HISTORY_BACKEND="redis", SMG_HISTORY_REDIS_URL=REDIS_URL, SMG_HISTORY_REDIS_KEY_PREFIX=self.prefix
-            )
+        configure(app, server, self.prefix)
         app.config.update(SMG_HISTORY_UPSTREAM_URL=upstream_url, SMG_HISTORY_UPSTREAM_API="chat")
         SmgHistory(app)
         self.server = server

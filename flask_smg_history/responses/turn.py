@@ -50,10 +50,6 @@ _END = object()
 #: Item kinds a model is sent as context; the others (reasoning, MCP calls...)
 #: stay in the history but mean nothing to a stateless upstream.
 _CONTEXT_KINDS = frozenset({"message", "function_call", "function_call_output"})
-#: Extension fields the turn adds to the output items it appends to a
-#: conversation, so a client listing the conversation knows which response
-#: (and model) each reply came from, to rate it.
-TAGS = ("response_id", "model")
 
 
 def upstream_for(settings: Settings, upstream: Upstream | None) -> Upstream | None:
@@ -300,6 +296,9 @@ class Turn:
             record.output = [item.payload for item in checked]
             items: list[Item] = []
             if self.request.conversation is not None:
+                # Extension fields on the conversation's copies only, so a
+                # client listing the conversation knows which response (and
+                # model) each reply came from, to rate it.
                 tags = {"response_id": record.id, "model": record.model}
                 items = [*self.inputs, *(_tagged(item, tags) for item in checked)]
             self.store.responses.keep_turn(record, items)
