@@ -14,10 +14,13 @@ Prints, for SQLite and PostgreSQL:
   copy`` does) and the time of ``erase_owner`` on the large conversation.
 
 With ``--search``, only the search figures instead: the first page of
-``history.search`` (a rare word, a common word, a phrase) for one owner at
-10,000 and 1,000,000 items, alone and among 1,000,000 items of 1,000 other
-owners that hold the same words (the data is made by the server with
-INSERT ... SELECT, so a fill takes seconds, not hours).
+``history.search`` (a rare word, a common word, a phrase, an absent word, a
+word of old conversations only) for an owner of 10,000 and one of 1,000,000
+items, alone and among 1,000,000 items of 1,000 other owners that hold the
+same words (the data is made by the server with INSERT ... SELECT, so a fill
+takes minutes, not hours), each as its first call and the median of the
+calls after it (``search_figures`` says why both, and when ANALYZE runs).
+``--keep NAME`` keeps the filled store for the next runs.
 
 Each figure is the median of several rounds. PostgreSQL runs in a schema of its
 own, dropped at the end; SQLite in a temporary file.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import statistics
 import sys
@@ -37,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask
 
 from flask_smg_history import Item, SmgHistory, get_state
@@ -55,9 +60,14 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
 
 
 @contextmanager
-def sqlite_target() -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
+def sqlite_target(keep: str | None = None) -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
+    """A store in a temporary file, or with ``keep`` in ``<tempdir>/<keep>.sqlite3``, left there."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "bench.sqlite3")
+        path = (
+            os.path.join(tmp, "bench.sqlite3")
+            if keep is None
+            else os.path.join(tempfile.gettempdir(), f"{keep}.sqlite3")
+        )
 
         def bare_connect() -> Any:
             import sqlite3
@@ -68,13 +78,14 @@ def sqlite_target() -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
 
 
 @contextmanager
-def postgres_target(url: str) -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
+def postgres_target(url: str, keep: str | None = None) -> Iterator[tuple[dict[str, Any], Callable[[], Any]]]:
+    """A store in a schema of its own, dropped at the end; with ``keep`` in the schema ``keep``, left there."""
     import psycopg2
 
-    schema = f"smg_bench_{secrets.token_hex(4)}"
+    schema = keep or f"smg_bench_{secrets.token_hex(4)}"
     admin = psycopg2.connect(url)
     admin.autocommit = True
-    admin.cursor().execute(f"CREATE SCHEMA {schema}")
+    admin.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
     def bare_connect() -> Any:
         return psycopg2.connect(url, options=f"-csearch_path={schema}")
@@ -85,7 +96,8 @@ def postgres_target(url: str) -> Iterator[tuple[dict[str, Any], Callable[[], Any
             bare_connect,
         )
     finally:
-        admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        if keep is None:
+            admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
 
 
@@ -198,17 +210,18 @@ def run(name: str, config: dict[str, Any], bare_connect: Callable[[], Any], big:
                 "cid": floor_conv.id,
                 "b_owner": "bench",
                 "now": time.time(),
+                "n": 1,
                 "new_updated_at": time.time(),
                 "new_expires_at": None,
-                "id": f"msg_raw_{n}",
-                "type": "message",
-                "role": "user",
-                "status": "completed",
-                "payload": json.dumps({"id": f"msg_raw_{n}", "type": "message", "content": "hi"}),
-                "created_at": time.time(),
+                "ids": [f"msg_raw_{n}"],
+                "types": ["message"],
+                "roles": ["user"],
+                "statuses": ["completed"],
+                "payloads": [json.dumps({"id": f"msg_raw_{n}", "type": "message", "content": "hi"})],
+                "created": [time.time()],
             }
             with raw.cursor() as cur:
-                cur.execute(backend._append_one_sql, params)
+                cur.execute(backend._append_sql, params)
             raw.commit()
 
         raw_s, bare_r = paired_medians(raw_append, bare, rounds)
@@ -262,9 +275,19 @@ def copy_figures(backend: Any) -> dict[str, float]:
 # -- search ------------------------------------------------------------------------
 #: Items per conversation in the search fill.
 SEARCH_PER_CONVERSATION = 100
-#: What the search figures ask: a rare word (1 item in 1,000), a common one
-#: (1 in 10) and a phrase of the common one (1 in 10).
-SEARCH_QUERIES = {"rare word": "topic7", "common word": "deploy", "phrase": '"deploy failed"'}
+#: What the search figures ask, by how often the owner's items hold it.
+SEARCH_QUERIES = {
+    "rare word": "topic7",  # 1 item in 1,000, spread over every conversation
+    "common word": "deploy",  # 1 in 10
+    "phrase": '"deploy failed"',  # 1 in 10
+    "absent word": "zeppelin",  # no item
+    # 1 in 10 of the oldest tenth of the owner's conversations only: many
+    # matches, none recent (the walk by activity meets none for a long while)
+    "old word": "legacy",
+}
+#: Where each fill's item numbers start: one owner per size (``bench<size>``,
+#: the n-th size from n * 10**8), the other owners from 10**9.
+SIZE_NUMBERING, OTHERS_NUMBERING = 10**8, 10**9
 
 
 def _series(dialect: str, first: int, count: int) -> str:
@@ -284,7 +307,8 @@ def search_fill(backend: Any, owner: str, first: int, count: int, owners: int = 
     with server-side INSERT ... SELECT statements of 100,000 items: the
     conversation rows, the items and their links, as ``items.add`` would
     leave them. Item ``n`` says ``note n topic<n % 1000>`` and, one in ten,
-    ``deploy failed``; newer conversations have later ``updated_at``."""
+    ``deploy failed``; one in ten of the first tenth also says ``legacy``;
+    newer conversations have later ``updated_at``."""
     dialect = backend.engine.dialect.name
     quote = backend.engine.dialect.identifier_preparer.format_table
     convs, items, links = (quote(t) for t in (backend.tables.conversations, backend.tables.items, backend.tables.links))
@@ -297,7 +321,8 @@ def search_fill(backend: Any, owner: str, first: int, count: int, owners: int = 
         size = min(100_000, first + count - start)
         c_first, c_count = start // per, -(-size // per)
         tail = f"CASE WHEN n {mod} 10 = 0 THEN ' deploy failed' ELSE ' all fine' END"
-        text = f"'note ' || n || ' topic' || (n {mod} 1000) || {tail}"
+        old = f"CASE WHEN n < {first + count // 10} AND n {mod} 10 = 5 THEN ' legacy' ELSE '' END"
+        text = f"'note ' || n || ' topic' || (n {mod} 1000) || {tail} || {old}"
         with backend.engine.begin() as conn:
             conn.exec_driver_sql(
                 f"INSERT INTO {convs} (id, owner, created_at, updated_at, metadata, expires_at, next_position) "
@@ -319,40 +344,67 @@ def search_fill(backend: Any, owner: str, first: int, count: int, owners: int = 
             )
 
 
+def _owned(backend: Any, owner_pattern: str) -> int:
+    """Items stored for the owners matching ``owner_pattern`` (SQL LIKE)."""
+    items = backend.tables.items
+    with backend.engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(items).where(items.c.owner.like(owner_pattern))
+        ).scalar_one()
+
+
 def search_figures(name: str, config: dict[str, Any], sizes: list[int], others: int, rounds: int) -> dict:
-    """Search latency for one owner (``bench``) at each of ``sizes`` items,
-    first alone, then (at the smallest size, and at every size after) among
-    ``others`` items of 1,000 other owners holding the same words: the
-    figures at the smallest size with and without them show whether the
-    others' data costs the owner anything."""
+    """Search latency for an owner of each of ``sizes`` items (``bench<size>``),
+    first alone (the smallest, in a new store), then among ``others`` items
+    of 1,000 other owners holding the same words: the figures at the smallest
+    size with and without them show whether the others' data costs the owner
+    anything. A store kept by ``--keep`` is filled once: what is already
+    there is reused, so the figures "alone" are only in the run that fills it.
+
+    Each figure is taken after ANALYZE, as a deployment's autovacuum would
+    have run it by then (each fill changes more than the 10 % of a table that
+    triggers it; this server's autovacuum is off, so the benchmark runs it).
+    Not VACUUM: the GIN pending list stays as the inserts left it (up to
+    ``gin_pending_list_limit``, read by every search) and the visibility map
+    unset, worse than just after an autovacuum, which is the side to err on.
+    The first call of each query is reported on its own ("first call": no
+    plan or page of that query warmed up by an earlier call; the pages the
+    fill or a previous run touched may still be cached) besides the median of
+    ``rounds`` calls after it: a plan that is only fast once warm shows."""
     app = Flask(f"bench_search_{name}")
     app.config.update(config, SMG_HISTORY_CREATE_TABLES=True)
     SmgHistory(app)
     backend = get_state(app).backend
-    store = get_state(app).store_for("bench")
     out: dict[str, float] = {}
-    stored = 0
 
-    def measure(label: str) -> None:
+    def measure(label: str, owner: str) -> None:
         backend.refresh_statistics()
+        store = get_state(app).store_for(owner)
         for what, query in SEARCH_QUERIES.items():
-            store.search(query)  # warm the caches and the plan
-            out[f"{label}: {what}, first page, ms"] = median_seconds(lambda q=query: store.search(q), rounds) * 1000
+            out[f"{label}: {what}, first call, ms"] = median_seconds(lambda q=query: store.search(q), 1) * 1000
+            out[f"{label}: {what}, median, ms"] = median_seconds(lambda q=query: store.search(q), rounds) * 1000
 
-    # the owner's items come first in numbering; the others' after 10**9
-    search_fill(backend, "bench", 0, sizes[0])
-    stored = sizes[0]
-    measure(f"{sizes[0]:,} items, no other owners")
-    started = time.perf_counter()
-    search_fill(backend, "other", 10**9, others, owners=1000)
-    out[f"filling {others:,} items of 1,000 other owners, s"] = time.perf_counter() - started
-    measure(f"{sizes[0]:,} items among {others:,} of others")
-    for size in sizes[1:]:
+    def fill(owner: str, first: int, count: int, owners: int = 1) -> bool:
+        """Fill unless a kept store holds it already; whether it filled."""
+        stored = _owned(backend, owner if owners == 1 else f"{owner}%")
+        if stored == count:
+            return False
+        if stored:
+            raise SystemExit(f"the kept store holds {stored:,} items of {owner!r}, not {count:,}: drop it and refill")
         started = time.perf_counter()
-        search_fill(backend, "bench", stored, size - stored)
-        out[f"filling {size - stored:,} more items of the owner, s"] = time.perf_counter() - started
-        stored = size
-        measure(f"{size:,} items among {others:,} of others")
+        search_fill(backend, owner, first, count, owners)
+        out[f"filling {count:,} items of {owners:,} owner(s), s"] = time.perf_counter() - started
+        return True
+
+    small = f"bench{sizes[0]}"
+    if fill(small, 0, sizes[0]) and not _owned(backend, "other%"):
+        measure(f"{sizes[0]:,} items, no other owners", small)
+    fill("other", OTHERS_NUMBERING, others, owners=1000)
+    for index, size in enumerate(sizes[1:], start=1):
+        fill(f"bench{size}", index * SIZE_NUMBERING, size)
+    total = _owned(backend, "%")
+    for size in sizes:
+        measure(f"{size:,} items among {total - size:,} of others", f"bench{size}")
     backend.close()
     return out
 
@@ -370,10 +422,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--search-items", default="10000,1000000", help="the owner's item counts, ascending")
     parser.add_argument("--search-others", type=int, default=1_000_000, help="items of 1,000 other owners")
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="with --search: keep the filled store (PostgreSQL: the schema NAME; SQLite: <tempdir>/NAME.sqlite3) "
+        "and reuse it in later runs instead of filling again; drop it by hand",
+    )
     args = parser.parse_args(argv)
+    if args.keep is not None and not (args.search and re.fullmatch(r"[a-z_][a-z0-9_]*", args.keep)):
+        parser.error("--keep goes with --search and takes a lower-case identifier")
     names = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     for name in names:
-        target = sqlite_target() if name == "sqlite" else postgres_target(args.postgres_url)
+        target = sqlite_target(args.keep) if name == "sqlite" else postgres_target(args.postgres_url, args.keep)
         with target as (config, bare_connect):
             if args.search:
                 sizes = [int(n) for n in args.search_items.split(",")]

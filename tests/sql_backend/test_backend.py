@@ -86,7 +86,7 @@ def pg_app(request, tmp_path):
         app = build_app(config)
         backend = get_state(app).backend
         if request.param == "core":
-            backend._append_one_sql = backend._recent_sql = None
+            backend._append_sql = backend._recent_sql = None
         yield app
         backend.close()
 

@@ -137,7 +137,7 @@ def test_a_turn_with_a_conversation_is_one_transaction_of_four_statements_on_pos
 
 def test_a_turn_of_new_items_is_one_statement_on_postgres(tmp_path, monkeypatch):
     """Without listeners on the engine, a turn of new items is the one
-    driver statement of ``_turn_statement``; a reference takes the general
+    driver statement of ``_append_statement``; a reference takes the general
     path (its target is read first). Both keep the same things."""
     with backends.FACTORIES["postgres"](tmp_path) as config:
         app = build_app(config, tmp_path / "instance")

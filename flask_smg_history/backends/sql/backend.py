@@ -9,8 +9,8 @@ Guarantees and how they are kept:
 
 - **One transaction per store call.** ``_run`` checks out a connection, runs
   the call's statements, commits, and gives the connection back; any error
-  rolls back. On PostgreSQL a read, or a write that is one statement (the
-  one-item append), is that statement's own transaction, without BEGIN and
+  rolls back. On PostgreSQL a read, or a write that is one statement (an
+  append of new items, a turn), is that statement's own transaction, without BEGIN and
   COMMIT round trips (``engine.Transactions`` says which work gets which). A
   connection that died while idle in the pool (the server was
   restarted) is detected on its first statement and the call is retried once on
@@ -104,8 +104,8 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         self._recent = self._recent_statement()
         # The hot paths' driver SQL (see ``_driver_rows``), on PostgreSQL.
         driver = postgres and self.engine.dialect.paramstyle == "pyformat"
-        self._append_one_sql = self._append_one_statement() if driver else None
-        self._turn_sql = self._turn_statement() if driver else None
+        self._append_sql = self._append_statement(with_response=False) if driver else None
+        self._turn_sql = self._append_statement(with_response=True) if driver else None
         #: Whether ``_driver_rows`` statements may run on the pool's own
         #: connection, which needs autocommit at the driver (our psycopg engine).
         self._pooled = built.autocommit
@@ -226,7 +226,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
     def _driver_rows(self, conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one statement of driver SQL on the DBAPI connection of
         ``conn`` (a SQLAlchemy connection, or the pool's own) and fetch its
-        rows, for the two statements every chat turn runs (append one item,
+        rows, for the two statements every chat turn runs (append its items,
         read the recent ones). Why: SQLAlchemy's connection, execution and
         result layers cost more client time than psycopg itself there
         (profiled: 90-110 µs of a 280 µs read). What they would do on a
@@ -393,8 +393,8 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
     def _append_params(
         owner: str, conversation_id: str, items: list[Item], updated_at: float, expires_at: float | None
     ) -> dict[str, Any]:
-        """The parameters of ``_reserve_statement`` (and of the one-item
-        append) for appending ``items``."""
+        """The parameters of ``_reserve_statement`` (and of
+        ``_append_statement``) for appending ``items``."""
         _refuse_nul(conversation_id=conversation_id)
         return {
             "cid": conversation_id,
@@ -415,21 +415,18 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         return self._link(conn, params["b_owner"], params["cid"], items, base)
 
     def add_items(self, owner, conversation_id, items, *, updated_at, expires_at):
+        """The general path: one transaction (``_append``). On PostgreSQL a
+        batch of new items (no reference) is the one driver statement of
+        ``_append_statement`` instead, atomic by itself: the round trips of a
+        bare INSERT + COMMIT, whether it brings one item or twenty (a chat
+        turn stores two). A refused one is diagnosed in a read of its own
+        (the statement was rolled back by itself)."""
         params = self._append_params(owner, conversation_id, items, updated_at, expires_at)
-        one = (
-            self._append_one_sql is not None
-            and len(items) == 1
-            and items[0].type != "item_reference"
-            and not self._hooked()
-        )
-
-        if one:
-            # On the pool's own connection where the engine is autocommit, as
-            # ``recent_items``; a refusal is diagnosed in a read of its own
-            # (the statement was rolled back by itself).
+        if self._append_sql is not None and not any(i.type == "item_reference" for i in items) and not self._hooked():
+            # On the pool's own connection where the engine is autocommit, as ``recent_items``.
             try:
                 return self._run(
-                    lambda conn: self._append_one(conn, params, items[0]), single=True, pooled=self._pooled
+                    lambda conn: self._append_at_once(conn, params, items), single=True, pooled=self._pooled
                 )
             except sa_exc.IntegrityError:
                 pass
@@ -476,43 +473,6 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             )
             .returning(t.c.next_position - sa.bindparam("n"))
         )
-
-    def _append_one_statement(self) -> str:
-        """PostgreSQL's hot path, appending one new item, as one statement: the
-        same reservation as ``_reserve_statement`` in a CTE feeding the item's
-        INSERT and its link's. An append then costs the round trips of a bare
-        INSERT + COMMIT, and as driver SQL it skips SQLAlchemy's per-call
-        statement handling (a sizeable share of a loopback round trip). The
-        link's foreign key is checked at the end of the statement, when the
-        item row exists."""
-        quote = self.engine.dialect.identifier_preparer.format_table
-        return (
-            f"WITH reserved AS (UPDATE {quote(self.tables.conversations)} SET next_position = next_position + 1, "
-            "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
-            "WHERE id = %(cid)s AND owner = %(b_owner)s AND (expires_at IS NULL OR expires_at > %(now)s) "
-            "RETURNING next_position - 1 AS base), "
-            f"stored AS (INSERT INTO {quote(self.tables.items)} "
-            "(owner, id, type, role, status, payload, created_at) "
-            "SELECT %(b_owner)s, %(id)s, %(type)s, %(role)s, %(status)s, %(payload)s::jsonb, %(created_at)s "
-            "FROM reserved RETURNING id) "
-            f"INSERT INTO {quote(self.tables.links)} (conversation_id, position, owner, item_id) "
-            "SELECT %(cid)s, base, %(b_owner)s, stored.id FROM reserved, stored RETURNING position"
-        )
-
-    def _append_one(self, conn: sa.Connection, params: dict[str, Any], item: Item) -> list[Item]:
-        row = {
-            "id": item.id,
-            "type": item.type,
-            "role": item.role,
-            "status": item.status,
-            "payload": jsonfast.dumps(item.payload),
-            "created_at": item.created_at,
-        }
-        assert self._append_one_sql is not None
-        found = self._driver_rows(conn, self._append_one_sql, {**params, **row})
-        if not found:
-            raise NotFound.conversation(params["cid"])
-        return [replace(item, conversation_id=params["cid"], position=found[0][0])]
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
         """A page by position, read through windows of positions (see
@@ -643,9 +603,9 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         all of it, the reservation and the conversation's times included.
 
         On PostgreSQL a turn of new items (no reference) is one statement
-        instead (``_turn_statement``), atomic by itself: one round trip in
-        all. A refused one is diagnosed in a read of its own, as the
-        one-item append is."""
+        instead (``_append_statement``), atomic by itself: one round trip in
+        all. A refused one is diagnosed in a read of its own, as an append
+        is."""
         if response.conversation_id is None:
             self._run(lambda conn: self._insert_response(conn, response), single=True)
             return []
@@ -654,7 +614,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         if self._turn_sql is not None and not any(i.type == "item_reference" for i in items) and not self._hooked():
             try:
                 return self._run(
-                    lambda conn: self._turn_at_once(conn, params, response, items), single=True, pooled=self._pooled
+                    lambda conn: self._append_at_once(conn, params, items, response), single=True, pooled=self._pooled
                 )
             except sa_exc.IntegrityError:
                 pass
@@ -675,19 +635,28 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
 
         return self._run(tx)
 
-    def _turn_statement(self) -> str:
-        """PostgreSQL's turn of new items as one statement: the reservation of
-        ``_reserve_statement`` in a CTE, feeding the INSERT of the items (the
-        batch passed as arrays, unnested in order), that of their links at
-        the reserved positions, and the response's INSERT. Every part inserts
-        only if the reservation found the live conversation; the statement
-        returns the first reserved position, or no row. Foreign keys are
-        checked at the end of the statement, when every row is in."""
+    def _append_statement(self, *, with_response: bool) -> str:
+        """PostgreSQL's append of new items as one statement: the reservation
+        of ``_reserve_statement`` in a CTE, feeding the INSERT of the items
+        (the batch passed as arrays, unnested in order) and that of their
+        links at the reserved positions; ``with_response``, a turn's, also
+        the response's INSERT. Every part inserts only if the reservation
+        found the live conversation; the statement returns the first reserved
+        position, or no row. Foreign keys are checked at the end of the
+        statement, when every row is in. As driver SQL it skips SQLAlchemy's
+        per-call statement handling, a sizeable share of a loopback round
+        trip (see ``_driver_rows``)."""
         quote = self.engine.dialect.identifier_preparer
         table = quote.format_table
         c, i, link, r = self.tables.conversations, self.tables.items, self.tables.links, self.tables.responses
-        columns = ["id", *rows.response_values(Response("", "", 0.0))]
-        values = ", ".join(f"%(r_{name})s{_cast(r.c[name])}" for name in columns)
+        answered = ""
+        if with_response:
+            columns = ["id", *rows.response_values(Response("", "", 0.0))]
+            values = ", ".join(f"%(r_{name})s{_cast(r.c[name])}" for name in columns)
+            answered = (
+                f", answered AS (INSERT INTO {table(r)} ({', '.join(quote.quote(name) for name in columns)}) "
+                f"SELECT {values} FROM reserved)"
+            )
         return (
             f"WITH reserved AS (UPDATE {table(c)} SET next_position = next_position + %(n)s, "
             "updated_at = %(new_updated_at)s, expires_at = %(new_expires_at)s "
@@ -700,14 +669,15 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             "SELECT %(b_owner)s, b.id, b.type, b.role, b.status, b.payload::jsonb, b.created_at "
             "FROM reserved, batch b), "
             f"linked AS (INSERT INTO {table(link)} (conversation_id, position, owner, item_id) "
-            "SELECT %(cid)s, reserved.base + b.ord - 1, %(b_owner)s, b.id FROM reserved, batch b), "
-            f"answered AS (INSERT INTO {table(r)} ({', '.join(quote.quote(name) for name in columns)}) "
-            f"SELECT {values} FROM reserved) "
+            f"SELECT %(cid)s, reserved.base + b.ord - 1, %(b_owner)s, b.id FROM reserved, batch b){answered} "
             "SELECT base FROM reserved"
         )
 
-    def _turn_at_once(self, conn: Any, params: dict[str, Any], response: Response, items: list[Item]) -> list[Item]:
-        table = self.tables.responses
+    def _append_at_once(
+        self, conn: Any, params: dict[str, Any], items: list[Item], response: Response | None = None
+    ) -> list[Item]:
+        """Run ``_append_statement`` (the turn's, with ``response``) and
+        return the items at their positions."""
         batch = {
             "ids": [item.id for item in items],
             "types": [item.type for item in items],
@@ -716,12 +686,15 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
             "payloads": [jsonfast.dumps(item.payload) for item in items],
             "created": [item.created_at for item in items],
         }
-        answer = {
-            f"r_{name}": jsonfast.dumps(value) if value is not None and _cast(table.c[name]) else value
-            for name, value in {"id": response.id, **rows.response_values(response)}.items()
-        }
-        assert self._turn_sql is not None
-        found = self._driver_rows(conn, self._turn_sql, {**params, **batch, **answer})
+        sql = self._append_sql
+        if response is not None:
+            table, sql = self.tables.responses, self._turn_sql
+            batch.update(
+                (f"r_{name}", jsonfast.dumps(value) if value is not None and _cast(table.c[name]) else value)
+                for name, value in {"id": response.id, **rows.response_values(response)}.items()
+            )
+        assert sql is not None
+        found = self._driver_rows(conn, sql, {**params, **batch})
         if not found:
             raise NotFound.conversation(params["cid"])
         base = found[0][0]
