@@ -68,23 +68,19 @@ def item_args(items: list[Item]) -> list[str]:
 def item(conversation_id: str, item_id: str, score: Any, raw: Any) -> Item | None:
     try:
         doc = jsonfast.loads(raw)
-        if not isinstance(doc["p"], dict):
+        payload = doc["p"]
+        if not isinstance(payload, dict):
             raise TypeError("payload is not an object")
-        return Item(
-            id=item_id,
-            conversation_id=conversation_id,
-            type=doc["t"],
-            payload=doc["p"],
-            created_at=float(doc["c"]),
-            role=doc["r"],
-            status=doc["s"],
-            position=int(float(score)),
-        )
+        return Item(item_id, conversation_id, doc["t"], payload, float(doc["c"]), doc["r"], doc["s"], int(float(score)))
     except (KeyError, TypeError, ValueError):
         return None
 
 
 def items(conversation_id: str, scored: list[Any], values: list[Any]) -> list[Item]:
+    """The items of a script's reply (IDs with their positions, then their
+    JSON), in its order; an unreadable one is logged and left out. Every read
+    of a prompt's context comes through here, so it stays lean (about 1.5 µs
+    an item)."""
     out = []
     for item_id, score, raw in zip(scored[::2], scored[1::2], values):
         parsed = item(conversation_id, text(item_id), score, raw)
