@@ -105,19 +105,45 @@ local function locate(id, now)
   redis.call('HDEL', DIR, id)
   return nil
 end
+-- The replies of ``cmd`` over ``args`` (after ``key``, unless it is nil),
+-- in slices that ``unpack`` can take (a turn may bring hundreds of items).
+local function sliced(cmd, key, args)
+  local out = {}
+  for s = 1, #args, 1000 do
+    local e = math.min(s + 999, #args)
+    local reply
+    if key then reply = redis.call(cmd, key, unpack(args, s, e)) else reply = redis.call(cmd, unpack(args, s, e)) end
+    out[#out + 1] = reply
+  end
+  return out
+end
 -- Check a whole batch of (id, JSON) pairs from ARGV[from]; an empty JSON is
 -- a reference. Returns an error reply, or nil when all of it may be written.
--- An ID linked here is also located (in this conversation's data, or
--- shared), so only a located ID needs the ZSCORE: a new one costs 2 calls.
+-- One EXISTS over the batch's shared keys and one HMGET of its directory
+-- entries find what the owner already has: only such an ID is located (in
+-- this conversation's data, or shared) and needs the ZSCORE, so a batch of
+-- new items costs 2 calls, however many it holds.
 local function check(cid, from, now)
-  local seen = {}
+  local ids, shared = {}, {}
   for i = from, #ARGV, 2 do
-    local id = ARGV[i]
+    ids[#ids + 1] = ARGV[i]
+    shared[#shared + 1] = sk(ARGV[i])
+  end
+  if #ids == 0 then return nil end
+  local any_shared = false
+  for _, n in ipairs(sliced('EXISTS', nil, shared)) do any_shared = any_shared or n > 0 end
+  local homes = {}
+  for _, part in ipairs(sliced('HMGET', DIR, ids)) do
+    for _, home in ipairs(part) do homes[#homes + 1] = home end
+  end
+  local seen = {}
+  for n, id in ipairs(ids) do
     if seen[id] then return {'dup', id} end
     seen[id] = true
-    local where = locate(id, now)
+    local where = nil
+    if any_shared or homes[n] then where = locate(id, now) end
     if where and redis.call('ZSCORE', ck(cid, 'items'), id) then return {'dup', id} end
-    if ARGV[i + 1] == '' then
+    if ARGV[from + 2 * n - 1] == '' then
       if not where then return {'nf_item', id} end
     elseif where then
       return {'exists', id}
@@ -155,11 +181,31 @@ local function referenced(from)
   end
   return out
 end
+-- Link the checked (id, JSON) pairs from ARGV[from] at the conversation's
+-- next positions: the new items in three calls whatever their number (their
+-- positions, their JSON, their directory entries), each reference by
+-- ``link``. Returns the first position.
 local function append(cid, from, now)
   local count = (#ARGV - from + 1) / 2
   if count == 0 then return tonumber(redis.call('HGET', ck(cid, 'meta'), 'n')) end
   local first = redis.call('HINCRBY', ck(cid, 'meta'), 'n', count) - count
-  for i = 0, count - 1 do link(cid, ARGV[from + 2 * i], ARGV[from + 2 * i + 1], first + i, now) end
+  local scored, docs, homes = {}, {}, {}
+  for i = 0, count - 1 do
+    local id, json = ARGV[from + 2 * i], ARGV[from + 2 * i + 1]
+    if json == '' then
+      link(cid, id, json, first + i, now)
+    else
+      scored[#scored + 1] = first + i
+      scored[#scored + 1] = id
+      docs[#docs + 1] = id
+      docs[#docs + 1] = json
+      homes[#homes + 1] = id
+      homes[#homes + 1] = cid
+    end
+  end
+  sliced('ZADD', ck(cid, 'items'), scored)
+  sliced('HSET', ck(cid, 'data'), docs)
+  sliced('HSET', DIR, homes)
   return first
 end
 -- Drop one conversation's link to an item (already out of its ``items``).
