@@ -10,8 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from redis.connection import AbstractConnection
 
+from ..support.backends_redis import wire_commands
 from ..support.writers import all_items
 from .conftest import backend_of, keys_under, store_of
 from .writer import write
@@ -51,11 +51,7 @@ def test_page_and_recent_are_one_round_trip_at_any_length(app, monkeypatch):
         alice.items.add(conv.id, [{"role": "user", "content": str(n)} for n in range(start, start + 20)])
     alice.items.recent(conv.id)
     alice.items.list(conv.id)  # scripts loaded
-    sent = []  # commands as they go on the wire, whichever layer sends them
-    original = AbstractConnection.send_command
-    monkeypatch.setattr(
-        AbstractConnection, "send_command", lambda self, *a, **kw: sent.append(a[0]) or original(self, *a, **kw)
-    )
+    sent = wire_commands(monkeypatch)  # commands as they go on the wire
 
     recent = alice.items.recent(conv.id, limit=20)
     assert [i.payload["content"][0]["text"] for i in recent] == [str(n) for n in range(1980, 2000)]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from redis.connection import AbstractConnection
 
 from flask_smg_history import CorruptRecord, NotFound
 
+from ..support.backends_redis import wire_commands
 from ..support.errors import missing, raises
 from ..support.turns import build_turn, same_response, state_of, store_turn, texts_of
 from ..support.writers import all_items
@@ -28,11 +28,7 @@ def test_a_turn_is_one_round_trip_whatever_its_length(app, monkeypatch):
     alice = store_of(app)
     conv = alice.conversations.create(items=[{"role": "user", "content": "before"}])
     store_turn(app, *build_turn("alice", conv.id, ["warm"], ["up"]))  # the script loaded
-    sent = []
-    original = AbstractConnection.send_command
-    monkeypatch.setattr(
-        AbstractConnection, "send_command", lambda self, *a, **kw: sent.append(a[0]) or original(self, *a, **kw)
-    )
+    sent = wire_commands(monkeypatch)  # commands as they go on the wire
     store_turn(app, *build_turn("alice", conv.id, [f"q{n}" for n in range(150)], [f"a{n}" for n in range(50)]))
     store_turn(app, *build_turn("alice", None, ["q"], ["a"]))
     assert sent == ["EVALSHA", "EVALSHA"]

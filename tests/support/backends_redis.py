@@ -76,3 +76,29 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
     with _fresh_prefix(shared_cluster().url, cluster=True) as config:
         yield config
+
+
+def wire_commands(monkeypatch: Any) -> list[str]:
+    """The names of the commands sent from now on, read back from the bytes
+    handed to ``send_packed_command``, which every path to the socket goes
+    through (redis-py's clients and pipelines, and the backend's own
+    ``_evalsha``, which packs with hiredis)."""
+    from redis.connection import AbstractConnection
+
+    sent: list[str] = []
+    original = AbstractConnection.send_packed_command
+
+    def spy(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        chunks = [command] if isinstance(command, (bytes, str)) else command
+        wire = b"".join(c if isinstance(c, bytes) else bytes(c, "utf-8") for c in chunks)
+        while wire:  # each command: *<count>, then <count> times $<length> and the bytes
+            head, wire = wire.split(b"\r\n", 1)
+            for index in range(int(head[1:])):
+                length, wire = wire.split(b"\r\n", 1)
+                value, wire = wire[: int(length[1:])], wire[int(length[1:]) + 2 :]
+                if index == 0:
+                    sent.append(value.decode())
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", spy)
+    return sent
