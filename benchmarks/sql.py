@@ -370,7 +370,10 @@ def search_figures(name: str, config: dict[str, Any], sizes: list[int], others: 
     The first call of each query is reported on its own ("first call": no
     plan or page of that query warmed up by an earlier call; the pages the
     fill or a previous run touched may still be cached) besides the median of
-    ``rounds`` calls after it: a plan that is only fast once warm shows."""
+    ``rounds`` calls after it: a plan that is only fast once warm shows. The
+    median also covers the calls after psycopg has prepared the statements
+    (from a connection's sixth run of one), where PostgreSQL may switch to a
+    generic plan, as in a long-running app."""
     app = Flask(f"bench_search_{name}")
     app.config.update(config, SMG_HISTORY_CREATE_TABLES=True)
     SmgHistory(app)

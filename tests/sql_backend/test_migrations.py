@@ -443,6 +443,6 @@ def test_activity_index_migration_up_and_down(at_second_revision: Flask):
 
     sql_migrate.downgrade(backend, "smgh_0002")
     assert "smg_history_conv_updated" not in index_names()
-    assert sql_migrate.head_revision() == "smgh_0005"
+    assert sql_migrate.head_revision() == "smgh_0006"
     with backend.engine.connect() as db:
         assert db.execute(sa.text(f"SELECT COUNT(*) FROM {conv}")).scalar() == 3

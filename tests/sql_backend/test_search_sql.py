@@ -159,6 +159,63 @@ def test_sqlite_index_follows_every_write(make_sql_app):
     assert alice.search("egret").data == []
 
 
+@pytest.mark.parametrize("dialect", ["postgres"])
+def test_postgres_metadata_index_follows_every_write(make_sql_app):
+    """smgh_0006 indexes the metadata of the conversations already stored;
+    then creation, metadata updates, deletes, import, purge and erasure
+    leave one row per conversation, holding its metadata; the downgrade
+    takes the table, trigger and function away, and the rows stay."""
+    app = make_sql_app()
+    backend = get_state(app).backend
+    sql_migrate.upgrade(backend, "smgh_0005")
+    _insert(backend, "alice", "conv_old", "Gannet survey", ["nothing here"])
+    sql_migrate.upgrade(backend)
+    alice = get_state(app).store_for("alice")
+    meta = backend.tables.conversation_search
+
+    def indexed() -> dict[str, str]:
+        """Each conversation's indexed metadata words, as text."""
+        with backend.engine.connect() as db:
+            rows = db.execute(sa.select(meta.c.conversation_id, sa.cast(meta.c.search_vector, sa.Text))).all()
+            convs = db.execute(sa.select(sa.func.count()).select_from(backend.tables.conversations)).scalar()
+        assert len(rows) == convs
+        return dict(rows)
+
+    assert "'survey'" in indexed()["conv_old"]
+    assert [h.item_id for h in alice.search("survey").data] == [None]
+    conv = alice.conversations.create(metadata={"title": "egret pond"}, items=[{"role": "user", "content": "hi"}])
+    assert "'pond'" in indexed()[conv.id]
+    alice.items.add(conv.id, [{"role": "user", "content": "more"}])
+    alice.conversations.update(conv.id, {"title": "heron lake"}, mode="replace")
+    assert "'lake'" in indexed()[conv.id] and "'pond'" not in indexed()[conv.id]
+    alice.conversations.update(conv.id, {"mood": "calm"}, mode="patch")
+    assert "'calm'" in indexed()[conv.id] and "'lake'" in indexed()[conv.id]
+    assert [h.conversation_id for h in alice.search("calm").data] == [conv.id]
+    exported = list(backend.export("alice", None))
+    alice.conversations.delete(conv.id)
+    assert conv.id not in indexed() and alice.search("calm").data == []
+    backend.import_records(exported)
+    assert "'calm'" in indexed()[conv.id]
+    backend.purge(before=10**10, dry_run=False)
+    assert indexed() == {}
+    alice.conversations.create(metadata={"title": "gone soon"})
+    alice.erase_owner()
+    assert indexed() == {}
+
+    alice.conversations.create(metadata={"title": "kept"})
+    sql_migrate.downgrade(backend, "smgh_0005")
+    with backend.engine.connect() as db:
+        assert not sa.inspect(db).has_table(meta.name, schema=backend.settings.sql_schema)
+        functions = sa.text(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'smg_history_conv_search_put' "
+            "AND pronamespace = CAST(:schema AS regnamespace)"
+        )
+        assert db.execute(functions, {"schema": backend.settings.sql_schema}).scalar() == 0
+        assert db.execute(sa.select(sa.func.count()).select_from(backend.tables.conversations)).scalar() == 1
+    sql_migrate.upgrade(backend)
+    assert [h.item_id for h in alice.search("kept").data] == [None]
+
+
 def test_stems_on_both_and_stop_words_on_postgres(make_sql_app, dialect):
     app = make_sql_app(SMG_HISTORY_CREATE_TABLES=True)
     alice = get_state(app).store_for("alice")
@@ -266,9 +323,36 @@ def test_offline_upgrade_scripts(tmp_path: Path, dialect_name: str):
     backend.close()
 
 
-def _offline_script(backend, dialect_name: str) -> str:
-    """The SQL that ``upgrade --sql`` prints for ``dialect_name``, from
-    smgh_0003 to smgh_0004 (the search revision)."""
+@pytest.mark.parametrize("dialect_name", ["postgresql", "sqlite", "oracle"])
+def test_offline_metadata_index_scripts(tmp_path: Path, dialect_name: str):
+    """``flask db upgrade --sql`` of smgh_0006: PostgreSQL's metadata table,
+    trigger, backfill and GIN index (built after the backfill), nothing but
+    the revision elsewhere."""
+    app = Flask("offline_meta")
+    app.config.update(SMG_HISTORY_BACKEND="sqlite", SMG_HISTORY_SQLITE_PATH=str(tmp_path / "h.db"))
+    SmgHistory(app)
+    backend = get_state(app).backend
+    script = _offline_script(backend, dialect_name, "smgh_0005:smgh_0006")
+    assert "SET version_num='smgh_0006' WHERE smg_history_alembic_version.version_num = 'smgh_0005'" in script
+    if dialect_name == "postgresql":
+        steps = [
+            "CREATE TABLE smg_history_conv_search",
+            "REFERENCES smg_history_conversations (id) ON DELETE CASCADE",
+            "to_tsvector('english'::regconfig, COALESCE(NEW.metadata, '{}'::jsonb))",
+            'CREATE TRIGGER "smg_history_conv_search_put" AFTER INSERT OR UPDATE OF metadata ON',
+            'INSERT INTO "smg_history_conv_search" (conversation_id, search_vector) SELECT c.id',
+            "CREATE INDEX smg_history_conv_search_gin ON smg_history_conv_search USING gin (search_vector)",
+        ]
+        at = [script.find(step) for step in steps]
+        assert -1 not in at and at == sorted(at), at
+    else:
+        assert "CREATE" not in script and "INSERT" not in script
+    backend.close()
+
+
+def _offline_script(backend, dialect_name: str, revisions: str = "smgh_0003:smgh_0004") -> str:
+    """The SQL that ``upgrade --sql`` prints for ``dialect_name`` over
+    ``revisions`` (by default smgh_0004, the search revision)."""
     import io
 
     from alembic import command
@@ -277,7 +361,7 @@ def _offline_script(backend, dialect_name: str) -> str:
     config = sql_migrate._config(backend)
     config.attributes["smg_dialect"] = dialect_name
     config.output_buffer = buffer
-    command.upgrade(config, "smgh_0003:smgh_0004", sql=True)
+    command.upgrade(config, revisions, sql=True)
     return buffer.getvalue()
 
 

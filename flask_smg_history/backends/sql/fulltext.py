@@ -1,6 +1,6 @@
-"""The full-text index of the SQL backends, as SQL: what the migration
-``smgh_0004`` creates, what ``tables.py`` declares and what the search queries
-(``search.py``) read, written once here.
+"""The full-text index of the SQL backends, as SQL: what the migrations
+``smgh_0004`` and ``smgh_0006`` create, what ``tables.py`` declares and what
+the search queries (``search.py``) read, written once here.
 
 Both indexes hold the strings ``search.SEARCHED_FIELDS`` names, and are kept
 by the database itself, so no write path of the backend changes for them.
@@ -12,6 +12,13 @@ by the database itself, so no write path of the backend changes for them.
   typed query can produce: the parser drops ``#``), and every search asks for
   it with the words, so the GIN index returns only the caller's items: the
   cost follows the caller's matches, not everyone's.
+  Conversation metadata has a table of its own, ``<prefix>conv_search``
+  (smgh_0006): one row per conversation, its vector (the owner lexeme and
+  the metadata's string values) with a GIN index, written by a trigger on
+  the conversation's insert and on updates that set its metadata, and
+  deleted with the conversation (its foreign key cascades). Not a column
+  of the conversations: every append rewrites the conversation row (its
+  ``updated_at``), and with it every index on it.
 - **SQLite**: an FTS5 table ``<prefix>search`` with one row per item and per
   conversation (its metadata values), the same owner token in its ``tag``
   column, and ``<prefix>search_rows`` mapping each FTS rowid to its item or
@@ -40,6 +47,11 @@ GIN_OPTIONS = {"gin_pending_list_limit": 512}
 VECTOR_INDEX = "items_search"
 FTS = "search"
 FTS_ROWS = "search_rows"
+#: PostgreSQL's metadata vectors: the table, its GIN index, and the trigger
+#: and its function (one name) that write it.
+META = "conv_search"
+META_INDEX = "conv_search_gin"
+META_PUT = "conv_search_put"
 
 _STRING_FIELDS = " || ".join(f'@.key == "{name}"' for name in ("content", "summary", "arguments", "input", "output"))
 _PART_FIELDS = " || ".join(f'@.key == "{name}"' for name in ("content", "summary", "output"))
@@ -61,6 +73,44 @@ def pg_vector(config: str) -> str:
     if not SEARCH_CONFIG_NAME.fullmatch(config):
         raise ValueError(f"not a text search configuration name: {config!r}")
     return f"array_to_tsvector(ARRAY['#' || md5(owner)]) || to_tsvector('{config}'::regconfig, {pg_texts('payload')})"
+
+
+def pg_metadata_vector(config: str, row: str) -> str:
+    """The metadata vector of the conversation row ``row`` (``NEW`` in the
+    trigger): the owner lexeme and the metadata's string values."""
+    if not SEARCH_CONFIG_NAME.fullmatch(config):
+        raise ValueError(f"not a text search configuration name: {config!r}")
+    return (
+        f"array_to_tsvector(ARRAY['#' || md5({row}.owner)]) "
+        f"|| to_tsvector('{config}'::regconfig, COALESCE({row}.metadata, '{{}}'::jsonb))"
+    )
+
+
+def pg_name(prefix: str, schema: str | None, stem: str) -> str:
+    """A table's or function's name in SQL, quoted as SQLAlchemy created it (case kept)."""
+    return (f'"{schema}".' if schema else "") + f'"{prefix}{stem}"'
+
+
+def pg_metadata_ddl(prefix: str, schema: str | None, config: str) -> list[str]:
+    """The trigger that writes a conversation's metadata vector when the
+    conversation is inserted or its metadata set, and the backfill of the
+    conversations already stored."""
+    meta, convs, put = (pg_name(prefix, schema, stem) for stem in (META, "conversations", META_PUT))
+    return [
+        f"CREATE FUNCTION {put}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"INSERT INTO {meta} (conversation_id, {VECTOR}) VALUES (NEW.id, {pg_metadata_vector(config, 'NEW')}) "
+        f"ON CONFLICT (conversation_id) DO UPDATE SET {VECTOR} = EXCLUDED.{VECTOR}; RETURN NULL; END $$",
+        f'CREATE TRIGGER "{prefix}{META_PUT}" AFTER INSERT OR UPDATE OF metadata ON {convs} '
+        f"FOR EACH ROW EXECUTE FUNCTION {put}()",
+        f"INSERT INTO {meta} (conversation_id, {VECTOR}) "
+        f"SELECT c.id, {pg_metadata_vector(config, 'c')} FROM {convs} AS c",
+    ]
+
+
+def pg_metadata_drop(prefix: str, schema: str | None) -> list[str]:
+    """Drop the trigger and its function (the table goes with its index)."""
+    convs, put = pg_name(prefix, schema, "conversations"), pg_name(prefix, schema, META_PUT)
+    return [f'DROP TRIGGER IF EXISTS "{prefix}{META_PUT}" ON {convs}', f"DROP FUNCTION IF EXISTS {put}()"]
 
 
 def pg_owner_query(owner: str) -> str:

@@ -113,6 +113,8 @@ class Tables:
     responses: sa.Table
     feedback: sa.Table
     cache_epoch: sa.Table
+    #: PostgreSQL's conversation metadata vectors (``fulltext.py``); ``None`` elsewhere.
+    conversation_search: sa.Table | None = None
 
 
 def build_tables(
@@ -122,8 +124,9 @@ def build_tables(
     what the migrations in ``flask_smg_history/migrations/versions`` create;
     ``tests/sql_backend/test_migrations.py`` compares the two. With
     ``search_config`` (PostgreSQL's), the items carry the search vector and
-    its GIN index (``fulltext.py``); SQLite's search tables are virtual and
-    stay out of this metadata."""
+    its GIN index, and the conversations' metadata vectors have their table
+    (``fulltext.py``); SQLite's search tables are virtual and stay out of
+    this metadata."""
     check_names(prefix, schema)
     search = []
     if search_config is not None:
@@ -239,4 +242,23 @@ def build_tables(
         sa.Column("untrusted_at", SECONDS, nullable=True),
         sa.PrimaryKeyConstraint("id", name=f"{p}cepoch_pk"),
     )
-    return Tables(md, conversations, items, links, responses, feedback, cache_epoch)
+    conversation_search = None
+    if search_config is not None:
+        # Written by a trigger on the conversations (smgh_0006, ``fulltext.py``).
+        conversation_search = sa.Table(
+            f"{p}{fulltext.META}",
+            md,
+            sa.Column("conversation_id", ID, nullable=False),
+            sa.Column(fulltext.VECTOR, TSVECTOR(), nullable=False),
+            sa.PrimaryKeyConstraint("conversation_id", name=f"{p}csearch_pk"),
+            sa.ForeignKeyConstraint(
+                ["conversation_id"], [conversations.c.id], name=f"{p}csearch_conv_fk", ondelete="CASCADE"
+            ),
+            sa.Index(
+                f"{p}{fulltext.META_INDEX}",
+                fulltext.VECTOR,
+                postgresql_using="gin",
+                postgresql_with=fulltext.GIN_OPTIONS,
+            ),
+        )
+    return Tables(md, conversations, items, links, responses, feedback, cache_epoch, conversation_search)
