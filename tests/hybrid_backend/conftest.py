@@ -1,6 +1,6 @@
 """Fixtures of the hybrid-backend tests: apps on ``sqlite+redis`` and
-``postgres+redis`` (the contract suite's registrations), and a helper that
-counts the SQL statements an app runs."""
+``postgres+redis`` (the contract suite's registrations), a helper that counts
+the SQL statements an app runs, and one that waits for the apps' cache fills."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def backend_of(app: Flask) -> Any:
 
 def store_of(app: Flask, owner: str = "alice") -> Any:
     return get_state(app).store_for(owner)
+
+
+def settle(*apps: Flask) -> None:
+    """Wait until the fills that the apps' misses left to the background
+    (``fills.py``) have run: the next read of those conversations hits."""
+    for app in apps:
+        assert backend_of(app).fills.wait(10), "a cache fill did not finish in 10 s"
 
 
 @contextmanager

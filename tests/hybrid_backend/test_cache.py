@@ -10,7 +10,7 @@ import pytest
 
 from flask_smg_history.errors import InvalidRequest, NotFound
 
-from .conftest import backend_of, counted_statements, store_of
+from .conftest import backend_of, counted_statements, settle, store_of
 
 
 def _texts(items) -> list[str]:
@@ -28,7 +28,8 @@ def test_a_warm_read_sends_no_sql(make_app):
     app = make_app()
     store = store_of(app)
     conv = _chat(store, 30)
-    assert _texts(store.items.recent(conv.id, limit=20)) == [f"m{j}" for j in range(10, 30)]  # the miss fills
+    assert _texts(store.items.recent(conv.id, limit=20)) == [f"m{j}" for j in range(10, 30)]  # a miss: SQL answers
+    settle(app)  # and its fill has run
     with counted_statements(app) as sql:
         assert _texts(store.items.recent(conv.id, limit=20)) == [f"m{j}" for j in range(10, 30)]
         assert store.conversations.get(conv.id).metadata == {"title": "t"}
@@ -41,15 +42,19 @@ def test_a_warm_read_sends_no_sql(make_app):
 def test_each_write_is_seen_by_the_next_read_of_another_app(make_app):
     """Two apps on one store (as two processes): a write through one is read
     at once through the other, whose cache was warm."""
-    writer, reader = store_of(make_app()), store_of(make_app())
+    reader_app = make_app()
+    writer, reader = store_of(make_app()), store_of(reader_app)
     conv = _chat(writer, 3)
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]
+    settle(reader_app)
     item = writer.items.add(conv.id, [{"role": "user", "content": "m3"}])[0]
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2", "m3"]
     writer.conversations.update(conv.id, metadata={"title": "new"})
     assert reader.conversations.get(conv.id).metadata == {"title": "new"}
+    settle(reader_app)
     writer.items.delete(conv.id, item.id)
     assert _texts(reader.items.list(conv.id, order="asc").data) == ["m0", "m1", "m2"]
+    settle(reader_app)
     writer.conversations.delete(conv.id)
     with pytest.raises(NotFound):
         reader.conversations.get(conv.id)
@@ -63,6 +68,7 @@ def test_pages_inside_the_window_match_sql_and_others_go_to_sql(make_app):
     conv = _chat(store, 25)
     ids = [i.id for i in backend.sql.list_items("alice", conv.id, after=None, limit=100, order="asc").data]
     store.items.recent(conv.id, limit=5)  # fills a window of the newest 10
+    settle(app)
     cases = [
         (None, 4, "desc"),
         (ids[20], 3, "desc"),
@@ -78,76 +84,84 @@ def test_pages_inside_the_window_match_sql_and_others_go_to_sql(make_app):
     assert store.items.recent(conv.id, limit=25)[0].id == ids[0]  # beyond the window: SQL
     short = _chat(store, 4)  # a window holding every item answers any page, and refuses a foreign cursor
     store.items.recent(short.id, limit=2)
+    settle(app)
+    hits = backend.hits
     assert [i.id for i in store.items.list(short.id, order="asc", limit=3).data] == [
         i.id for i in backend.sql.list_items("alice", short.id, after=None, limit=3, order="asc").data
     ]
     with pytest.raises(InvalidRequest):
         store.items.list(short.id, after=ids[0])
+    assert backend.hits == hits + 2
 
 
 def test_another_owner_never_reads_a_cached_conversation(make_app):
     app = make_app()
     conv = _chat(store_of(app, "alice"), 2)
     store_of(app, "alice").items.recent(conv.id, limit=2)
+    settle(app)
     with pytest.raises(NotFound):
         store_of(app, "mallory").conversations.get(conv.id)
     with pytest.raises(NotFound):
         store_of(app, "mallory").items.recent(conv.id, limit=2)
 
 
-def _held_reader(backend, store, conv_id: str):
-    """A reader thread held between its SQL read and its fill (``before_fill``)."""
+def _held_fill(backend, store, conv_id: str):
+    """A miss whose fill is held on the fill thread between its SQL read and
+    its script (``before_fill``). Returns the event that releases it and the
+    miss's own answer (from SQL, at once)."""
     read_sql, release = threading.Event(), threading.Event()
-    result: list = []
 
     def hold() -> None:
         read_sql.set()
         assert release.wait(10)
 
     backend.before_fill = hold
-    thread = threading.Thread(target=lambda: result.append(store.items.recent(conv_id, limit=10)))
-    thread.start()
+    answer = store.items.recent(conv_id, limit=10)
     assert read_sql.wait(10)
     backend.before_fill = None
-    return release, thread, result
+    return release, answer
 
 
 def test_a_fill_that_read_sql_before_a_commit_is_refused_after_it(make_app):
-    """The reader misses and reads SQL; a writer (another app) commits and
-    returns; only then does the reader try to fill: refused, so the next read
-    sees the write."""
+    """The reader misses and its fill reads SQL; a writer (another app)
+    commits and returns; only then does the fill run its script: refused, so
+    the next read sees the write."""
     reader_app = make_app()
     reader, backend = store_of(reader_app), backend_of(reader_app)
     writer = store_of(make_app())
     conv = _chat(writer, 2)
-    release, thread, result = _held_reader(backend, reader, conv.id)
+    release, answer = _held_fill(backend, reader, conv.id)
     writer.items.add(conv.id, [{"role": "user", "content": "m2"}])  # committed and acknowledged
     release.set()
-    thread.join(10)
-    assert _texts(result[0]) == ["m0", "m1"]  # it read before the write: fine, it began before it
+    settle(reader_app)
+    assert _texts(answer) == ["m0", "m1"]  # it read before the write: fine, it began before it
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]
+    settle(reader_app)
+    hits = backend.hits
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]  # and the cache holds it now
+    assert backend.hits == hits + 1
 
 
 def test_a_shared_token_fills_once_so_a_late_fill_cannot_undo_an_extended_append(make_app):
     """Two readers miss together and share one token. The first fills; a
     writer's append then extends that entry (write-through). The second
-    reader, whose SQL read predates the append, must not fill with the same
-    token afterwards: it would put the window before the acknowledged append
-    back (found by the two-process test, about one run in ten)."""
-    first_app, late_app = make_app(), make_app()
-    first, late = store_of(first_app), store_of(late_app)
-    writer = store_of(make_app())
+    reader's fill, whose SQL read predates the append, must not fill with the
+    same token afterwards: it would put the window before the acknowledged
+    append back (found by the two-process test, about one run in ten)."""
+    first_app, late_app, writer_app = make_app(), make_app(), make_app()
+    first, late, writer = store_of(first_app), store_of(late_app), store_of(writer_app)
     conv = _chat(writer, 2)
     for store in (first, late, writer):  # each process's first use moves the cache to a namespace of its own
         store.conversations.get(conv.id)
+    settle(first_app, late_app, writer_app)
     backend_of(first_app).cache.invalidate("alice", conv.id)
-    release, thread, result = _held_reader(backend_of(late_app), late, conv.id)  # misses, reads SQL, held
-    assert _texts(first.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # misses with the same token, fills
+    release, answer = _held_fill(backend_of(late_app), late, conv.id)  # misses; its fill reads SQL, held
+    assert _texts(first.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # misses with the same token
+    settle(first_app)  # and fills
     writer.items.add(conv.id, [{"role": "user", "content": "m2"}])  # extends the entry: acknowledged
     release.set()
-    thread.join(10)
-    assert _texts(result[0]) == ["m0", "m1"]  # its own answer began before the append: fine
+    settle(late_app)
+    assert _texts(answer) == ["m0", "m1"]  # its own answer began before the append: fine
     for store in (first, late, writer):
         assert _texts(store.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2"]
 
@@ -162,7 +176,7 @@ def test_a_stale_fill_that_lands_before_the_writers_cache_step_is_corrected(make
     reader, backend = store_of(reader_app), backend_of(reader_app)
     writer, writer_backend = store_of(writer_app), backend_of(writer_app)
     conv = _chat(writer, 2)
-    release, thread, result = _held_reader(backend, reader, conv.id)
+    release, answer = _held_fill(backend, reader, conv.id)
     committed, go_on = threading.Event(), threading.Event()
     step = "append" if write == "append" else "invalidate"
     original = getattr(writer_backend.cache, step)
@@ -181,15 +195,17 @@ def test_a_stale_fill_that_lands_before_the_writers_cache_step_is_corrected(make
     thread_w.start()
     assert committed.wait(10)
     release.set()  # the stale fill lands now, before the writer's cache step
-    thread.join(10)
-    assert _texts(result[0]) == ["m0", "m1"]
+    settle(reader_app)
+    assert _texts(answer) == ["m0", "m1"]
     assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # stale, but the write has not returned
     go_on.set()
     thread_w.join(10)
+    misses = backend.misses
     expected = ["m0", "m1", "m2"] if write == "append" else ["m0", "m1"]
     assert _texts(reader.items.recent(conv.id, limit=10)) == expected
+    assert backend.misses == misses + (write == "update")  # extended in place / deleted, so read from SQL
+    settle(reader_app)
     assert reader.conversations.get(conv.id).metadata == {"title": "t" if write == "append" else "new"}
-    assert backend.hits == 3 if write == "append" else 1  # extended in place / deleted and read again
 
 
 def test_an_append_whose_cache_step_comes_late_never_extends_out_of_order(make_app):
@@ -201,7 +217,8 @@ def test_an_append_whose_cache_step_comes_late_never_extends_out_of_order(make_a
     reader_app, slow_app, fast_app = make_app(), make_app(), make_app()
     reader = store_of(reader_app)
     conv = _chat(store_of(fast_app), 2)
-    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]  # a warm entry ending at position 1
+    assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1"]
+    settle(reader_app)  # a warm entry ending at position 1
     slow_cache = backend_of(slow_app).cache
     committed, go_on = threading.Event(), threading.Event()
     append = slow_cache.append
@@ -221,11 +238,14 @@ def test_an_append_whose_cache_step_comes_late_never_extends_out_of_order(make_a
     slow.join(10)
     for _ in range(2):
         assert _texts(reader.items.recent(conv.id, limit=10)) == ["m0", "m1", "m2", "m3"]
+        settle(reader_app)
 
 
 def test_appends_keep_a_chat_window_warm_and_exact(make_app):
     """A chat loop (append, read the context, append) hits the cache after
-    the first fill, and every read equals SQL's, including past the window."""
+    the first fill, and every read equals SQL's, including past the window.
+    Nothing waits for the fill here: the append after the miss does
+    (``FILL_WAIT``), so its write-through finds the entry to extend."""
     app = make_app(SMG_HISTORY_CACHE_WINDOW=8)
     store, backend = store_of(app), backend_of(app)
     conv = store.conversations.create()
@@ -250,11 +270,13 @@ def test_bulk_operations_empty_the_cache(make_app):
     store, backend = store_of(app), backend_of(app)
     conv = _chat(store, 2)
     store.items.recent(conv.id, limit=5)
+    settle(app)
     backend.erase_owner("alice")
     with pytest.raises(NotFound):
         store.items.recent(conv.id, limit=5)
     conv = _chat(store, 2)
     store.items.recent(conv.id, limit=5)
+    settle(app)
     backend.purge(before=conv.updated_at + 1, dry_run=False)
     with pytest.raises(NotFound):
         store.conversations.get(conv.id)
@@ -265,6 +287,7 @@ def test_a_cached_conversation_expires_with_its_retention(make_app):
     store, backend = store_of(app), backend_of(app)
     conv = _chat(store, 1)
     store.conversations.get(conv.id)
+    settle(app)
     assert store.conversations.get(conv.id).id == conv.id and backend.hits == 1
     ttl = backend.cache.client.pttl(next(iter(backend.cache.client.scan_iter(match=f"{backend.cache.entry_prefix}1*"))))
     assert 0 < ttl <= 1500

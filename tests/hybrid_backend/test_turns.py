@@ -12,7 +12,7 @@ from flask_smg_history import InvalidRequest
 from ..support.errors import raises
 from ..support.turns import build_turn, same_response, state_of, store_turn, texts_of
 from ..support.writers import all_items
-from .conftest import backend_of, counted_statements, store_of
+from .conftest import backend_of, counted_statements, settle, store_of
 
 
 def _chat(store, n: int):
@@ -23,8 +23,9 @@ def test_a_turn_extends_the_warm_entry_and_other_apps_read_it_at_once(make_app):
     writer_app, reader_app = make_app(), make_app()
     writer, reader = store_of(writer_app), store_of(reader_app)
     conv = _chat(writer, 3)
-    assert texts_of(writer.items.recent(conv.id, limit=20)) == ["m0", "m1", "m2"]  # the miss fills
+    assert texts_of(writer.items.recent(conv.id, limit=20)) == ["m0", "m1", "m2"]  # a miss: SQL, then the fill
     assert texts_of(reader.items.recent(conv.id, limit=20)) == ["m0", "m1", "m2"]
+    settle(writer_app, reader_app)
     response, items = build_turn("alice", conv.id, [f"q{n}" for n in range(60)], ["r", "a"])
     store_turn(writer_app, response, items)
     expected = ["m0", "m1", "m2", *(f"q{n}" for n in range(60)), "r", "a"]
@@ -43,6 +44,7 @@ def test_a_refused_turn_leaves_the_entry_and_a_turn_without_a_conversation_touch
     store = store_of(app)
     conv = _chat(store, 2)
     store.items.recent(conv.id, limit=5)
+    settle(app)
     before = state_of(store, conv.id)
     response, items = build_turn("alice", conv.id, ["q"], ["a"])
     items.append(items[0])
@@ -62,7 +64,8 @@ def test_a_sql_failure_in_the_middle_of_a_turn_keeps_nothing_and_drops_the_entry
     app = make_app()
     store, backend = store_of(app), backend_of(app)
     conv = _chat(store, 2)
-    store.items.recent(conv.id, limit=5)  # warm
+    store.items.recent(conv.id, limit=5)
+    settle(app)  # warm
     before = state_of(store, conv.id)
     response, items = build_turn("alice", conv.id, [f"q{n}" for n in range(30)], ["a"])
     dbapi = backend.sql.engine.dialect.loaded_dbapi

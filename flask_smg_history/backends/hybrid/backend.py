@@ -8,8 +8,9 @@ window cache (``cache.py``) on the Redis of ``SMG_HISTORY_REDIS_URL``.
   errors are this backend's: SQL down is a 503, as on ``postgres``.
 - **Hot reads from Redis**: ``get_conversation``, ``recent_items`` (up to
   ``SMG_HISTORY_CACHE_WINDOW`` items) and the pages of ``list_items`` that lie
-  inside the cached window. A miss reads the conversation and its window from
-  SQL and fills the cache (two SQL reads, one script).
+  inside the cached window. A miss answers from SQL with the SQL backend's own
+  read of what the call needs, then hands the fill (the conversation and its
+  window read from SQL, one script) to a background thread (``fills.py``).
 - **Never stale after an acknowledged write.** A write that changes a
   conversation deletes its entry after the commit and before it returns; fills
   carry a token the delete revokes (``cache.py``). An append extends the entry
@@ -23,9 +24,10 @@ window cache (``cache.py``) on the Redis of ``SMG_HISTORY_REDIS_URL``.
 
 Responses, feedback, listings, search and the bulk reads are never cached.
 
-Test seam: ``before_fill``, if set, is called between a miss's SQL read and its
-fill, so a test can hold a reader there while a writer commits (the race the
-token protocol exists for). Nothing in the package sets it.
+Test seam: ``before_fill``, if set, is called on the fill thread between a
+fill's SQL read and its script, so a test can hold a fill there while a writer
+commits (the race the token protocol exists for). Nothing in the package sets
+it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from ...records import Item, Page, is_live, now
 from ..base import Backend
 from ..redis.backend import check_prefix, connect
 from ..sql.backend import SqlBackend
+from ..sql.window import WindowRead
 from .cache import Entry, Untrusted, WindowCache
+from .fills import Fills
 from .trust import Trust
 
 T = TypeVar("T")
@@ -51,6 +55,13 @@ log = logging.getLogger("flask_smg_history")
 
 #: The SQL backend each hybrid name stands on.
 SQL_HALF = {"postgres+redis": "postgres", "sqlite+redis": "sqlite"}
+#: Seconds an append waits for a pending fill of its conversation before its
+#: SQL write: the fill then lands first and the append's write-through extends
+#: it. A fill takes a millisecond or two; past this the append goes on, and its
+#: write-through deletes what the fill leaves (cold, never stale).
+FILL_WAIT = 0.5
+#: Seconds ``close`` gives a running fill to finish.
+CLOSE_WAIT = 5.0
 
 
 class HybridBackend(Backend):
@@ -76,6 +87,8 @@ class HybridBackend(Backend):
         client = connect(dataclasses.replace(settings, redis_socket_timeout=settings.cache_socket_timeout))
         self.cache = WindowCache(client, prefix)
         self.trust = Trust(self.sql, self.cache, settings.cache_recheck)
+        self.fills = Fills()
+        self._read_window = WindowRead(self.sql, settings.cache_window)
         self.window = settings.cache_window
         self.before_fill: Callable[[], None] | None = None
         #: Reads served by the cache and by SQL (approximate under threads),
@@ -83,48 +96,62 @@ class HybridBackend(Backend):
         self.hits = self.misses = 0
 
     # -- the cache -----------------------------------------------------------
-    def _entry(self, owner: str, conversation_id: str, want: int) -> Entry | None:
-        """The conversation and its newest items (newest first): from the
-        cache (with up to ``want`` items, -1: all it holds), or on a miss from
-        SQL (the whole window), filling the cache. None when the cache cannot
-        be used now: the caller asks SQL just what it needs."""
+    def _read(
+        self,
+        owner: str,
+        conversation_id: str,
+        want: int,
+        from_entry: Callable[[Entry], T | None],
+        from_sql: Callable[[], T],
+    ) -> T:
+        """A hot read: ``from_entry`` answers from the cached entry (given up
+        to ``want`` of its newest items, -1: all it holds) or returns None
+        when the entry does not cover the call; ``from_sql`` asks SQL just
+        what the call needs. A miss answers from SQL first and only then hands
+        its fill to the fill thread (``fills.py``), so the caller waits for no
+        fill."""
         epoch = self.trust.epoch()
         if epoch is None:
-            return None
+            return from_sql()
         try:
             found = self.cache.lookup(epoch, owner, conversation_id, want)
         except Untrusted:
             self.trust.refused()
-            return None
+            return from_sql()
         except self.cache.errors as exc:
             self._redis_failed("lookup", exc)
-            return None
+            return from_sql()
         if isinstance(found, Entry):
-            if is_live(found.conversation.expires_at, now()):
-                self.hits += 1
-                return found
-            return None  # expired a moment before its TTL: SQL says so
+            if not is_live(found.conversation.expires_at, now()):
+                return from_sql()  # expired a moment before its TTL: SQL says so
+            self.hits += 1
+            answer = from_entry(found)
+            return from_sql() if answer is None else answer
         self.misses += 1
-        entry = self._load(owner, conversation_id)
-        self._fill(epoch, found, entry)
-        return entry
+        answer = from_sql()
+        self.fills.submit((owner, conversation_id), found, partial(self._fill, epoch, found, owner, conversation_id))
+        return answer
 
-    def _load(self, owner: str, conversation_id: str) -> Entry:
-        conversation = self.sql.get_conversation(owner, conversation_id)
-        items = self.sql.recent_items(owner, conversation_id, self.window)
-        items.reverse()
-        return Entry(conversation, items, complete=len(items) < self.window, held=len(items))
-
-    def _fill(self, epoch: int, token: str, entry: Entry) -> None:
+    def _fill(self, epoch: int, token: str, owner: str, conversation_id: str) -> None:
+        """A miss's fill, on the fill thread: the conversation and its window
+        from SQL, then the script, which stores them only if ``token`` (taken
+        by the lookup that missed, before this SQL read) is still current."""
+        try:
+            window = self._read_window(owner, conversation_id)
+        except self.sql.unavailable_errors as exc:
+            log.warning("hybrid cache: a fill's SQL read failed (%s); a later miss fills", type(exc).__name__)
+            return
+        if window is None:
+            return  # deleted or expired since the miss answered: nothing to fill
         if self.before_fill is not None:
             self.before_fill()
         ttl = self.settings.cache_ttl
-        if entry.conversation.expires_at is not None:
-            ttl = min(ttl, entry.conversation.expires_at - now())
+        if window.conversation.expires_at is not None:
+            ttl = min(ttl, window.conversation.expires_at - now())
             if ttl <= 0:
                 return
         try:
-            self.cache.fill(epoch, token, entry, ttl)
+            self.cache.fill(epoch, token, window, ttl)
         except Untrusted:
             self.trust.refused()
         except self.cache.errors as exc:
@@ -183,8 +210,13 @@ class HybridBackend(Backend):
         return self.sql.create_conversation(conversation, items)
 
     def get_conversation(self, owner, conversation_id):
-        entry = self._entry(owner, conversation_id, 0)
-        return self.sql.get_conversation(owner, conversation_id) if entry is None else entry.conversation
+        return self._read(
+            owner,
+            conversation_id,
+            0,
+            lambda entry: entry.conversation,
+            lambda: self.sql.get_conversation(owner, conversation_id),
+        )
 
     def update_conversation(self, owner, conversation_id, metadata, updated_at, expires_at, *, replace):
         return self._writing(
@@ -224,7 +256,10 @@ class HybridBackend(Backend):
         (write-through), or invalidate it when the cache may not be used now;
         also invalidate it when the SQL call failed as an outage, since a
         commit that failed may still have happened. A refusal changed
-        nothing, so it leaves the entry as it is."""
+        nothing, so it leaves the entry as it is. A fill of the conversation
+        still pending in this process is waited for first (``FILL_WAIT``), so
+        the write-through finds the entry it extends."""
+        self.fills.wait_for((owner, conversation_id), FILL_WAIT)
         try:
             stored = write()
         except self.sql.unavailable_errors:
@@ -252,21 +287,21 @@ class HybridBackend(Backend):
         return stored
 
     def recent_items(self, owner, conversation_id, limit):
+        from_sql = partial(self.sql.recent_items, owner, conversation_id, limit)
         if limit > self.window:
-            return self.sql.recent_items(owner, conversation_id, limit)
-        entry = self._entry(owner, conversation_id, limit)
-        if entry is None or (len(entry.items) < limit and not entry.complete):
-            return self.sql.recent_items(owner, conversation_id, limit)
-        return list(reversed(entry.items[:limit]))
+            return from_sql()
+        return self._read(owner, conversation_id, limit, partial(_window_recent, limit=limit), from_sql)
 
     def list_items(self, owner, conversation_id, *, after, limit, order):
         """From the cached window when the page lies inside it, else SQL."""
         want = limit + 1 if order == "desc" and after is None else -1
-        entry = self._entry(owner, conversation_id, want)
-        page = None if entry is None else _window_page(entry, after=after, limit=limit, order=order)
-        if page is not None:
-            return page
-        return self.sql.list_items(owner, conversation_id, after=after, limit=limit, order=order)
+        return self._read(
+            owner,
+            conversation_id,
+            want,
+            partial(_window_page, after=after, limit=limit, order=order),
+            partial(self.sql.list_items, owner, conversation_id, after=after, limit=limit, order=order),
+        )
 
     def get_item(self, owner, conversation_id, item_id):
         return self.sql.get_item(owner, conversation_id, item_id)
@@ -366,9 +401,18 @@ class HybridBackend(Backend):
 
     def close(self) -> None:
         try:
+            self.fills.close(CLOSE_WAIT)
             self.cache.client.close()
         finally:
             self.sql.close()
+
+
+def _window_recent(entry: Entry, *, limit: int) -> list[Item] | None:
+    """The newest ``limit`` items, oldest first, from a cached window, or
+    None when it holds fewer and the conversation has more (SQL answers)."""
+    if len(entry.items) < limit and not entry.complete:
+        return None
+    return list(reversed(entry.items[:limit]))
 
 
 def _window_page(entry: Entry, *, after: str | None, limit: int, order: str) -> Page[Item] | None:
