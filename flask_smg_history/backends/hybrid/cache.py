@@ -45,7 +45,7 @@ import redis.exceptions as rex
 
 from ...records import Conversation, Item
 from .. import jsonfast
-from ..redis.backend import _redis_observed, pack_command
+from ..redis.backend import evalsha
 from ..sql.window import Window
 
 #: ``KEYS[1]`` is the state hash; ``ARGV[1]`` the caller's SQL epoch,
@@ -216,32 +216,10 @@ class WindowCache:
         """Run ``script`` (each takes the state key alone) with ``args``,
         loading it again on a server that lost it (a restart)."""
         try:
-            return self._evalsha(script.sha, args)
+            return evalsha(self.client, script.sha, [self.state_key], args)
         except rex.NoScriptError:
             script.sha = self.client.script_load(script.script)
-            return self._evalsha(script.sha, args)
-
-    def _evalsha(self, sha: str, args: list[Any]) -> Any:
-        """``EVALSHA`` as ``RedisBackend._evalsha`` sends it, for the same
-        reason: on a connection of the client's pool, packed by hiredis,
-        without the client's per-command layers (retry wrapper, response
-        callbacks, metric hooks) and redis-py's packing in Python (profiled:
-        a hit's lookup 51 µs this way, 81 through redis-py's ``Script``; a
-        fill of 100 items about 150 µs less). Through the client when
-        redis-py's OpenTelemetry metrics are on, so that they see every call."""
-        client = self.client
-        if _redis_observed():
-            return client.evalsha(sha, 1, self.state_key, *args)
-        pool = client.connection_pool
-        conn = pool.get_connection()
-        try:
-            if pack_command is None:
-                conn.send_command("EVALSHA", sha, 1, self.state_key, *args)
-            else:
-                conn.send_packed_command([pack_command(("EVALSHA", sha, 1, self.state_key, *args))])
-            return conn.read_response()
-        finally:
-            pool.release(conn)
+            return evalsha(self.client, script.sha, [self.state_key], args)
 
     @staticmethod
     def _entry(owner: str, conversation_id: str) -> str:

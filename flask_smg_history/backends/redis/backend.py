@@ -155,35 +155,10 @@ class RedisBackend(RedisSearch, RedisOperations, RedisStats, Backend):
             raise CorruptRecord.of(what, str(exc).split(" script: ")[0][:200]) from exc
 
     def _evalsha(self, sha: str, keys: list[str], args: Sequence[Any]) -> Any:
-        """``EVALSHA`` on a connection of the client's pool, sent and read by
-        redis-py's ``Connection`` (and hiredis) without the client's
-        per-command layers: its retry wrapper (we retry nothing), response
-        callbacks (a script's reply has none) and metric hooks. Those layers
-        cost about 10–12 µs a call, under a tenth of a one-message append.
-        With hiredis the command is packed by hiredis alone (our arguments
-        are text and integers, which it encodes as redis-py would, in UTF-8):
-        redis-py's packer checks and encodes every argument in Python first,
-        about 6–10 µs for an append's dozen arguments.
-
-        Nothing else changes: the pool hands out and takes back the
-        connection, checking it as for any command, and the connection closes
-        itself on any error in the middle of a command, so what goes back to
-        the pool is clean or closed. A cluster client (which routes by slot),
-        and a process where redis-py's own OpenTelemetry metrics are on, go
-        through the client so those metrics see every call."""
-        client = self.client
-        if self.cluster or _redis_observed():
-            return client.evalsha(sha, len(keys), *keys, *args)
-        pool = client.connection_pool
-        conn = pool.get_connection()
-        try:
-            if pack_command is None:
-                conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
-            else:
-                conn.send_packed_command([pack_command(("EVALSHA", sha, len(keys), *keys, *args))])
-            return conn.read_response()
-        finally:
-            pool.release(conn)
+        """``evalsha`` below, or through a cluster client, which routes by slot."""
+        if self.cluster:
+            return self.client.evalsha(sha, len(keys), *keys, *args)
+        return evalsha(self.client, sha, keys, args)
 
     def _deadline(self, at: float, expires_at: float | None) -> float | None:
         """When a record written at ``at`` expires: the earlier of the general
@@ -668,6 +643,37 @@ except ImportError:  # pragma: no cover - older redis-py
 def _redis_observed() -> bool:
     """Whether redis-py's OpenTelemetry metrics are on in this process."""
     return get_observability_instance is not None and get_observability_instance().is_enabled()
+
+
+def evalsha(client: Any, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """``EVALSHA`` on a connection of a standalone client's pool, sent and
+    read by redis-py's ``Connection`` (and hiredis) without the client's
+    per-command layers: its retry wrapper (we retry nothing), response
+    callbacks (a script's reply has none) and metric hooks. Those layers
+    cost about 10–12 µs a call, under a tenth of a one-message append. With
+    hiredis the command is packed by hiredis alone (our arguments are text
+    and integers, which it encodes as redis-py would, in UTF-8): redis-py's
+    packer checks and encodes every argument in Python first, about 6–10 µs
+    for an append's dozen arguments. The backend's scripts and the hybrid's
+    cache scripts are sent this way.
+
+    Nothing else changes: the pool hands out and takes back the connection,
+    checking it as for any command, and the connection closes itself on any
+    error in the middle of a command, so what goes back to the pool is clean
+    or closed. A process where redis-py's own OpenTelemetry metrics are on
+    goes through the client so those metrics see every call."""
+    if _redis_observed():
+        return client.evalsha(sha, len(keys), *keys, *args)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        if pack_command is None:
+            conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+        else:
+            conn.send_packed_command([pack_command(("EVALSHA", sha, len(keys), *keys, *args))])
+        return conn.read_response()
+    finally:
+        pool.release(conn)
 
 
 def connect(settings: Any) -> Any:
