@@ -15,7 +15,8 @@ before the next prefilled one is used. Medians of ``--rounds`` rounds.
     .venv/bin/python -m benchmarks.batch [--rounds 500] [--sizes 20,10000] [--backends sqlite,postgres,redis]
 
 Needs PostgreSQL (``PEERS_PG_URL``) and Redis (``PEERS_REDIS_URL``), as
-``benchmarks/peers.py`` does; SQLite is a file in a temporary folder.
+``benchmarks/peers.py`` does; SQLite is a file in the temporary folder
+(``peers.configure``).
 """
 
 from __future__ import annotations
@@ -23,37 +24,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
-
-from flask import Flask
-
-from flask_smg_history import SmgHistory, get_state
 
 from .peers import TEXT, Ours
 
 #: The target on (2 items) / (1 item).
 CEILING = 1.2
-
-
-def contender(backend: str, folder: Path) -> Ours:
-    """Ours on the backend, under a table or key prefix (``peers.Ours``,
-    which also drops them on ``close``) or, for SQLite, a file of the run's
-    own."""
-    if backend != "sqlite":
-        return Ours(backend)
-    app = Flask("batch")
-    app.config.update(
-        SMG_HISTORY_BACKEND="sqlite",
-        SMG_HISTORY_SQLITE_PATH=str(folder / "batch.sqlite3"),
-        SMG_HISTORY_CREATE_TABLES=True,
-    )
-    SmgHistory(app)
-    ours = Ours.__new__(Ours)
-    ours.server, ours.prefix, ours.state = "sqlite", "", get_state(app)
-    ours.store = ours.state.store_for("bench")
-    return ours
 
 
 def measure(ours: Ours, size: int, rounds: int) -> dict[int, float]:
@@ -83,19 +59,18 @@ def main() -> None:
     print(f"# median of {args.rounds} interleaved rounds; ms per items.add; target: 2 items <= {CEILING}x 1 item")
     print(f"{'backend':<9} {'messages':>8} {'1 item':>8} {'2 items':>8} {'ratio':>6}  verdict")
     misses = 0
-    with tempfile.TemporaryDirectory() as folder:
-        for backend in args.backends.split(","):
-            ours = contender(backend, Path(folder))
-            try:
-                for size in (int(s) for s in args.sizes.split(",")):
-                    medians = measure(ours, size, args.rounds)
-                    ratio = medians[2] / medians[1]
-                    misses += ratio > CEILING
-                    verdict = "met" if ratio <= CEILING else "MISSED"
-                    one, two = (medians[n] * 1e3 for n in (1, 2))
-                    print(f"{backend:<9} {size:>8,} {one:8.3f} {two:8.3f} {ratio:6.2f}  {verdict}")
-            finally:
-                ours.close()
+    for backend in args.backends.split(","):
+        ours = Ours(backend)
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                medians = measure(ours, size, args.rounds)
+                ratio = medians[2] / medians[1]
+                misses += ratio > CEILING
+                verdict = "met" if ratio <= CEILING else "MISSED"
+                one, two = (medians[n] * 1e3 for n in (1, 2))
+                print(f"{backend:<9} {size:>8,} {one:8.3f} {two:8.3f} {ratio:6.2f}  {verdict}")
+        finally:
+            ours.close()
     print(f"{misses} target(s) missed")
 
 

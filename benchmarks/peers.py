@@ -82,11 +82,13 @@ import json
 import os
 import random
 import statistics
+import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -147,8 +149,16 @@ class Contender:
 
 def configure(app: Flask, server: str, prefix: str) -> None:
     """Point ``app`` at the run's PostgreSQL or Redis, under a table or key
-    prefix of the run's own (``benchmarks/responses.py`` uses it too)."""
-    if server == "postgres":
+    prefix of the run's own, or at an SQLite file named by it in the
+    temporary folder (``benchmarks/responses.py`` and ``batch.py`` use it
+    too)."""
+    if server == "sqlite":
+        app.config.update(
+            SMG_HISTORY_BACKEND="sqlite",
+            SMG_HISTORY_SQLITE_PATH=str(sqlite_path(prefix)),
+            SMG_HISTORY_CREATE_TABLES=True,
+        )
+    elif server == "postgres":
         app.config.update(
             SMG_HISTORY_BACKEND="postgres",
             SMG_HISTORY_POSTGRES_DB_URL=PG_URL,
@@ -159,6 +169,10 @@ def configure(app: Flask, server: str, prefix: str) -> None:
         app.config.update(
             SMG_HISTORY_BACKEND="redis", SMG_HISTORY_REDIS_URL=REDIS_URL, SMG_HISTORY_REDIS_KEY_PREFIX=prefix
         )
+
+
+def sqlite_path(prefix: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"{prefix}history.sqlite3"
 
 
 class Ours(Contender):
@@ -206,6 +220,9 @@ class Ours(Contender):
                     if table.startswith(self.prefix):
                         connection.execute(sa.text(f'DROP TABLE "{table}" CASCADE'))
         backend.close()
+        if self.server == "sqlite":
+            for path in sqlite_path(self.prefix).parent.glob(f"{self.prefix}history.sqlite3*"):
+                path.unlink()
 
 
 class LangChainHistories(Contender):

@@ -79,8 +79,8 @@ def item(conversation_id: str, item_id: str, score: Any, raw: Any) -> Item | Non
 def items(conversation_id: str, scored: list[Any], values: list[Any]) -> list[Item]:
     """The items of a script's reply (IDs with their positions, then their
     JSON), in its order; an unreadable one is logged and left out. Every read
-    of a prompt's context comes through here, so it stays lean (about 1.5 µs
-    an item)."""
+    of a prompt's context comes through here, so it stays lean (about 1.8 µs
+    an item for a chat message, 1 of it orjson's parse)."""
     out = []
     for item_id, score, raw in zip(scored[::2], scored[1::2], values):
         parsed = item(conversation_id, text(item_id), score, raw)
