@@ -58,6 +58,11 @@ class HistoryState:
         (jobs, the CLI). The app is the sender of its signals."""
         if not isinstance(owner, str) or not owner:
             raise ValueError("owner must be a non-empty string")
+        if not owner.isascii():  # a lone surrogate (JSON can carry one) no database, file or key can store
+            try:
+                owner.encode()
+            except UnicodeEncodeError:
+                raise ValueError("owner must be valid Unicode text (it has a lone surrogate)") from None
         return HistoryStore(
             owner, self.backend, self.settings, metrics=self.metrics, sender=self.app, responder=self.responses
         )

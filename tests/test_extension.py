@@ -307,6 +307,18 @@ def test_a_store_needs_an_owner(owner):
     assert str(info.value) == "owner must be a non-empty string"
 
 
+@pytest.mark.parametrize("owner", ["\udcff", "al\ud800ice", "Émile\udfff"])
+def test_an_owner_with_a_lone_surrogate_is_refused_before_any_backend_sees_it(owner):
+    """JSON (a token's claim) can carry a lone surrogate; no database, file
+    name or Redis key can store one, so each backend would fail its own way."""
+    app = _app()
+    SmgHistory(app)
+    with pytest.raises(ValueError) as info:
+        get_state(app).store_for(owner)
+    assert str(info.value) == "owner must be valid Unicode text (it has a lone surrogate)"
+    assert get_state(app).store_for("Émile").owner == "Émile"
+
+
 def test_history_is_one_store_per_request_bound_to_the_caller():
     ext = SmgHistory()
     app = _app(SMG_HISTORY_API_KEYS={"k-alice": "alice", "k-bob": "bob"}, SMG_HISTORY_ALLOW_ANONYMOUS=False)

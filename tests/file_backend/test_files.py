@@ -3,6 +3,7 @@ JSON, owner names that cannot escape the folder, backups, atomic writes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -231,3 +232,47 @@ def test_pages_step_over_a_long_run_of_deleted_items(app, alice):
     assert texts(first.data + rest.data) == kept and not rest.has_more
     page = alice.items.list(conv.id, order="desc", limit=10, after=ids[151])
     assert texts(page.data) == ["150", "4", "3", "2", "1", "0"] and not page.has_more
+
+
+@pytest.mark.parametrize(
+    ("owner", "slug"),
+    [
+        ("alice", "alice"),
+        ("Ann Lee", "Ann_Lee"),
+        ("../x", "x"),
+        ("a//b  c", "a_b_c"),
+        ("__x-y__", "x-y"),
+        ("/", "owner"),
+        ("Émile", "mile"),
+        ("a" * 45, "a" * 40),
+        ("日本", "owner"),
+    ],
+)
+def test_an_owner_folder_is_named_by_a_slug_and_the_name_s_hash(app, owner, slug):
+    """The spelling docs/backends/file.md gives, so an operator finds an
+    owner's folder: the slug, a dot, the first 16 hex digits of SHA-256."""
+    get_state(app).store_for(owner).conversations.create()
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:16]
+    assert owner_dir(app, owner).name == f"{slug}.{digest}"
+
+
+def test_deleting_a_record_deletes_its_backups(make_app):
+    app = make_app(SMG_HISTORY_FILE_BACKUPS=3)
+    alice = get_state(app).store_for("alice")
+    conv = alice.conversations.create(items=[{"role": "user", "content": "hi"}])
+    resp = alice.responses.store({"model": "m", "input": "hi"})
+    kept = alice.responses.store({"model": "m", "input": "kept"})
+    for rating in ("positive", "negative", "positive", "negative", "positive"):  # four rewrites: 3 backups kept
+        alice.feedback.submit(resp.id, rating)
+        alice.feedback.submit(kept.id, rating)
+    folder = owner_dir(app) / "feedback"
+    backups = [f"{resp.id}.json{storage.BACKUP_SUFFIX}{n}" for n in (1, 2, 3)]
+    assert set(backups) <= set(os.listdir(folder))
+    alice.feedback.delete(resp.id)
+    assert sorted(os.listdir(folder)) == sorted(
+        [f"{kept.id}.json"] + [f"{kept.id}.json{storage.BACKUP_SUFFIX}{n}" for n in (1, 2, 3)]
+    )
+    alice.feedback.submit(kept.id, "negative")
+    alice.responses.delete(kept.id)
+    assert os.listdir(folder) == [] and not (owner_dir(app) / "responses" / f"{kept.id}.json").exists()
+    assert alice.conversations.get(conv.id).id == conv.id

@@ -35,7 +35,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class CorruptFile(CorruptRecord):
 
 def owner_key(owner: str) -> str:
     """64 bits of SHA-256 of the exact owner name."""
-    return hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return hashlib.sha256(owner.encode()).hexdigest()[:16]
 
 
 def owner_folder_name(owner: str) -> str:
@@ -169,11 +169,12 @@ class Folder:
         _unlink(newest)
         os.link(path, newest)
 
-    def remove(self, path: Path) -> bool:
-        """Remove a file and its backups; False when it was not there."""
+    def remove(self, path: Path) -> None:
+        """Remove a file and its backups (a deleted record leaves no copy
+        behind); nothing to do for those not there."""
         for n in range(1, self.backups + 1):
             _unlink(backup_path(path, n))
-        return _unlink(path)
+        _unlink(path)
 
     def remove_tree(self, folder: Path) -> None:
         """Remove a folder and everything in it: renamed away first, in one
@@ -211,12 +212,10 @@ def listing(folder: Path, suffix: str = "") -> list[str]:
     return [name[: len(name) - len(suffix)] for name in names if not name.startswith(".") and name.endswith(suffix)]
 
 
-def _unlink(path: Path) -> bool:
-    try:
+def _unlink(path: Path) -> None:
+    """Remove a file that may already be gone."""
+    with suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def disk_problem(exc: BaseException) -> str | None:
