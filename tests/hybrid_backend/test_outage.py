@@ -4,16 +4,20 @@ write, also after Redis comes back holding stale entries. SQL down is a 503."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 
 from flask_smg_history import SmgHistory, get_state
 from flask_smg_history.errors import ConfigError
 
+from ..support.backends_redis import STANDALONE_URL
+from ..support.proxy import Proxy
 from ..support.redis_servers import RedisServer, free_port
 from .conftest import backend_of, settle, store_of
 
@@ -119,6 +123,93 @@ def test_a_writer_that_cannot_reach_redis_is_not_read_stale_by_one_that_can(make
     writer.items.add(conv.id, [{"role": "user", "content": "d"}])
     assert time.monotonic() - started < RECHECK * 0.8
     assert _texts(reader.items.recent(conv.id, limit=5)) == ["a", "b", "c", "d"]
+
+
+@pytest.fixture
+def proxy():
+    """The machine's Redis behind a proxy that can cut a command mid-flight."""
+    url = redis.connection.parse_url(STANDALONE_URL)
+    proxy = Proxy((url["host"], url["port"]))
+    yield proxy
+    proxy.stop()
+
+
+def _cached_entries(backend) -> set[str]:
+    """The conversation IDs the cache holds an entry of (read past the proxy)."""
+    client = redis.Redis.from_url(STANDALONE_URL)
+    try:
+        return {key.decode().rsplit(":", 1)[1] for key in client.scan_iter(f"{backend.cache.entry_prefix}*:conv_*")}
+    finally:
+        client.close()
+
+
+def _two_cached_chats(app):
+    store = store_of(app)
+    chats = [store.conversations.create(items=[{"role": "user", "content": t}]) for t in "ab"]
+    for conv in chats:
+        store.items.recent(conv.id, limit=5)
+    settle(app)
+    assert _cached_entries(backend_of(app)) == {conv.id for conv in chats}
+    return chats
+
+
+def test_an_invalidation_cut_once_is_sent_again_and_drops_only_its_entry(make_app, proxy, caplog):
+    """A pooled connection that dies under the delete (a restarted server, a
+    dropped link) costs one retry on a fresh connection: the entry is gone,
+    the other stays trusted, and the write waits for no lease."""
+    app = make_app(SMG_HISTORY_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", SMG_HISTORY_CACHE_RECHECK=2.0)
+    store, backend = store_of(app), backend_of(app)
+    changed, other = _two_cached_chats(app)
+    proxy.cut_next()
+    with caplog.at_level(logging.INFO, logger="flask_smg_history"):
+        started = time.monotonic()
+        store.conversations.update(changed.id, metadata={"v": "2"})
+        elapsed = time.monotonic() - started
+    assert proxy.cut == 1
+    assert _cached_entries(backend) == {other.id}
+    assert elapsed < 1.0  # a lost invalidation waits out leases: up to the 2 s recheck
+    assert "hybrid cache" not in caplog.text
+    hits = backend.hits
+    assert store.conversations.get(changed.id).metadata == {"v": "2"}
+    assert _texts(store.items.recent(other.id, limit=5)) == ["b"]
+    assert backend.hits == hits + 1  # still trusted: the untouched chat is a hit
+
+
+def test_an_invalidation_cut_twice_is_lost_recorded_and_waited_for(make_app, proxy, caplog):
+    app = make_app(SMG_HISTORY_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", SMG_HISTORY_CACHE_RECHECK=RECHECK)
+    store, backend = store_of(app), backend_of(app)
+    changed, other = _two_cached_chats(app)
+    proxy.cut_next(2)
+    with caplog.at_level(logging.INFO, logger="flask_smg_history"):
+        started = time.monotonic()
+        store.conversations.update(changed.id, metadata={"v": "2"})
+        elapsed = time.monotonic() - started
+    assert proxy.cut == 2
+    assert "hybrid cache: Redis invalidate failed (ConnectionError); serving from SQL" in caplog.text
+    assert "a write could not invalidate its entry; waiting" in caplog.text
+    assert elapsed >= RECHECK * 0.8
+    assert changed.id in _cached_entries(backend)  # the stale entry is still there, and never served
+    hits = backend.hits
+    for reader in (store, store_of(make_app(SMG_HISTORY_CACHE_RECHECK=RECHECK))):
+        assert reader.conversations.get(changed.id).metadata == {"v": "2"}
+        assert _texts(reader.items.recent(other.id, limit=5)) == ["b"]
+    assert backend.hits == hits
+
+
+def test_an_invalidation_refused_by_the_server_is_not_sent_again(make_app, proxy, caplog):
+    """Only a lost connection is worth a second try: a server that refuses
+    the delete (a replica promoted away: READONLY) refuses it again, so the
+    invalidation is recorded as lost at once."""
+    app = make_app(SMG_HISTORY_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", SMG_HISTORY_CACHE_RECHECK=RECHECK)
+    store = store_of(app)
+    changed, _ = _two_cached_chats(app)
+    proxy.answer_next(b"-READONLY You can't write against a read only replica.\r\n", 2)
+    with caplog.at_level(logging.INFO, logger="flask_smg_history"):
+        store.conversations.update(changed.id, metadata={"v": "2"})
+    assert proxy.answered == 1
+    assert "hybrid cache: Redis invalidate failed (ReadOnlyError); serving from SQL" in caplog.text
+    assert "a write could not invalidate its entry; waiting" in caplog.text
+    assert store.conversations.get(changed.id).metadata == {"v": "2"}
 
 
 def test_cluster_is_a_config_error_naming_the_key(hybrid_config):

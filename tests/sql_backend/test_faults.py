@@ -1,7 +1,8 @@
 """PostgreSQL going away, never coming, and running out of connections.
 
 The shared PostgreSQL server is never stopped: the app talks to it through a
-throwaway TCP proxy that the test stops and restarts, or to a closed port.
+throwaway TCP proxy (``tests/support/proxy.py``) that the test stops and
+restarts, or to a closed port.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -21,60 +21,18 @@ from flask_smg_history import HistoryUnavailable, SmgHistory, get_state
 
 from ..support.backends_sql import POSTGRES_URL, postgres_schema
 from ..support.errors import envelope, raises
+from ..support.proxy import Proxy
 
 #: The 503 of a PostgreSQL outage: the driver's exception type, never its text.
 UNAVAILABLE = re.compile(r"The history backend \(postgres\) is unavailable \(\w+\)(; try again later\.|: .+)")
 
 
-class Proxy:
-    """Forwards 127.0.0.1:<port> to the PostgreSQL server; ``stop`` closes the
-    listener and cuts every open connection, as a server crash would."""
+#: Where the proxies forward to: the shared PostgreSQL server.
+TARGET = (sa.make_url(POSTGRES_URL).host or "127.0.0.1", sa.make_url(POSTGRES_URL).port or 5432)
 
-    def __init__(self, port: int = 0) -> None:
-        target = sa.make_url(POSTGRES_URL)
-        self.target = (target.host or "127.0.0.1", target.port or 5432)
-        self.listener = socket.create_server(("127.0.0.1", port))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        except OSError:
-            pass
-        self.listener.close()
-        for s in self.sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+def _proxy(port: int = 0) -> Proxy:
+    return Proxy(TARGET, port)
 
 
 def _closed_port() -> int:
@@ -128,7 +86,7 @@ def test_down_at_start_up_then_back_without_restart(schema):
     }
     assert time.perf_counter() - started < 2  # well within connect_timeout
 
-    proxy = Proxy(port)  # the server "comes back" on that address
+    proxy = _proxy(port)  # the server "comes back" on that address
     try:
         created = client.post("/v1/conversations", json={"metadata": {"n": "1"}})
         assert created.status_code == 200, created.get_json()
@@ -140,7 +98,7 @@ def test_down_at_start_up_then_back_without_restart(schema):
 
 
 def test_server_lost_and_back_next_call_succeeds(schema):
-    proxy = Proxy()
+    proxy = _proxy()
     app = _app(_url(proxy.port), schema)
     client = app.test_client()
     try:
@@ -155,7 +113,7 @@ def test_server_lost_and_back_next_call_succeeds(schema):
             if key[0] == "conversations.get"
         }
         assert outcomes == {"ok": 1, "unavailable": 1}
-        proxy = Proxy(proxy.port)
+        proxy = _proxy(proxy.port)
         assert client.get(f"/v1/conversations/{conv['id']}").status_code == 200
     finally:
         proxy.stop()
@@ -163,13 +121,13 @@ def test_server_lost_and_back_next_call_succeeds(schema):
 
 
 def test_stale_pooled_connections_are_replaced_transparently(schema, caplog):
-    proxy = Proxy()
+    proxy = _proxy()
     app = _app(_url(proxy.port), schema, SMG_HISTORY_POSTGRES_POOL_MAX_SIZE=2)
     store = get_state(app).store_for("alice")
     try:
         conv = store.conversations.create()
         proxy.stop()
-        proxy = Proxy(proxy.port)  # back before the next call: no 503 at all
+        proxy = _proxy(proxy.port)  # back before the next call: no 503 at all
         with caplog.at_level(logging.INFO, logger="flask_smg_history"):
             assert store.conversations.get(conv.id).id == conv.id
         assert "a pooled connection was lost; retrying once" in caplog.text
@@ -188,7 +146,7 @@ HOT_PATHS = {
 
 @pytest.mark.parametrize("path", sorted(HOT_PATHS))
 def test_hot_paths_replace_stale_pooled_connections_and_answer_503_when_down(schema, caplog, path):
-    proxy = Proxy()
+    proxy = _proxy()
     app = _app(_url(proxy.port), schema, SMG_HISTORY_POSTGRES_POOL_MAX_SIZE=2)
     store = get_state(app).store_for("alice")
     call = HOT_PATHS[path]
@@ -197,14 +155,14 @@ def test_hot_paths_replace_stale_pooled_connections_and_answer_503_when_down(sch
         for _ in range(6):  # past psycopg's prepare threshold: the prepared statement dies with the connection
             call(store, conv.id)
         proxy.stop()
-        proxy = Proxy(proxy.port)
+        proxy = _proxy(proxy.port)
         with caplog.at_level(logging.INFO, logger="flask_smg_history"):
             call(store, conv.id)
         assert "a pooled connection was lost; retrying once" in caplog.text
         proxy.stop()
         with raises(HistoryUnavailable, message=UNAVAILABLE, param=None):
             call(store, conv.id)
-        proxy = Proxy(proxy.port)
+        proxy = _proxy(proxy.port)
         call(store, conv.id)
         stored = store.items.list(conv.id, order="asc", limit=100).data
         assert stored[0].payload["content"] == store.items.get(conv.id, stored[0].id).payload["content"]
