@@ -296,3 +296,24 @@ def test_a_cached_conversation_expires_with_its_retention(make_app):
     time.sleep(max(0.0, conv.expires_at - time.time()) + 0.05)
     with pytest.raises(NotFound):
         store.conversations.get(conv.id)
+
+
+@pytest.mark.parametrize(
+    ("config", "longest"),
+    [({"SMG_HISTORY_CACHE_TTL": 50}, 50_000), ({"SMG_HISTORY_RETENTION_DAYS": 20 / 86400}, 20_000)],
+    ids=["cache TTL", "retention"],
+)
+def test_an_append_s_write_through_keeps_the_entry_as_long_as_the_ttl_or_the_conversation(make_app, config, longest):
+    """The write-through renews the entry's life: the cache TTL, or the
+    conversation's own expiry (which the append moved on) when sooner."""
+    app = make_app(**config)
+    store, backend = store_of(app), backend_of(app)
+    conv = _chat(store, 2)
+    store.items.recent(conv.id, limit=5)
+    settle(app)
+    (key,) = backend.cache.client.scan_iter(match=f"{backend.cache.entry_prefix}*:{conv.id}")
+    backend.cache.client.pexpire(key, 1_000)  # as if filled long ago
+    store.items.add(conv.id, [{"role": "user", "content": "more"}])
+    assert longest - 5_000 < backend.cache.client.pttl(key) <= longest
+    hits = backend.hits
+    assert _texts(store.items.recent(conv.id, limit=5)) == ["m0", "m1", "more"] and backend.hits == hits + 1
