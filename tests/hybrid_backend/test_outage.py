@@ -44,13 +44,15 @@ def test_redis_down_then_back_empty(make_app, server):
     store.items.recent(conv.id, limit=5)
     settle(app)
     assert _texts(store.items.recent(conv.id, limit=5)) == ["a"] and backend.hits == 1
+    assert backend.health()["cache"] == "ok"
 
     server.stop()
     store.items.add(conv.id, [{"role": "user", "content": "b"}])
     assert _texts(store.items.recent(conv.id, limit=5)) == ["a", "b"]
     assert store.conversations.get(conv.id).id == conv.id
     assert get_state(app).store_for("alice").conversations.list().data[0].id == conv.id
-    assert backend.health()["cache"].startswith("unavailable")
+    assert backend.health()["cache"] == "unavailable (ConnectionError): reads and writes use SQL"
+    assert backend.health() == {**backend.sql.health(), "cache": backend.health()["cache"]}  # SQL's report, kept
     assert backend.hits == 1
 
     server.start()  # empty, as after a restart without persistence
