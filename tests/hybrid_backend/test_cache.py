@@ -317,3 +317,49 @@ def test_an_append_s_write_through_keeps_the_entry_as_long_as_the_ttl_or_the_con
     assert longest - 5_000 < backend.cache.client.pttl(key) <= longest
     hits = backend.hits
     assert _texts(store.items.recent(conv.id, limit=5)) == ["m0", "m1", "more"] and backend.hits == hits + 1
+
+
+@pytest.mark.parametrize("size", [3, 4, 5, 7])
+def test_every_page_at_the_window_s_edges_is_sql_s_and_from_the_cache_exactly_when_inside_it(make_app, size):
+    """Each page of a chat of ``size`` items with a window of 4, in both
+    orders, from the start and after each item, of every length: the answer
+    is SQL's, and it comes from the cache (no SQL) exactly when the window
+    decides it. The window holds the newest 4 items; when the chat has more,
+    a page is inside it if it needs none of the older ones, counting the one
+    more item that says whether there is more."""
+    window = 4
+    app = make_app(SMG_HISTORY_CACHE_WINDOW=window, SMG_HISTORY_CACHE_RECHECK=3600)
+    store, backend = store_of(app), backend_of(app)
+    conv = store.conversations.create(items=[{"role": "user", "content": f"m{n}"} for n in range(size)])
+    store.items.recent(conv.id, limit=1)
+    settle(app)
+    ids = [i.id for i in backend.sql.list_items("alice", conv.id, after=None, limit=100, order="asc").data]
+    held = ids[-window:]  # what the entry holds
+    complete = size <= window
+    for order in ("asc", "desc"):
+        for after in [None, *ids]:
+            for limit in range(1, size + 2):
+                if complete:
+                    inside = True
+                elif after is None:
+                    inside = order == "desc" and limit < window
+                elif after not in held:
+                    inside = False
+                elif order == "asc":
+                    inside = True
+                else:
+                    inside = held.index(after) > limit  # older items in the window below the cursor
+                with counted_statements(app) as sql:
+                    page = store.items.list(conv.id, after=after, limit=limit, order=order)
+                expected = backend.sql.list_items("alice", conv.id, after=after, limit=limit, order=order)
+                case = (order, after and ids.index(after), limit)
+                assert ([i.id for i in page.data], page.has_more) == (
+                    [i.id for i in expected.data],
+                    expected.has_more,
+                ), case
+                assert (sql == []) == inside, case
+    for limit in range(1, size + 2):  # the chat turn's read: inside up to the window's size
+        with counted_statements(app) as sql:
+            recent = store.items.recent(conv.id, limit=limit)
+        assert [i.id for i in recent] == ids[-limit:]
+        assert (sql == []) == (limit <= window), limit
