@@ -81,13 +81,60 @@ def test_both_postgres_paths_append_and_refuse_as_the_reference(stores, steps):
     }
     for target, batch in steps:
         owner = target.split(":")[0]
+        # NUL, which the memory backend stores and PostgreSQL refuses (a
+        # documented difference): the two paths must still agree, and refuse.
+        nul = any("\x00" in str(item.get("content", "")) for item in batch)
         seen = {}
         for name, by_owner in stores.items():
+            if name == "memory" and nul:
+                continue
             cid = conversations[name][target]
             found = outcome(by_owner[owner], cid, batch)
             seen[name] = repr(found).replace(cid, "<conversation>")
-        assert seen["fast"] == seen["memory"], (target, batch)
-        assert seen["general"] == seen["memory"], (target, batch)
+        assert seen["general"] == seen["fast"], (target, batch)
+        if nul:
+            assert seen["fast"].startswith("(('refused', 400"), (target, batch)
+        else:
+            assert seen["fast"] == seen["memory"], (target, batch)
+
+
+NUL = "PostgreSQL cannot store the NUL character (\\u0000) in text; remove it from the request."
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_nul_is_refused_only_after_the_reference_s_own_checks(stores, path):
+    """Both paths answer a batch with NUL as the memory backend answers it
+    while it has a reason of its own to refuse (a missing conversation, an
+    ID already there), and with the NUL refusal otherwise; nothing is kept."""
+    store, reference = stores[path]["alice"], stores["memory"]["alice"]
+    taken = store.items.add(store.conversations.create().id, [{"role": "user", "content": "x"}])[0].id
+    reference.items.add(reference.conversations.create().id, [{"id": taken, "role": "user", "content": "x"}])
+    conv, reference_conv = store.conversations.create(), reference.conversations.create()
+    cases = {
+        "missing conversation": ("conv_missing", "conv_missing", [{"role": "user", "content": "a\x00"}]),
+        "existing ID": (
+            conv.id,
+            reference_conv.id,
+            [{"role": "user", "content": "a"}, {"id": taken, "content": "\x00"}],
+        ),
+    }
+    for case, (cid, reference_cid, batch) in cases.items():
+        batch = [{"role": "user", **item} for item in batch]
+        with pytest.raises(HistoryError) as expected:
+            reference.items.add(reference_cid, batch)
+        with pytest.raises(HistoryError) as got:
+            store.items.add(cid, batch)
+        assert (got.value.status, got.value.code, got.value.param, got.value.message) == (
+            expected.value.status,
+            expected.value.code,
+            expected.value.param,
+            expected.value.message.replace(reference_cid, cid),
+        ), case
+    with pytest.raises(HistoryError) as got:
+        store.items.add(conv.id, [{"role": "user", "content": "fine"}, {"role": "user", "content": "a\x00b"}])
+    assert (got.value.status, got.value.message) == (400, NUL)
+    assert store.items.list(conv.id).data == []
+    assert store.conversations.get(conv.id).updated_at == conv.updated_at
 
 
 def test_a_batch_of_new_items_is_one_driver_statement(stores, monkeypatch):

@@ -24,6 +24,7 @@ from flask_smg_history import (
     cli,
     get_state,
 )
+from flask_smg_history.backends.sql.backend import NulRefused
 
 from ..contract.test_owner_data import _fill
 from ..support import backends
@@ -115,9 +116,9 @@ def test_nul_in_text_is_a_400_on_postgres(app):
     alice = _store(app, "alice")
     conv = alice.conversations.create(items=[{"role": "user", "content": "ok"}])
     nul = "PostgreSQL cannot store the NUL character (\\u0000) in text; remove it from the request."
-    with raises(InvalidRequest, message=nul, param=None):
+    with raises(NulRefused, message=nul, param=None):  # an InvalidRequest
         alice.items.add(conv.id, [{"role": "user", "content": "a\x00b"}, {"role": "user", "content": "c"}])
-    with raises(InvalidRequest, message=nul, param=None):
+    with raises(NulRefused, message=nul, param=None):
         alice.conversations.create(metadata={"k": "a\x00b"})
     assert len(alice.items.list(conv.id).data) == 1 and len(alice.conversations.list().data) == 1
 

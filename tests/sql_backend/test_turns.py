@@ -24,7 +24,7 @@ from ..support.apps import build_app
 from ..support.errors import raises
 from ..support.turns import build_turn, reference, same_response, state_of, store_turn, texts_of
 from ..support.writers import all_items
-from .test_faults import Proxy, _app, _url
+from .test_faults import _app, _proxy, _url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -83,7 +83,7 @@ def test_postgres_lost_in_the_middle_of_a_turn_keeps_nothing(tmp_path):
     from ..support.backends_sql import postgres_schema
 
     with postgres_schema() as schema:
-        proxy = Proxy()
+        proxy = _proxy()
         app = _app(_url(proxy.port), schema)
         backend = get_state(app).backend
         store = get_state(app).store_for("anonymous")
@@ -97,7 +97,7 @@ def test_postgres_lost_in_the_middle_of_a_turn_keeps_nothing(tmp_path):
             with pytest.raises(backend.unavailable_errors):
                 store_turn(app, response, items, at=response.created_at + 5)
             sa.event.remove(backend.engine, "before_cursor_execute", listener)
-            proxy = Proxy(proxy.port)
+            proxy = _proxy(proxy.port)
             assert state_of(store, conv.id) == before
             assert store.responses.list().data == []
             store_turn(app, response, items)

@@ -200,7 +200,7 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
                 except (ValueError, sa_exc.DataError) as exc:
                     if not _refuses_nul(exc):
                         raise
-                    raise InvalidRequest(
+                    raise NulRefused(
                         "PostgreSQL cannot store the NUL character (\\u0000) in text; remove it from the request."
                     ) from None
                 except sa_exc.DBAPIError as exc:
@@ -299,7 +299,9 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
     def _link(self, conn: sa.Connection, owner: str, conversation_id: str, items: list[Item], base: int) -> list[Item]:
         """Check and link a batch at ``base``. A batch of new items only skips
         the check: the primary keys refuse a duplicate, and only then is the
-        batch checked (after a rollback) to name the offending item."""
+        batch checked (after a rollback) to name the offending item. So is a
+        batch PostgreSQL refuses for a NUL character: the reference backend's
+        refusal, if it has one, comes first (``NulRefused``)."""
         existing: dict = {}
         if any(i.type == "item_reference" for i in items):
             existing = links.check_batch(conn, self.tables, owner, conversation_id, items)
@@ -308,6 +310,11 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         except sa_exc.IntegrityError:
             conn.rollback()
             raise self._diagnose(conn, owner, conversation_id, items) from None
+        except (ValueError, sa_exc.DataError) as exc:
+            if not existing and _refuses_nul(exc):
+                conn.rollback()
+                links.check_batch(conn, self.tables, owner, conversation_id, items)
+            raise
 
     def _diagnose(self, conn: sa.Connection, owner: str, conversation_id: str, items: list[Item]) -> InvalidRequest:
         """The error a refused batch deserves, found after its rollback. If
@@ -429,12 +436,15 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
                     lambda conn: self._append_at_once(conn, params, items), single=True, pooled=self._pooled
                 )
             except sa_exc.IntegrityError:
-                pass
+                refused = True
+            except NulRefused:  # before any check ran: the general path refuses in the reference's order
+                refused = False
+            if refused:
 
-            def diagnose(conn: sa.Connection) -> NoReturn:
-                raise self._diagnose(conn, owner, conversation_id, items)
+                def diagnose(conn: sa.Connection) -> NoReturn:
+                    raise self._diagnose(conn, owner, conversation_id, items)
 
-            return self._run(diagnose, write=False)
+                return self._run(diagnose, write=False)
 
         return self._run(lambda conn: self._append(conn, params, items))
 
@@ -442,16 +452,10 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
         """``recent_items``' statement, built once with bind parameters (it
         runs on every prompt): the newest ``:n`` linked items at positions of
         at least ``next_position - :window``."""
-        link, c = self.tables.links, self.tables.conversations
+        c = self.tables.conversations
         mine = sa.and_(c.c.owner == sa.bindparam("b_owner"), live(c, sa.bindparam("now")))
         top = sa.select(sa.case((mine, c.c.next_position))).where(c.c.id == sa.bindparam("cid")).scalar_subquery()
-        return (
-            links.linked_items(self.tables)
-            .add_columns(top.label("next_position"))
-            .where(link.c.conversation_id == sa.bindparam("cid"), link.c.position >= top - sa.bindparam("window"))
-            .order_by(link.c.position.desc())
-            .limit(sa.bindparam("n"))
-        )
+        return links.newest_linked(self.tables, links.item_columns(self.tables), top)
 
     def _reserve_statement(self) -> sa.Update:
         """``UPDATE conversations SET next_position = next_position + :n ...
@@ -617,16 +621,19 @@ class SqlBackend(SqlSearch, SqlOperations, SqlStats, Backend):
                     lambda conn: self._append_at_once(conn, params, items, response), single=True, pooled=self._pooled
                 )
             except sa_exc.IntegrityError:
-                pass
+                refused = True
+            except NulRefused:  # before any check ran: the transaction below refuses in the reference's order
+                refused = False
+            if refused:
 
-            def diagnose(conn: sa.Connection) -> NoReturn:
-                links.check_batch(conn, self.tables, owner, conversation_id, items)
-                t = self.tables.responses
-                if conn.execute(sa.select(t.c.id).where(t.c.id == response.id)).first() is not None:
-                    raise InvalidRequest.response_id_taken(response.id)
-                raise self._diagnose(conn, owner, conversation_id, items)
+                def diagnose(conn: sa.Connection) -> NoReturn:
+                    links.check_batch(conn, self.tables, owner, conversation_id, items)
+                    t = self.tables.responses
+                    if conn.execute(sa.select(t.c.id).where(t.c.id == response.id)).first() is not None:
+                        raise InvalidRequest.response_id_taken(response.id)
+                    raise self._diagnose(conn, owner, conversation_id, items)
 
-            return self._run(diagnose, write=False)
+                return self._run(diagnose, write=False)
 
         def tx(conn: sa.Connection) -> list[Item]:
             added = self._append(conn, params, items)
@@ -879,6 +886,14 @@ def _cast(column: sa.Column[Any]) -> str:
     """The cast a JSON column's parameter takes in driver SQL (PostgreSQL
     reads it as text, the JSON of ``jsonfast.dumps``)."""
     return "::jsonb" if isinstance(column.type, JsonDocument) else ""
+
+
+class NulRefused(InvalidRequest):
+    """PostgreSQL refused a NUL character in text. The one-statement append
+    meets it when it binds the batch, before any of its checks has run, so
+    it hands such a batch to the general transaction, which refuses it only
+    after the checks the reference backend makes (a missing conversation, an
+    existing ID) have passed."""
 
 
 def _refuses_nul(exc: Exception) -> bool:

@@ -5,14 +5,14 @@ items, up to ``SMG_HISTORY_CACHE_WINDOW`` of them, with two statements on one
 connection (one read transaction on SQLite; on PostgreSQL each statement
 reads a snapshot of its own, so the items come with the ``next_position``
 they were read at), each item's payload as the JSON text SQL holds: the cache
-stores that text as
-it is, so a fill neither parses nor re-encodes the payloads, and builds no
+stores that text as it is, so a fill neither parses nor re-encodes the payloads, and builds no
 ``Item`` (profiled on SQLite, 100 chat messages: reading them with
 ``get_conversation`` and ``recent_items`` took 1,070 µs and re-encoding them
 90; this read takes 490).
 
-The items are one range scan of the link index, as in ``recent_items``:
-positions from ``next_position - size`` up. There is no wider second window
+The items are ``recent_items``' statement (``items.newest_linked``) with the
+payload as text: one range scan of the link index, positions from
+``next_position - size`` up. There is no wider second window
 when deleted items left gaps: the window then holds fewer items and is not
 complete, and a read it cannot answer goes to SQL.
 """
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ...records import Conversation, now
-from . import rows
+from . import items, rows
 from .tables import live
 
 if TYPE_CHECKING:
@@ -55,33 +55,14 @@ class WindowRead:
         self._record = sa.select(*rows.conversation_columns(t), c.c.next_position).where(
             c.c.id == sa.bindparam("cid"), c.c.owner == sa.bindparam("b_owner"), live(c, sa.bindparam("now"))
         )
-        # ``next_position`` in the same statement as the items, so it is the
-        # one they were read at (a statement reads one snapshot): the cache's
-        # write-through trusts it to tell whether a later append follows them.
+        # The record's statement checked owner and expiry: ``next_position`` as it is.
         top = sa.select(c.c.next_position).where(c.c.id == sa.bindparam("cid")).scalar_subquery()
-        self._items = (
-            sa.select(
-                i.c.id,
-                i.c.type,
-                sa.cast(i.c.payload, sa.Text),
-                i.c.created_at,
-                i.c.role,
-                i.c.status,
-                link.c.position,
-                top.label("next_position"),
-            )
-            .join_from(link, i, sa.and_(i.c.owner == link.c.owner, i.c.id == link.c.item_id))
-            .where(link.c.conversation_id == sa.bindparam("cid"), link.c.position >= top - sa.bindparam("size"))
-            .order_by(link.c.position.desc())
-            # Redundant for the result (positions are unique), not for the plan:
-            # without it PostgreSQL expects a third of the links and hashes
-            # both tables (7 ms at 10,000 items instead of 0.3).
-            .limit(sa.bindparam("size"))
-        )
+        columns = [i.c.id, i.c.type, sa.cast(i.c.payload, sa.Text), i.c.created_at, i.c.role, i.c.status]
+        self._items = items.newest_linked(t, [*columns, link.c.position], top)
 
     def __call__(self, owner: str, conversation_id: str) -> Window | None:
         """The window, or None if the conversation is not the owner's or not live."""
-        params = {"cid": conversation_id, "b_owner": owner, "now": now(), "size": self.size}
+        params = {"cid": conversation_id, "b_owner": owner, "now": now(), "window": self.size, "n": self.size}
 
         def tx(conn: sa.Connection) -> Window | None:
             record = conn.execute(self._record, params).first()
@@ -92,7 +73,7 @@ class WindowRead:
             # would be in the window; a delete of it revokes the fill's
             # token), so the record's next_position still holds.
             top = found[0].next_position if found else record.next_position
-            items = [tuple(row[:-1]) for row in found]
-            return Window(rows.conversation(record[:-1]), items, top, complete=top - self.size <= 0)
+            newest = [tuple(row[:-1]) for row in found]
+            return Window(rows.conversation(record[:-1]), newest, top, complete=top - self.size <= 0)
 
         return self.backend._run(tx, write=False)
