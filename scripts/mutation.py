@@ -87,6 +87,10 @@ MODULES = {
     "hybrid": Module(
         "flask_smg_history.backends.hybrid.", ("sqlite+redis",), ("tests/hybrid_backend", "tests/contract")
     ),
+    # the SQL read that fills the hybrid's cache
+    "sql_window": Module(
+        "flask_smg_history.backends.sql.window.", ("sqlite+redis",), ("tests/hybrid_backend", "tests/contract")
+    ),
     "file": Module("flask_smg_history.backends.file.", ("file",), FILE_TESTS),
     # parts of the file backend (1,896 mutants in all, about 100 min here), to run a few at a time:
     # its writes to disk, its record format, its folder tree, its operations and the backend class
@@ -105,7 +109,7 @@ GROUPS = (
     ("store",),
     ("search", "usage", "training"),
     ("sql_search", "sql_stats"),
-    ("hybrid",),
+    ("hybrid", "sql_window"),
     ("file",),
     ("file_storage", "file_codec", "file_layout", "file_operations", "file_backend"),
 )
