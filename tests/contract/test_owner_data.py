@@ -290,6 +290,21 @@ def test_import_keeps_positions_and_appends_after_the_highest(app, alice):
         alice.items.add(fresh.id, [{"type": "item_reference", "id": "msg_b"}])
 
 
+def test_reimporting_a_conversation_alone_keeps_its_items(app, alice):
+    """An import that brings a conversation's record without its items (a
+    filtered export, a hand-made file) updates the record and leaves the
+    items and the next position as they are."""
+    conv = alice.conversations.create(items=[{"role": "user", "content": str(n)} for n in range(3)])
+    backend = get_state(app).backend
+    record = alice.conversations.get(conv.id)
+    record.metadata = {"k": "imported"}
+    assert backend.import_records([record])["conversations"] == 1
+    assert alice.conversations.get(conv.id).metadata == {"k": "imported"}
+    texts = [i.payload["content"][0]["text"] for i in alice.items.list(conv.id, order="asc").data]
+    assert texts == ["0", "1", "2"]
+    assert alice.items.add(conv.id, [{"role": "user", "content": "3"}])[0].position == 3
+
+
 def test_import_of_a_conversation_id_another_owner_holds_never_touches_theirs(app, backend_name):
     """SQL and memory hold one conversation per ID and refuse the import;
     Redis and file keep conversations per owner (docs/backends/redis.md,
