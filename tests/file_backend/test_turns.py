@@ -38,10 +38,14 @@ def _crash_on(monkeypatch, folder: str) -> None:
     monkeypatch.setattr(storage.os, "replace", replace)
 
 
+@pytest.mark.parametrize("retention", [None, 30], ids=["kept forever", "retention"])
 @pytest.mark.parametrize("crash_at", ["responses", "conversation.json"])
-def test_a_crash_before_the_response_file_leaves_the_conversation_as_it_was(app, alice, monkeypatch, crash_at):
+def test_a_crash_before_the_response_file_leaves_the_conversation_as_it_was(make_app, monkeypatch, crash_at, retention):
+    app = make_app() if retention is None else make_app(SMG_HISTORY_RETENTION_DAYS=retention)
+    alice = get_state(app).store_for("alice")
     conv = alice.conversations.create(items=[{"role": "user", "content": "before"}])
     before = state_of(alice, conv.id)
+    assert (before[1] is None) is (retention is None)  # its expiry, which the undone turn must bring back
     response, items = build_turn("alice", conv.id, [f"q{n}" for n in range(25)], ["a"])
     _crash_on(monkeypatch, crash_at)
     with pytest.raises(OSError):
