@@ -40,6 +40,8 @@ READS = {
     "get feedback": lambda s, ids: s.feedback.get(ids["resp"]),
     "list feedback": lambda s, ids: s.feedback.list(),
     "search": lambda s, ids: s.search("hello"),
+    "export": lambda s, ids: list(ids["backend"].export(None, None)),
+    "purge preview": lambda s, ids: ids["backend"].purge(before=None, dry_run=True),
 }
 WRITES = {
     "create conversation": lambda s, ids: s.conversations.create(),
@@ -51,6 +53,8 @@ WRITES = {
     "delete feedback": lambda s, ids: s.feedback.delete(ids["resp"]),
     "delete response": lambda s, ids: s.responses.delete(ids["resp"]),
     "delete conversation": lambda s, ids: s.conversations.delete(ids["conv"]),
+    "purge": lambda s, ids: ids["backend"].purge(before=None, dry_run=False),
+    "erase owner": lambda s, ids: s.erase_owner(),
 }
 
 
@@ -62,7 +66,8 @@ def test_reads_share_the_owner_lock_and_writes_wait_for_it(app, name):
     conv = store.conversations.create(items=[{"role": "user", "content": "hello"}])
     resp = store.responses.store({"model": "m", "input": "hi"})
     store.feedback.submit(resp.id, "positive")
-    ids = {"conv": conv.id, "item": store.items.list(conv.id).data[0].id, "resp": resp.id}
+    item_id = store.items.list(conv.id).data[0].id
+    ids = {"conv": conv.id, "item": item_id, "resp": resp.id, "backend": get_state(app).backend}
     call = {**READS, **WRITES}[name]
     errors: list[BaseException] = []
 

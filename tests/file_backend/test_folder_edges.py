@@ -173,3 +173,77 @@ def test_an_import_of_an_item_id_that_cannot_name_a_file_is_refused_and_keeps_th
         backend.import_records([bad])
     assert _texts(alice.items.list(conv.id).data) == ["a"]
     assert alice.items.add(conv.id, [{"role": "user", "content": "b"}])[0].position == 1
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        {"item": "msg_a"},
+        {"item": "msg_a", "conversations": []},
+        {"item": "msg_a", "conversations": {"conv_x": "0"}},
+        {"item": "msg_a", "conversations": {"conv_x": True}},
+        {"item": "msg_a", "conversations": {"conv_x": 1.0}},
+    ],
+)
+def test_a_broken_links_file_is_reported_naming_the_item(app, alice, doc):
+    conv = alice.conversations.create(items=[{"id": "msg_a", "role": "user", "content": "a"}])
+    path = owner_dir(app) / "links" / "msg_a.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CorruptRecord) as info:
+        alice.items.get(conv.id, "msg_a")
+    assert info.value.message.startswith(
+        f"The links of item 'msg_a' is stored in a form this backend cannot read (file {owner_dir(app).name}"
+        '/links/msg_a.json: expected {"item": ..., "conversations": {conversation ID: position}});'
+    )
+
+
+def test_a_link_to_a_position_that_holds_another_item_is_not_followed(app, alice):
+    conv = alice.conversations.create(
+        items=[{"id": "msg_a", "role": "user", "content": "a"}, {"id": "msg_b", "role": "user", "content": "b"}]
+    )
+    path = owner_dir(app) / "links" / "msg_a.json"
+    path.write_text(json.dumps({"item": "msg_a", "conversations": {conv.id: 1}}))  # msg_b's place
+    with raises(NotFound, message="Item with id 'msg_a' not found.", param="item_id"):
+        alice.items.get(conv.id, "msg_a")
+    other = alice.conversations.create()
+    with raises(NotFound, message="Item with id 'msg_a' not found.", param="item_id"):
+        alice.items.add(other.id, [{"type": "item_reference", "id": "msg_a"}])
+
+
+def test_an_item_file_past_the_committed_positions_is_never_read(app, alice):
+    """A crash after an item's file but before its conversation's file
+    leaves a file at ``next_position``: no listing, export or search sees it."""
+    conv = alice.conversations.create(items=[{"role": "user", "content": "kept"}])
+    items = owner_dir(app) / "conversations" / conv.id / "items"
+    doc = json.loads((items / "000000000000.json").read_text())
+    doc["id"] = doc["payload"]["id"] = "msg_uncommitted"
+    doc["payload"]["content"][0]["text"] = "uncommitted"
+    (items / "000000000001.json").write_text(json.dumps(doc))
+    backend = get_state(app).backend
+    exported = [r for r in backend.export(None, None) if isinstance(r, Item)]
+    assert [r.payload["content"][0]["text"] for r in exported] == ["kept"]
+    assert _texts(alice.items.list(conv.id).data) == ["kept"]
+    assert alice.search("uncommitted").data == []
+
+
+def test_a_response_file_holding_another_response_is_reported(app, alice):
+    first, second = (alice.responses.store({"model": "m", "input": t}) for t in "ab")
+    folder = owner_dir(app) / "responses"
+    (folder / f"{first.id}.json").write_text((folder / f"{second.id}.json").read_text())
+    with pytest.raises(CorruptRecord) as info:
+        alice.responses.get(first.id)
+    assert f"its 'id' is '{second.id}', not '{first.id}' as its file name says" in info.value.message
+
+
+def test_a_turn_s_response_outlives_its_conversation(app, alice):
+    from ..support.turns import build_turn, store_turn
+
+    conv = alice.conversations.create()
+    response, items = build_turn("alice", conv.id, ["q"], ["a"])
+    store_turn(app, response, items)
+    alice.conversations.delete(conv.id)
+    assert alice.responses.get(response.id).id == response.id
+    alice.responses.delete(response.id)
+    with raises(NotFound, message=f"Response with id '{response.id}' not found.", param="response_id"):
+        alice.responses.get(response.id)
