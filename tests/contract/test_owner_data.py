@@ -305,6 +305,22 @@ def test_reimporting_a_conversation_alone_keeps_its_items(app, alice):
     assert alice.items.add(conv.id, [{"role": "user", "content": "3"}])[0].position == 3
 
 
+def test_an_imported_item_already_in_its_conversation_keeps_its_place(app, alice):
+    """An import that names an item the conversation holds, at another
+    position, leaves it where it is: no second copy. The next append still
+    comes after the highest position the import named, as after any import
+    (``test_import_keeps_positions_and_appends_after_the_highest``)."""
+    conv = alice.conversations.create(
+        items=[{"id": "msg_here", "role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    )
+    held = alice.items.get(conv.id, "msg_here")
+    moved = Item(held.id, conv.id, held.type, held.payload, held.created_at, held.role, held.status, position=7)
+    assert get_state(app).backend.import_records([moved])["items"] == 1
+    assert [(i.id, i.position) for i in alice.items.list(conv.id, order="asc").data][0] == ("msg_here", 0)
+    assert len(alice.items.list(conv.id).data) == 2
+    assert alice.items.add(conv.id, [{"role": "user", "content": "c"}])[0].position == 8
+
+
 def test_import_of_a_conversation_id_another_owner_holds_never_touches_theirs(app, backend_name):
     """SQL and memory hold one conversation per ID and refuse the import;
     Redis and file keep conversations per owner (docs/backends/redis.md,

@@ -205,7 +205,7 @@ class FileOperations:
                 links = files.links(item.id)
                 links[conversation_id] = placed.position
                 files.write_links(item.id, links)
-                next_position = max(next_position, placed.position + 1)
+                next_position = max(next_position, item.position + 1)  # after the highest imported, as everywhere
             if next_position != committed:
                 files.write_conversation(conv, next_position)
         return len(items)
