@@ -10,12 +10,14 @@ import os
 import time
 
 import pytest
+from flask import Flask
 
-from flask_smg_history import CorruptRecord, InvalidRequest, NotFound, get_state
+from flask_smg_history import CorruptRecord, InvalidRequest, NotFound, SmgHistory, get_state
 from flask_smg_history.backends.file import layout
 from flask_smg_history.records import Conversation, Feedback, Item, Response
 
 from ..support.errors import raises
+from ..support.turns import build_turn, store_turn
 from .conftest import owner_dir, root_of
 
 
@@ -237,8 +239,6 @@ def test_a_response_file_holding_another_response_is_reported(app, alice):
 
 
 def test_a_turn_s_response_outlives_its_conversation(app, alice):
-    from ..support.turns import build_turn, store_turn
-
     conv = alice.conversations.create()
     response, items = build_turn("alice", conv.id, ["q"], ["a"])
     store_turn(app, response, items)
@@ -247,3 +247,24 @@ def test_a_turn_s_response_outlives_its_conversation(app, alice):
     alice.responses.delete(response.id)
     with raises(NotFound, message=f"Response with id '{response.id}' not found.", param="response_id"):
         alice.responses.get(response.id)
+
+
+def test_deleting_an_item_from_one_conversation_leaves_its_link_to_the_other(app, alice):
+    first = alice.conversations.create(items=[{"id": "msg_both", "role": "user", "content": "x"}])
+    second = alice.conversations.create(items=[{"type": "item_reference", "id": "msg_both"}])
+    alice.items.delete(first.id, "msg_both")
+    links = json.loads((owner_dir(app) / "links" / "msg_both.json").read_text())
+    assert links == {"item": "msg_both", "conversations": {second.id: 0}}
+    alice.items.delete(second.id, "msg_both")
+    assert not (owner_dir(app) / "links" / "msg_both.json").exists()
+
+
+def test_the_default_folder_is_reported_as_the_setting_in_use(tmp_path, make_app):
+    backend = get_state(make_app()).backend
+    assert backend.settings_in_use() == {}  # the tests name the folder
+    plain = Flask("plain", instance_path=str(tmp_path / "instance"))
+    plain.config.update(SMG_HISTORY_BACKEND="file")
+    SmgHistory(plain)
+    assert get_state(plain).backend.settings_in_use() == {
+        "SMG_HISTORY_FILE_PATH": str(tmp_path / "instance" / "smg_history_files")
+    }
