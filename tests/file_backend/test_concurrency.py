@@ -55,7 +55,8 @@ WRITES = {
     "delete conversation": lambda s, ids: s.conversations.delete(ids["conv"]),
     "purge": lambda s, ids: ids["backend"].purge(before=None, dry_run=False),
     "erase owner": lambda s, ids: s.erase_owner(),
-    "import": lambda s, ids: ids["backend"].import_records(list(ids["backend"].export("alice", None))),
+    "import a record": lambda s, ids: ids["backend"].import_records([s.conversations.get(ids["conv"])]),
+    "import items": lambda s, ids: ids["backend"].import_records(s.items.list(ids["conv"]).data),
 }
 
 
