@@ -5,8 +5,8 @@ items, up to ``SMG_HISTORY_CACHE_WINDOW`` of them, with two statements on one
 connection (one read transaction on SQLite; on PostgreSQL each statement
 reads a snapshot of its own, so the items come with the ``next_position``
 they were read at), each item's payload as the JSON text SQL holds: the cache
-stores that text as it is, so a fill neither parses nor re-encodes the payloads, and builds no
-``Item`` (profiled on SQLite, 100 chat messages: reading them with
+stores that text as it is, so a fill neither parses nor re-encodes the
+payloads, and builds no ``Item`` (profiled on SQLite, 100 chat messages: reading them with
 ``get_conversation`` and ``recent_items`` took 1,070 µs and re-encoding them
 90; this read takes 490).
 
